@@ -1,0 +1,1 @@
+# Placeholder: install rules come with the packaging work.

@@ -1,0 +1,239 @@
+// TensorView / Tensor and the bf16/fp16 conversions (round-to-nearest-even, NaN and Inf kept).
+
+#include "attn/tensor.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <new>
+#include <numeric>
+#include <sstream>
+
+#include "attn/error.hpp"
+
+namespace attn {
+
+std::size_t dtype_size(DType dtype) {
+  switch (dtype) {
+    case DType::f64: case DType::i64: return 8;
+    case DType::f32: case DType::i32: return 4;
+    case DType::bf16: case DType::f16: return 2;
+    case DType::i8: case DType::boolean: return 1;
+  }
+  return 1;
+}
+
+const char* dtype_name(DType dtype) {
+  switch (dtype) {
+    case DType::f32: return "f32";
+    case DType::f64: return "f64";
+    case DType::bf16: return "bf16";
+    case DType::f16: return "f16";
+    case DType::i8: return "i8";
+    case DType::i32: return "i32";
+    case DType::i64: return "i64";
+    case DType::boolean: return "bool";
+  }
+  return "?";
+}
+
+bool is_floating(DType dtype) {
+  return dtype == DType::f32 || dtype == DType::f64 || dtype == DType::bf16 || dtype == DType::f16;
+}
+
+namespace {
+void set_shape(TensorView& t, std::initializer_list<std::int64_t> shape) {
+  ATTN_CHECK(shape.size() <= kMaxRank, "shape", "rank ", shape.size(), " is above the maximum rank ", kMaxRank);
+  t.rank = static_cast<int>(shape.size());
+  std::copy(shape.begin(), shape.end(), t.shape.begin());
+  for (int a = 0; a < t.rank; ++a) ATTN_CHECK(t.shape[a] >= 0, "shape", "shape[", a, "] = ", t.shape[a], ", expected >= 0");
+}
+void set_contiguous_strides(TensorView& t) {
+  std::int64_t s = 1;
+  for (int a = t.rank - 1; a >= 0; --a) {
+    t.strides[a] = s;
+    s *= std::max<std::int64_t>(t.shape[a], 1);
+  }
+}
+}  // namespace
+
+TensorView::TensorView(void* data_, DType dtype_, std::initializer_list<std::int64_t> shape_,
+                       std::initializer_list<std::int64_t> strides_)
+    : data(data_), dtype(dtype_) {
+  set_shape(*this, shape_);
+  ATTN_CHECK(strides_.size() == shape_.size(), "strides", "got ", strides_.size(), " strides for a rank-", rank, " shape");
+  std::copy(strides_.begin(), strides_.end(), strides.begin());
+}
+
+TensorView::TensorView(void* data_, DType dtype_, std::initializer_list<std::int64_t> shape_)
+    : data(data_), dtype(dtype_) {
+  set_shape(*this, shape_);
+  set_contiguous_strides(*this);
+}
+
+std::int64_t TensorView::numel() const {
+  if (rank == 0) return 0;
+  std::int64_t n = 1;
+  for (int a = 0; a < rank; ++a) n *= shape[a];
+  return n;
+}
+
+std::int64_t TensorView::offset(std::initializer_list<std::int64_t> index) const {
+  std::int64_t off = 0;
+  int a = 0;
+  for (std::int64_t i : index) off += i * strides[a++];
+  return off;
+}
+
+TensorView TensorView::permute(std::initializer_list<int> order) const {
+  ATTN_CHECK(static_cast<int>(order.size()) == rank, "order", "permute needs ", rank, " axes, got ", order.size());
+  TensorView r = *this;
+  int a = 0;
+  for (int src : order) {
+    ATTN_CHECK(src >= 0 && src < rank, "order", "axis ", src, " is outside [0, ", rank, ")");
+    r.shape[a] = shape[src];
+    r.strides[a] = strides[src];
+    ++a;
+  }
+  return r;
+}
+
+bool TensorView::is_contiguous() const {
+  std::int64_t s = 1;
+  for (int a = rank - 1; a >= 0; --a) {
+    if (shape[a] != 1 && strides[a] != s) return false;
+    s *= shape[a];
+  }
+  return true;
+}
+
+std::string TensorView::shape_string() const {
+  std::ostringstream os;
+  os << '[';
+  for (int a = 0; a < rank; ++a) os << (a ? ", " : "") << shape[a];
+  os << ']';
+  return os.str();
+}
+
+std::pair<const char*, const char*> TensorView::byte_span() const {
+  const char* base = static_cast<const char*>(data);
+  if (numel() == 0 || data == nullptr) return {base, base};
+  std::int64_t lo = 0, hi = 0;
+  for (int a = 0; a < rank; ++a) {
+    const std::int64_t reach = (shape[a] - 1) * strides[a];
+    (reach < 0 ? lo : hi) += reach;
+  }
+  const auto esize = static_cast<std::int64_t>(dtype_size(dtype));
+  return {base + lo * esize, base + (hi + 1) * esize};
+}
+
+void Tensor::Free::operator()(void* p) const { std::free(p); }
+
+Tensor::Tensor(DType dtype, std::initializer_list<std::int64_t> shape) {
+  view_ = TensorView(nullptr, dtype, shape);
+  storage_elems_ = view_.numel();
+  const std::size_t bytes = static_cast<std::size_t>(std::max<std::int64_t>(storage_elems_, 1)) * dtype_size(dtype);
+  const std::size_t rounded = (bytes + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, rounded);
+  if (!p) throw std::bad_alloc();
+  storage_.reset(p);
+  view_.data = p;
+}
+
+Tensor Tensor::with_guard(DType dtype, std::initializer_list<std::int64_t> shape, std::int64_t guard_elems) {
+  ATTN_CHECK(guard_elems >= 0, "guard_elems", "got ", guard_elems, ", expected >= 0");
+  Tensor t;
+  t.view_ = TensorView(nullptr, dtype, shape);
+  t.storage_elems_ = t.view_.numel() + 2 * guard_elems;
+  const std::size_t esize = dtype_size(dtype);
+  const std::size_t bytes = static_cast<std::size_t>(std::max<std::int64_t>(t.storage_elems_, 1)) * esize;
+  void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+  if (!p) throw std::bad_alloc();
+  t.storage_.reset(p);
+  t.view_.data = static_cast<char*>(p) + guard_elems * static_cast<std::int64_t>(esize);
+  if (is_floating(dtype)) {
+    TensorView all(p, dtype, {t.storage_elems_});
+    for (std::int64_t e = 0; e < t.storage_elems_; ++e) store_f64(all, e, std::numeric_limits<double>::quiet_NaN());
+  } else {
+    std::memset(p, 0xFF, bytes);
+  }
+  return t;
+}
+
+std::uint16_t f32_to_bf16(float x) {
+  const auto bits = std::bit_cast<std::uint32_t>(x);
+  if ((bits & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<std::uint16_t>((bits >> 16) | 0x0040u);  // quiet NaN
+  const std::uint32_t rounding = 0x7FFFu + ((bits >> 16) & 1u);
+  return static_cast<std::uint16_t>((bits + rounding) >> 16);
+}
+
+float bf16_to_f32(std::uint16_t h) { return std::bit_cast<float>(static_cast<std::uint32_t>(h) << 16); }
+
+std::uint16_t f32_to_f16(float x) {
+  const auto bits = std::bit_cast<std::uint32_t>(x);
+  const std::uint32_t sign = (bits >> 16) & 0x8000u;
+  const std::uint32_t abs = bits & 0x7FFFFFFFu;
+  if (abs > 0x7F800000u) return static_cast<std::uint16_t>(sign | 0x7E00u | ((abs >> 13) & 0x3FFu));  // NaN, quiet
+  if (abs >= 0x477FF000u) return static_cast<std::uint16_t>(sign | 0x7C00u);  // rounds to >= 65520: Inf
+  if (abs < 0x38800000u) {
+    // Result is subnormal (or zero): value = abs_float / 2^-24, rounded to nearest even.
+    if (abs < 0x33000000u) return static_cast<std::uint16_t>(sign);  // below half the smallest subnormal
+    const std::uint32_t exp = abs >> 23;
+    const std::uint32_t mant = (abs & 0x7FFFFFu) | 0x800000u;
+    const std::uint32_t shift = 126u - exp;  // so that mant >> shift is in units of 2^-24
+    std::uint32_t q = mant >> shift;
+    const std::uint32_t rem = mant & ((1u << shift) - 1u);
+    const std::uint32_t half = 1u << (shift - 1u);
+    if (rem > half || (rem == half && (q & 1u))) ++q;
+    return static_cast<std::uint16_t>(sign | q);
+  }
+  // Normal: rebias exponent (127 -> 15) and round the 13 dropped mantissa bits to nearest even.
+  std::uint32_t r = abs - 0x38000000u;
+  r += 0xFFFu + ((r >> 13) & 1u);
+  return static_cast<std::uint16_t>(sign | (r >> 13));
+}
+
+float f16_to_f32(std::uint16_t h) {
+  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
+  const std::uint32_t exp = (h >> 10) & 0x1Fu;
+  const std::uint32_t mant = h & 0x3FFu;
+  if (exp == 0x1Fu) return std::bit_cast<float>(sign | 0x7F800000u | (mant << 13));
+  if (exp == 0) {
+    const float mag = std::ldexp(static_cast<float>(mant), -24);
+    return sign ? -mag : mag;
+  }
+  return std::bit_cast<float>(sign | ((exp + 112u) << 23) | (mant << 13));
+}
+
+double load_f64(const TensorView& t, std::int64_t offset) {
+  const void* p = t.at(offset);
+  switch (t.dtype) {
+    case DType::f32: return *static_cast<const float*>(p);
+    case DType::f64: return *static_cast<const double*>(p);
+    case DType::bf16: return bf16_to_f32(*static_cast<const std::uint16_t*>(p));
+    case DType::f16: return f16_to_f32(*static_cast<const std::uint16_t*>(p));
+    case DType::i8: return *static_cast<const std::int8_t*>(p);
+    case DType::i32: return *static_cast<const std::int32_t*>(p);
+    case DType::i64: return static_cast<double>(*static_cast<const std::int64_t*>(p));
+    case DType::boolean: return *static_cast<const std::uint8_t*>(p) != 0 ? 1.0 : 0.0;
+  }
+  return 0.0;
+}
+
+void store_f64(const TensorView& t, std::int64_t offset, double value) {
+  void* p = t.at(offset);
+  switch (t.dtype) {
+    case DType::f32: *static_cast<float*>(p) = static_cast<float>(value); break;
+    case DType::f64: *static_cast<double*>(p) = value; break;
+    case DType::bf16: *static_cast<std::uint16_t*>(p) = f32_to_bf16(static_cast<float>(value)); break;
+    case DType::f16: *static_cast<std::uint16_t*>(p) = f32_to_f16(static_cast<float>(value)); break;
+    case DType::i8: *static_cast<std::int8_t*>(p) = static_cast<std::int8_t>(value); break;
+    case DType::i32: *static_cast<std::int32_t*>(p) = static_cast<std::int32_t>(value); break;
+    case DType::i64: *static_cast<std::int64_t*>(p) = static_cast<std::int64_t>(value); break;
+    case DType::boolean: *static_cast<std::uint8_t*>(p) = value != 0.0 ? 1 : 0; break;
+  }
+}
+
+}  // namespace attn
