@@ -1,1 +1,48 @@
-# Placeholder: install rules come with the packaging work.
+# Install and export: headers, libattn, the CLI (tools/attn adds its own install rule),
+# attnConfig.cmake + attnConfigVersion.cmake (target attn::attn) and attn.pc for pkg-config.
+include(CMakePackageConfigHelpers)
+
+set(ATTN_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/attn CACHE STRING "Where attnConfig.cmake is installed")
+
+set_target_properties(attn PROPERTIES EXPORT_NAME attn)
+# The public headers are C++20; consumers inherit the requirement.
+target_compile_features(attn PUBLIC cxx_std_20)
+install(TARGETS attn EXPORT attnTargets
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
+  INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/attn DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
+  FILES_MATCHING PATTERN "*.hpp")
+install(EXPORT attnTargets NAMESPACE attn:: FILE attnTargets.cmake DESTINATION ${ATTN_INSTALL_CMAKEDIR})
+
+configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/attnConfig.cmake.in
+  ${PROJECT_BINARY_DIR}/attnConfig.cmake INSTALL_DESTINATION ${ATTN_INSTALL_CMAKEDIR})
+write_basic_package_version_file(${PROJECT_BINARY_DIR}/attnConfigVersion.cmake
+  VERSION ${PROJECT_VERSION} COMPATIBILITY SameMinorVersion)
+install(FILES ${PROJECT_BINARY_DIR}/attnConfig.cmake ${PROJECT_BINARY_DIR}/attnConfigVersion.cmake
+  DESTINATION ${ATTN_INSTALL_CMAKEDIR})
+
+# pkg-config. libattn links OpenMP: a static libattn needs the OpenMP flags on every link line,
+# a shared one only for static linking (Libs.private).
+get_target_property(ATTN_LIB_TYPE attn TYPE)
+set(ATTN_PC_OPENMP "${OpenMP_CXX_FLAGS}")
+if(ATTN_LIB_TYPE STREQUAL "STATIC_LIBRARY")
+  set(ATTN_PC_LIBS "-L\${libdir} -lattn ${ATTN_PC_OPENMP}")
+  set(ATTN_PC_LIBS_PRIVATE "")
+else()
+  set(ATTN_PC_LIBS "-L\${libdir} -lattn")
+  set(ATTN_PC_LIBS_PRIVATE "${ATTN_PC_OPENMP}")
+endif()
+if(IS_ABSOLUTE "${CMAKE_INSTALL_LIBDIR}")
+  set(ATTN_PC_LIBDIR "${CMAKE_INSTALL_LIBDIR}")
+else()
+  set(ATTN_PC_LIBDIR "\${prefix}/${CMAKE_INSTALL_LIBDIR}")
+endif()
+if(IS_ABSOLUTE "${CMAKE_INSTALL_INCLUDEDIR}")
+  set(ATTN_PC_INCLUDEDIR "${CMAKE_INSTALL_INCLUDEDIR}")
+else()
+  set(ATTN_PC_INCLUDEDIR "\${prefix}/${CMAKE_INSTALL_INCLUDEDIR}")
+endif()
+configure_file(${PROJECT_SOURCE_DIR}/cmake/attn.pc.in ${PROJECT_BINARY_DIR}/attn.pc @ONLY)
+install(FILES ${PROJECT_BINARY_DIR}/attn.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

@@ -1,6 +1,9 @@
 # attn_warnings(target): -Wall -Wextra (and -Werror with ATTN_WERROR) on attn's own targets only.
 function(attn_warnings target)
-  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow=local -Wno-sign-compare)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wno-sign-compare)
+  if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+    target_compile_options(${target} PRIVATE -Wshadow=local)
+  endif()
   if(ATTN_WERROR)
     target_compile_options(${target} PRIVATE -Werror)
   endif()

@@ -1,0 +1,17 @@
+#pragma once
+// Subcommands of the attn CLI. Each lives in its own file and registers itself on the app; main.cpp
+// calls every add_* function. A subcommand's callback returns through attn_cli::exit_code().
+
+#include <CLI/CLI.hpp>
+
+namespace attn_cli {
+
+/// `attn check`: fast backends against the reference (check.cpp).
+void add_check(CLI::App& app);
+/// `attn demo`: one small attention problem printed step by step (demo.cpp).
+void add_demo(CLI::App& app);
+
+/// The process exit code set by the subcommand that ran (0 = success).
+int& exit_code();
+
+}  // namespace attn_cli
