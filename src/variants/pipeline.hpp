@@ -37,7 +37,10 @@ inline double score(const core::SdpaProblem& p, double dot, std::int64_t b, std:
   if (pre_softcap) *pre_softcap = s;
   s = softcap_apply(p.mask().softcap, s);                  // 2. softcap
   s += alibi_term(p, b, h, i, j);                          // 3. ALiBi
-  s += bias_value(p, b, h, i, j);                          // 4. additive bias
+  const double bias = bias_value(p, b, h, i, j);          // 4. additive bias; -inf hides the key for
+  if (bias == -std::numeric_limits<double>::infinity())    //    good: no later step undoes it, and a
+    return bias;                                           //    NaN dot (hidden memory) cannot leak
+  s += bias;
   if (pre_mod) *pre_mod = s;
   const auto& sm = p.mask().score_mod;                     // 5. score_mod
   if (sm) s = sm.value(s, b, h, i, j);
