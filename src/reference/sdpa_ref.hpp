@@ -10,8 +10,10 @@ void sdpa_forward(const core::ForwardArgs& args);
 void sdpa_backward(const core::BackwardArgs& args);
 
 /// One query row's scores after the full pipeline: s[j] for j in [0, Lk_b), -inf where hidden.
-/// Shared by forward and backward so both see the same S.
-void score_row(const core::SdpaProblem& p, std::int64_t b, std::int64_t h, std::int64_t i, double* s);
+/// Shared by forward and backward so both see the same S. Backward also asks for each element's
+/// value before softcap (`pre_softcap`) and before score_mod (`pre_mod`), to differentiate them.
+void score_row(const core::SdpaProblem& p, std::int64_t b, std::int64_t h, std::int64_t i, double* s,
+               double* pre_softcap = nullptr, double* pre_mod = nullptr);
 
 /// Softmax of one score row in place (P = exp(s - m) / l); returns lse (−inf when fully masked,
 /// then P is all zero).

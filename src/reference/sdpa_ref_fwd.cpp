@@ -18,7 +18,8 @@ namespace attn::ref {
 using core::SdpaProblem;
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 
-void score_row(const SdpaProblem& p, std::int64_t b, std::int64_t h, std::int64_t i, double* s) {
+void score_row(const SdpaProblem& p, std::int64_t b, std::int64_t h, std::int64_t i, double* s, double* pre_softcap,
+               double* pre_mod) {
   const std::int64_t tb = p.tensor_b[b], kvh = h / p.G;
   const std::int64_t qi = p.tensor_row(b, i);
   for (std::int64_t j = 0; j < p.Lk[b]; ++j) {
@@ -28,7 +29,7 @@ void score_row(const SdpaProblem& p, std::int64_t b, std::int64_t h, std::int64_
     double dot = 0.0;
     for (std::int64_t d = 0; d < p.D; ++d)
       dot += load_f64(p.q, p.q.offset({tb, h, qi, d})) * load_f64(p.k, p.k.offset({tb, kvh, kj, d}));
-    s[j] = variants::score(p, dot, b, h, i, j);
+    s[j] = variants::score(p, dot, b, h, i, j, pre_softcap ? pre_softcap + j : nullptr, pre_mod ? pre_mod + j : nullptr);
   }
 }
 
