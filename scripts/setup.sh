@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs every Debian package attn needs to build, test and package itself (Debian 12 base image
+# with nothing else). Idempotent and non-interactive: when all packages are already installed it
+# does nothing (no apt-get update), so CI runs pay for apt only once. Uses sudo only when not root.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config git    # toolchain (CMake 3.25 on Debian 12)
+  libopenblas-dev                                     # BLAS baselines and module GEMMs
+  libgtest-dev libgmock-dev libbenchmark-dev          # tests and benchmarks
+  libcli11-dev nlohmann-json3-dev libfmt-dev          # CLI, JSON, formatting
+  clang libomp-dev                                    # the tsan preset: clang + LLVM libomp
+  python3 python3-venv python3-pip                    # the Python package and its tests
+)
+
+installed() {
+  [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" == "install ok installed" ]]
+}
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  installed "$p" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  echo "setup: all ${#PACKAGES[@]} packages already installed"
+  exit 0
+fi
+
+SUDO=()
+if [[ "$(id -u)" -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "setup: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+  SUDO=(sudo)
+fi
+echo "setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
