@@ -17,6 +17,8 @@
 #include <limits>
 #include <vector>
 
+#include <omp.h>
+
 #include "core/philox.hpp"
 #include "reference/sdpa_ref.hpp"
 #include "variants/score_mods.hpp"
@@ -33,8 +35,12 @@ constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 struct RowScratch {
   std::vector<double> s, pre_softcap, pre_mod, q_i, do_i, dq_i;
   explicit RowScratch(const SdpaProblem& p)
-      : s(static_cast<std::size_t>(p.Nk) + 1), pre_softcap(s.size()), pre_mod(s.size()),
-        q_i(static_cast<std::size_t>(p.D)), do_i(static_cast<std::size_t>(p.Dv)), dq_i(q_i.size()) {}
+      : s(static_cast<std::size_t>(p.Nk) + 1),
+        pre_softcap(s.size()),
+        pre_mod(s.size()),
+        q_i(static_cast<std::size_t>(p.D)),
+        do_i(static_cast<std::size_t>(p.Dv)),
+        dq_i(q_i.size()) {}
 };
 
 // dK/dV of one (b, kv head) task: rows j in [0, rows), fp64.
@@ -60,7 +66,7 @@ void backward_row(const core::BackwardArgs& a, std::int64_t b, std::int64_t h, s
   const double lse = load_f64(a.lse, a.lse.offset({tb, h, row}));
   if (lse != kNegInf) {
     score_row(p, b, h, i, r.s.data(), r.pre_softcap.data(), r.pre_mod.data());  // 1. S again
-    double delta = 0.0;                                                             // Δ_i = dO_i·O_i
+    double delta = 0.0;                                                         // Δ_i = dO_i·O_i
     for (std::int64_t d = 0; d < p.Dv; ++d) {
       r.do_i[d] = load_f64(a.dout, a.dout.offset({tb, h, row, d}));
       delta += r.do_i[d] * load_f64(a.out, a.out.offset({tb, h, row, d}));
@@ -69,21 +75,23 @@ void backward_row(const core::BackwardArgs& a, std::int64_t b, std::int64_t h, s
     const double keep_scale = 1.0 / (1.0 - p.dropout_p);
     const auto& sm = p.mask().score_mod;
     for (std::int64_t j = 0; j < Lk; ++j) {
-      if (r.s[j] == kNegInf) continue;                                             // hidden: skipped
+      if (r.s[j] == kNegInf) continue;  // hidden: skipped
       const std::int64_t kj = p.tensor_col(b, j);
-      const double pj = std::exp(r.s[j] - lse);                                     // 2. P from lse
-      double dpj = 0.0;                                                             // dP'_j = dO_i·v_j
+      const double pj = std::exp(r.s[j] - lse);  // 2. P from lse
+      double dpj = 0.0;                          // dP'_j = dO_i·v_j
       for (std::int64_t d = 0; d < p.Dv; ++d) dpj += r.do_i[d] * load_f64(p.v, p.v.offset({tb, kvh, kj, d}));
-      double drop = 1.0;                                                            // 3. dropout replay
+      double drop = 1.0;  // 3. dropout replay
       if (p.has_dropout())
-        drop = core::dropout_keep(p.params->dropout_seed, p.params->dropout_offset, p.dropout_threshold,
-                                  b * p.Hq + h, i, j) ? keep_scale : 0.0;
-      if (drop != 0.0)                                                              // 4'. dV_j += P'_j dO_i
+        drop = core::dropout_keep(p.params->dropout_seed, p.params->dropout_offset, p.dropout_threshold, b * p.Hq + h,
+                                  i, j)
+                   ? keep_scale
+                   : 0.0;
+      if (drop != 0.0)  // 4'. dV_j += P'_j dO_i
         for (std::int64_t d = 0; d < p.Dv; ++d) kv.dv[j * p.Dv + d] += pj * drop * r.do_i[d];
-      double dt = pj * (drop * dpj - delta);                                        // 2'. dS_j
-      if (sm) dt *= sm.grad(r.pre_mod[j], b, h, i, j);                              // 1'. score_mod
-      if (dbias.data) dbias.at(tb, h, row, kj) = dt;                                //     bias: d/dbias = 1
-      dt *= variants::softcap_grad(p.mask().softcap, r.pre_softcap[j]) * p.scale;   //     softcap, scale
+      double dt = pj * (drop * dpj - delta);                                       // 2'. dS_j
+      if (sm) dt *= sm.grad(r.pre_mod[j], b, h, i, j);                             // 1'. score_mod
+      if (dbias.data) dbias.at(tb, h, row, kj) = dt;                               //     bias: d/dbias = 1
+      dt *= variants::softcap_grad(p.mask().softcap, r.pre_softcap[j]) * p.scale;  //     softcap, scale
       for (std::int64_t d = 0; d < p.D; ++d) {
         r.dq_i[d] += dt * load_f64(p.k, p.k.offset({tb, kvh, kj, d}));
         kv.dk[j * p.D + d] += dt * r.q_i[d];
@@ -153,7 +161,7 @@ void sdpa_backward(const core::BackwardArgs& a) {
     dbias_full.assign(static_cast<std::size_t>(p.q.shape[0] * p.Hq * p.Nq * p.Nk), 0.0);  // masked: 0
     dbias = {dbias_full.data(), p.Hq, p.Nq, p.Nk};
   }
-#pragma omp parallel
+#pragma omp parallel num_threads(p.params->num_threads > 0 ? p.params->num_threads : omp_get_max_threads())
   {
     RowScratch r(p);
     KvAccum kv;

@@ -5,9 +5,12 @@
 //   4. output  o = Σ_j P'_j v_j                   (terms with s_j = -inf are skipped)
 // Written for clarity in the style of llm.c's attention_forward; never fast.
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
+
+#include <omp.h>
 
 #include "core/philox.hpp"
 #include "reference/sdpa_ref.hpp"
@@ -99,7 +102,7 @@ void forward_row(const core::ForwardArgs& a, std::int64_t b, std::int64_t h, std
 void sdpa_forward(const core::ForwardArgs& a) {
   const SdpaProblem& p = a.p;
   // Rows that belong to no sequence (padding beyond Lq_b) get out = 0, lse = -inf.
-#pragma omp parallel
+#pragma omp parallel num_threads(p.params->num_threads > 0 ? p.params->num_threads : omp_get_max_threads())
   {
     std::vector<double> s(static_cast<std::size_t>(p.Nk) + 1), acc(static_cast<std::size_t>(p.Dv));
 #pragma omp for collapse(2) schedule(dynamic)

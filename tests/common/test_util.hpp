@@ -140,7 +140,15 @@ struct Qkv {
 inline Qkv make_qkv(std::int64_t B, std::int64_t Hq, std::int64_t Hkv, std::int64_t Nq, std::int64_t Nk, std::int64_t D,
                     std::int64_t Dv, DType dtype = DType::f64, Layout layout = Layout::bhsd, std::uint64_t seed = 1) {
   Qkv r;
-  r.B = B; r.Hq = Hq; r.Hkv = Hkv; r.Nq = Nq; r.Nk = Nk; r.D = D; r.Dv = Dv; r.dtype = dtype; r.layout = layout;
+  r.B = B;
+  r.Hq = Hq;
+  r.Hkv = Hkv;
+  r.Nq = Nq;
+  r.Nk = Nk;
+  r.D = D;
+  r.Dv = Dv;
+  r.dtype = dtype;
+  r.layout = layout;
   r.q = make_tensor4(dtype, B, Hq, Nq, D, layout);
   r.k = make_tensor4(dtype, B, Hkv, Nk, D, layout);
   r.v = make_tensor4(dtype, B, Hkv, Nk, Dv, layout);
@@ -152,8 +160,18 @@ inline Qkv make_qkv(std::int64_t B, std::int64_t Hq, std::int64_t Hkv, std::int6
 
 /// A deep copy of q, k, v (same values) in the given layout.
 inline Qkv copy_qkv(const Qkv& x, Layout layout) {
-  Qkv r = {clone(x.q, layout, x.dtype), clone(x.k, layout, x.dtype), clone(x.v, layout, x.dtype),
-           x.B, x.Hq, x.Hkv, x.Nq, x.Nk, x.D, x.Dv, x.dtype, layout};
+  Qkv r = {clone(x.q, layout, x.dtype),
+           clone(x.k, layout, x.dtype),
+           clone(x.v, layout, x.dtype),
+           x.B,
+           x.Hq,
+           x.Hkv,
+           x.Nq,
+           x.Nk,
+           x.D,
+           x.Dv,
+           x.dtype,
+           layout};
   return r;
 }
 

@@ -46,7 +46,8 @@ void check_tensor(const char* name, const TensorView& t, const TensorView& grad,
     const double g = load_f64(grad, grad.offset({idx[0], idx[1], idx[2], idx[3]}));
     const double v0 = load_f64(t, off);
     if (std::isnan(v0) || v0 == -kInf) {
-      EXPECT_EQ(g, 0.0) << name << " at padded/hidden element [" << idx[0] << "," << idx[1] << "," << idx[2] << "," << idx[3] << "]";
+      EXPECT_EQ(g, 0.0) << name << " at padded/hidden element [" << idx[0] << "," << idx[1] << "," << idx[2] << ","
+                        << idx[3] << "]";
       return;
     }
     store_f64(t, off, v0 + kStep);
@@ -65,7 +66,8 @@ void check_tensor(const char* name, const TensorView& t, const TensorView& grad,
 }
 
 // Runs forward + backward and checks dq, dk, dv (and dbias when `bias` is given and `with_dbias`).
-void check_gradients(const Qkv& x, const SdpaParams& params, const GuardedTensor* bias = nullptr, std::uint64_t seed = 5) {
+void check_gradients(const Qkv& x, const SdpaParams& params, const GuardedTensor* bias = nullptr,
+                     std::uint64_t seed = 5) {
   const Outputs o = forward(x, params);
   GuardedTensor dout = make_tensor4(DType::f64, x.B, x.Hq, x.Nq, x.Dv, x.layout);
   fill_normal(dout, seed);
@@ -76,18 +78,20 @@ void check_gradients(const Qkv& x, const SdpaParams& params, const GuardedTensor
     EXPECT_FALSE(has_nan(*t));
     EXPECT_TRUE(t->guards_intact());
   }
-  check_tensor("dq", x.q, g.dq, x, params, dout);
-  check_tensor("dk", x.k, g.dk, x, params, dout);
-  check_tensor("dv", x.v, g.dv, x, params, dout);
+  SdpaParams fd_params = params;  // hundreds of tiny forwards: one thread avoids OpenMP start-up costs
+  fd_params.num_threads = 1;
+  check_tensor("dq", x.q, g.dq, x, fd_params, dout);
+  check_tensor("dk", x.k, g.dk, x, fd_params, dout);
+  check_tensor("dv", x.v, g.dv, x, fd_params, dout);
   if (bias) {
     EXPECT_FALSE(has_nan(g.dbias));
     EXPECT_TRUE(g.dbias.guards_intact());
-    check_tensor("dbias", bias->view, g.dbias, x, params, dout);
+    check_tensor("dbias", bias->view, g.dbias, x, fd_params, dout);
   }
 }
 
-Qkv small(std::int64_t Hq = 2, std::int64_t Hkv = 2, std::int64_t Nq = 4, std::int64_t Nk = 5, Layout layout = Layout::bhsd,
-          std::uint64_t seed = 1) {
+Qkv small(std::int64_t Hq = 2, std::int64_t Hkv = 2, std::int64_t Nq = 4, std::int64_t Nk = 5,
+          Layout layout = Layout::bhsd, std::uint64_t seed = 1) {
   return make_qkv(2, Hq, Hkv, Nq, Nk, 3, 2, DType::f64, layout, seed);
 }
 
@@ -171,7 +175,9 @@ TEST(RefGrad, BlockMask) {
   const Qkv x = small();
   GuardedTensor bits = make_tensor(DType::boolean, {2, 1, 2, 3});
   int e = 0;
-  for_each_element(bits.view, [&](const auto&, std::int64_t off) { *static_cast<std::uint8_t*>(bits.view.at(off)) = (e++ % 4) != 1; });
+  for_each_element(bits.view, [&](const auto&, std::int64_t off) {
+    *static_cast<std::uint8_t*>(bits.view.at(off)) = (e++ % 4) != 1;
+  });
   SdpaParams p = ref_params();
   p.mask.block_mask = BlockMask{2, 2, bits};
   check_gradients(x, p);
@@ -179,7 +185,9 @@ TEST(RefGrad, BlockMask) {
 
 TEST(RefGrad, MaskMod) {
   SdpaParams p = ref_params();
-  p.mask.mask_mod = [](std::int64_t b, std::int64_t h, std::int64_t i, std::int64_t j) { return (i + 2 * j + b + h) % 3 != 0; };
+  p.mask.mask_mod = [](std::int64_t b, std::int64_t h, std::int64_t i, std::int64_t j) {
+    return (i + 2 * j + b + h) % 3 != 0;
+  };
   check_gradients(small(), p);
 }
 
@@ -199,8 +207,12 @@ TEST(RefGrad, Softcap) {
 
 TEST(RefGrad, ScoreModWithGrad) {
   SdpaParams p = ref_params();
-  p.mask.score_mod.value = [](double s, std::int64_t, std::int64_t, std::int64_t, std::int64_t) { return s * 1.3 + 0.1 * std::sin(s); };
-  p.mask.score_mod.grad = [](double s, std::int64_t, std::int64_t, std::int64_t, std::int64_t) { return 1.3 + 0.1 * std::cos(s); };
+  p.mask.score_mod.value = [](double s, std::int64_t, std::int64_t, std::int64_t, std::int64_t) {
+    return s * 1.3 + 0.1 * std::sin(s);
+  };
+  p.mask.score_mod.grad = [](double s, std::int64_t, std::int64_t, std::int64_t, std::int64_t) {
+    return 1.3 + 0.1 * std::cos(s);
+  };
   check_gradients(small(), p);
 }
 
@@ -235,8 +247,12 @@ TEST(RefGrad, EverythingCombined) {
   p.mask.alibi_slopes = {0.5, 0.25, 0.125, 0.0625};
   p.mask.softcap = 2.0;
   p.mask.bias = bias;
-  p.mask.score_mod.value = [](double s, std::int64_t, std::int64_t h, std::int64_t, std::int64_t) { return s * (1.0 + 0.1 * static_cast<double>(h)); };
-  p.mask.score_mod.grad = [](double, std::int64_t, std::int64_t h, std::int64_t, std::int64_t) { return 1.0 + 0.1 * static_cast<double>(h); };
+  p.mask.score_mod.value = [](double s, std::int64_t, std::int64_t h, std::int64_t, std::int64_t) {
+    return s * (1.0 + 0.1 * static_cast<double>(h));
+  };
+  p.mask.score_mod.grad = [](double, std::int64_t, std::int64_t h, std::int64_t, std::int64_t) {
+    return 1.0 + 0.1 * static_cast<double>(h);
+  };
   p.dropout_p = 0.2;
   p.dropout_seed = 99;
   check_gradients(x, p, &bias);

@@ -108,9 +108,10 @@ TEST(RefProps, ProbsSumToOneLseMatchesNaive) {
       params.probs_kind = ProbsKind::pre_dropout;
       const Outputs o = forward(x, params, /*with_probs=*/true);
       const double scale = 1.0 / std::sqrt(5.0);
-      const NaiveResult ref = naive_attention(x, [&](std::int64_t b, std::int64_t, std::int64_t i, std::int64_t j, double dot) {
-        return (i < Lq[b] && j < Lk[b]) ? scale * dot : -kInf;
-      });
+      const NaiveResult ref =
+          naive_attention(x, [&](std::int64_t b, std::int64_t, std::int64_t i, std::int64_t j, double dot) {
+            return (i < Lq[b] && j < Lk[b]) ? scale * dot : -kInf;
+          });
       EXPECT_LE(max_abs_diff(o.out, ref, x), 1e-12);
       for (std::int64_t b = 0; b < x.B; ++b)
         for (std::int64_t h = 0; h < x.Hq; ++h)
@@ -139,9 +140,12 @@ TEST(RefProps, ProbsSumToOneLseMatchesNaive) {
 
 // Row i of a causal forward does not depend on keys after its visible range: they may even be NaN.
 TEST(RefProps, CausalRowIgnoresLaterKeys) {
-  struct Shape { std::int64_t Nq, Nk; Alignment align; };
-  for (const Shape& s : {Shape{7, 12, Alignment::bottom_right}, Shape{65, 63, Alignment::top_left},
-                         Shape{7, 12, Alignment::top_left}}) {
+  struct Shape {
+    std::int64_t Nq, Nk;
+    Alignment align;
+  };
+  for (const Shape& s :
+       {Shape{7, 12, Alignment::bottom_right}, Shape{65, 63, Alignment::top_left}, Shape{7, 12, Alignment::top_left}}) {
     SCOPED_TRACE(testing::Message() << "Nq=" << s.Nq << " Nk=" << s.Nk);
     const Qkv x = make_qkv(1, 2, 1, s.Nq, s.Nk, 4, 3, DType::f64, Layout::bhsd, 21);
     SdpaParams params = ref_params();
@@ -157,7 +161,8 @@ TEST(RefProps, CausalRowIgnoresLaterKeys) {
       }
       const Outputs o = forward(y, params);
       for (std::int64_t h = 0; h < x.Hq; ++h)
-        for (std::int64_t d = 0; d < x.Dv; ++d) EXPECT_EQ(at(o.out, 0, h, i, d), at(base.out, 0, h, i, d)) << "row " << i;
+        for (std::int64_t d = 0; d < x.Dv; ++d)
+          EXPECT_EQ(at(o.out, 0, h, i, d), at(base.out, 0, h, i, d)) << "row " << i;
     }
   }
 }
@@ -246,8 +251,10 @@ TEST(RefProps, AlignmentsDifferOnlyWhenNqDiffersFromNk) {
     br.mask.alignment = Alignment::bottom_right;
     const Outputs a = forward(x, tl), b = forward(x, br);
     const double scale = 0.5;  // 1/sqrt(D)
-    EXPECT_LE(max_abs_diff(a.out, naive_attention(x, window_score(Nq, Nk, Alignment::top_left, -1, 0, scale)), x), 1e-12);
-    EXPECT_LE(max_abs_diff(b.out, naive_attention(x, window_score(Nq, Nk, Alignment::bottom_right, -1, 0, scale)), x), 1e-12);
+    EXPECT_LE(max_abs_diff(a.out, naive_attention(x, window_score(Nq, Nk, Alignment::top_left, -1, 0, scale)), x),
+              1e-12);
+    EXPECT_LE(max_abs_diff(b.out, naive_attention(x, window_score(Nq, Nk, Alignment::bottom_right, -1, 0, scale)), x),
+              1e-12);
     if (Nq == Nk) {
       EXPECT_EQ(max_abs_diff(a.out, b.out), 0.0);
     } else {
@@ -257,11 +264,15 @@ TEST(RefProps, AlignmentsDifferOnlyWhenNqDiffersFromNk) {
 }
 
 TEST(RefProps, SlidingWindowMatchesNaive) {
-  struct W { std::int64_t Nq, Nk, left, right; Alignment align; };
+  struct W {
+    std::int64_t Nq, Nk, left, right;
+    Alignment align;
+  };
   for (const W& w : {W{7, 12, 3, 1, Alignment::bottom_right}, W{7, 12, 3, 1, Alignment::top_left},
                      W{63, 63, 5, 0, Alignment::bottom_right}, W{65, 1, 0, 0, Alignment::top_left},
                      W{12, 7, -1, 2, Alignment::bottom_right}}) {
-    SCOPED_TRACE(testing::Message() << "Nq=" << w.Nq << " Nk=" << w.Nk << " window=(" << w.left << "," << w.right << ")");
+    SCOPED_TRACE(testing::Message() << "Nq=" << w.Nq << " Nk=" << w.Nk << " window=(" << w.left << "," << w.right
+                                    << ")");
     const Qkv x = make_qkv(2, 2, 1, w.Nq, w.Nk, 9, 3, DType::f64, Layout::bshd, 71);
     SdpaParams params = ref_params();
     params.mask.window_left = w.left;
@@ -316,7 +327,8 @@ TEST(RefProps, BlockMaskEqualsDenseBoolMask) {
     });
     GuardedTensor dense = make_tensor(DType::boolean, {B, Hq, Nq, Nk});
     for_each_element(dense.view, [&](const auto& idx, std::int64_t off) {
-      const std::int64_t boff = bits.view.offset({broadcast ? 0 : idx[0], broadcast ? 0 : idx[1], idx[2] / qb, idx[3] / kb});
+      const std::int64_t boff =
+          bits.view.offset({broadcast ? 0 : idx[0], broadcast ? 0 : idx[1], idx[2] / qb, idx[3] / kb});
       *static_cast<std::uint8_t*>(dense.view.at(off)) = *static_cast<const std::uint8_t*>(bits.view.at(boff));
     });
     SdpaParams a = ref_params(), b = ref_params();
@@ -332,7 +344,9 @@ TEST(RefProps, BlockMaskEqualsDenseBoolMask) {
 TEST(RefProps, MaskModEqualsDenseBoolMask) {
   constexpr std::int64_t B = 2, Hq = 3, Nq = 7, Nk = 65;
   const Qkv x = make_qkv(B, Hq, 3, Nq, Nk, 4, 3, DType::f64, Layout::bshd, 101);
-  const auto rule = [](std::int64_t b, std::int64_t h, std::int64_t i, std::int64_t j) { return (i * 7 + j * 3 + h + b) % 5 != 0; };
+  const auto rule = [](std::int64_t b, std::int64_t h, std::int64_t i, std::int64_t j) {
+    return (i * 7 + j * 3 + h + b) % 5 != 0;
+  };
   GuardedTensor dense = make_tensor(DType::i8, {B, Hq, Nq, Nk});
   for_each_element(dense.view, [&](const auto& idx, std::int64_t off) {
     *static_cast<std::int8_t*>(dense.view.at(off)) = rule(idx[0], idx[1], idx[2], idx[3]) ? 1 : 0;
@@ -362,13 +376,14 @@ TEST(RefProps, AlibiSoftcapScoreModMatchHandLoop) {
     if (cap) params.mask.softcap = c;
     if (mod) params.mask.score_mod.value = sm;
     const Outputs o = forward(x, params);
-    const NaiveResult ref = naive_attention(x, [&](std::int64_t b, std::int64_t h, std::int64_t i, std::int64_t j, double dot) {
-      double s = scale * dot;
-      if (cap) s = c * std::tanh(s / c);
-      if (alibi) s -= slopes[static_cast<std::size_t>(h)] * std::abs(static_cast<double>(i + (Nk - Nq) - j));
-      if (mod) s = sm(s, b, h, i, j);
-      return s;
-    });
+    const NaiveResult ref =
+        naive_attention(x, [&](std::int64_t b, std::int64_t h, std::int64_t i, std::int64_t j, double dot) {
+          double s = scale * dot;
+          if (cap) s = c * std::tanh(s / c);
+          if (alibi) s -= slopes[static_cast<std::size_t>(h)] * std::abs(static_cast<double>(i + (Nk - Nq) - j));
+          if (mod) s = sm(s, b, h, i, j);
+          return s;
+        });
     EXPECT_LE(max_abs_diff(o.out, ref, x), 1e-12);
     for (std::int64_t i = 0; i < Nq; ++i) EXPECT_NEAR(at(o.lse, 1, 2, i), ref.lse_at(x, 1, 2, i), 1e-5);
   }
@@ -387,9 +402,8 @@ TEST(RefProps, MinusInfBiasNotUndoneByScoreMod) {
   SdpaParams a = ref_params(), b = ref_params();
   a.mask.bias = bias;
   b.mask.bool_mask = mask;
-  a.mask.score_mod.value = b.mask.score_mod.value = [](double s, std::int64_t, std::int64_t, std::int64_t, std::int64_t) {
-    return s * 1.3 + 0.1 * std::sin(s);
-  };
+  a.mask.score_mod.value = b.mask.score_mod.value = [](double s, std::int64_t, std::int64_t, std::int64_t,
+                                                       std::int64_t) { return s * 1.3 + 0.1 * std::sin(s); };
   const Outputs oa = forward(x, a), ob = forward(x, b);
   EXPECT_FALSE(has_nan(oa.out));
   EXPECT_EQ(max_abs_diff(oa.out, ob.out), 0.0);
