@@ -1,0 +1,17 @@
+#pragma once
+// Everything the kernel templates include, pulled in at baseline code generation before a
+// per-ISA region opens (see isa_begin.hpp).
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "core/half.hpp"
+#include "core/philox.hpp"
+#include "cpu/fwd_plan.hpp"
+#include "cpu/softmax_state.hpp"
+#include "variants/pipeline.hpp"

@@ -1,0 +1,78 @@
+#pragma once
+// AVX2 + FMA vector traits for the templated cpu kernels: 8 fp32 lanes in a ymm register.
+// Register budget (16 ymm): QK micro-tile 6 x 16 (12 accumulators + 2 K + 1 broadcast, the
+// classic Haswell 6x16 shape), PV micro-tile 6 x 16.
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+namespace attn::cpu::isa {
+
+struct Avx2 {
+  using V = __m256;
+  static constexpr int W = 8;
+  static constexpr int kQkRows = 6;   // QK micro-tile rows (x 2 vectors of columns)
+  static constexpr int kPvRows = 6;   // PV micro-tile rows
+  static constexpr int kPvVecs = 2;   // PV micro-tile width in vectors
+  static constexpr const char* kName = "avx2";
+
+  static V zero() { return _mm256_setzero_ps(); }
+  static V set1(float x) { return _mm256_set1_ps(x); }
+  static V load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
+  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static V max(V a, V b) { return _mm256_max_ps(a, b); }
+  static float hmax(V v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+  }
+  static float hsum(V v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  /// Lanes whose column c0 + lane lies outside [lo, hi) become `fill`.
+  static V keep_range(V v, std::int64_t c0, std::int64_t lo, std::int64_t hi, float fill) {
+    const __m256i lane = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(c0)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    const __m256i below = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(lo)), lane);
+    const __m256i inside_hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(hi)), lane);
+    const __m256i out = _mm256_or_si256(below, _mm256_xor_si256(inside_hi, _mm256_set1_epi32(-1)));
+    return _mm256_blendv_ps(v, _mm256_set1_ps(fill), _mm256_castsi256_ps(out));
+  }
+  /// e^x with ≤ 2 ulp error on [-87, 88]; exactly 0 below -87.3 (so exp(-inf) = 0).
+  static V exp(V x) {
+    const V hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-87.3365447505531f);
+    const V under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    const V nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+    const V x_in = x;
+    x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+    const V n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    V r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    V p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    const V y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+    return _mm256_blendv_ps(_mm256_andnot_ps(under, y), x_in, nan);
+  }
+  /// 8 bf16 / fp16 values -> 8 floats.
+  static V load_bf16(const std::uint16_t* p) {
+    const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+  }
+  static V load_f16(const std::uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+};
+
+}  // namespace attn::cpu::isa

@@ -1,0 +1,95 @@
+// cpuid-based selection of the cpu kernel table (see isa.hpp).
+
+#include <cstdlib>
+#include <mutex>
+#include <string>
+
+#include "attn/error.hpp"
+#include "cpu/isa.hpp"
+
+namespace attn::cpu {
+
+#if ATTN_HAVE_X86_ISAS
+extern const CpuKernels kAvx512Kernels;
+extern const CpuKernels kAvx2Kernels;
+#endif
+extern const CpuKernels kScalarKernels;
+
+namespace {
+
+struct Entry {
+  const char* name;
+  const CpuKernels* kernels;
+  bool (*supported)();
+};
+
+const std::vector<Entry>& entries() {
+  static const std::vector<Entry> list = {
+#if ATTN_HAVE_X86_ISAS
+      {"avx512", &kAvx512Kernels,
+       [] {
+         __builtin_cpu_init();
+         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+       }},
+      {"avx2", &kAvx2Kernels,
+       [] {
+         __builtin_cpu_init();
+         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+       }},
+#endif
+      {"scalar", &kScalarKernels, [] { return true; }},
+  };
+  return list;
+}
+
+std::mutex override_mutex;
+std::string override_name;
+
+const CpuKernels& select(const std::string& forced, const char* source) {
+  if (forced.empty()) {
+    for (const Entry& e : entries())
+      if (e.supported()) return *e.kernels;
+  }
+  for (const Entry& e : entries()) {
+    if (forced != e.name) continue;
+    ATTN_CHECK(e.supported(), source, source, "=", forced, " but this CPU cannot run the ", forced, " kernels");
+    return *e.kernels;
+  }
+  std::string names;
+  for (const Entry& e : entries()) names += std::string(names.empty() ? "" : "|") + e.name;
+  throw Error(source, std::string(source) + "=" + forced + " is not a compiled ISA; expected one of " + names);
+}
+
+}  // namespace
+
+std::vector<std::string> compiled_isas() {
+  std::vector<std::string> r;
+  for (const Entry& e : entries()) r.emplace_back(e.name);
+  return r;
+}
+
+bool isa_supported(const std::string& name) {
+  for (const Entry& e : entries())
+    if (name == e.name) return e.supported();
+  return false;
+}
+
+void set_isa_override(const std::string& name) {
+  std::lock_guard lock(override_mutex);
+  override_name = name;
+}
+
+const CpuKernels& active_kernels() {
+  {
+    std::lock_guard lock(override_mutex);
+    if (!override_name.empty()) return select(override_name, "set_isa_override");
+  }
+  static const CpuKernels* from_env = [] {
+    const char* env = std::getenv("ATTN_ISA");
+    return &select(env ? env : "", "ATTN_ISA");
+  }();
+  return *from_env;
+}
+
+}  // namespace attn::cpu

@@ -1,0 +1,119 @@
+// The cpu backend's forward driver: decides whether the fast path can run (named reasons when not),
+// builds the task list (FlashAttention-2 work units: b, kv head, block of Br query positions, all
+// G heads), and runs the tasks on OpenMP threads with per-thread workspaces. Tasks never share
+// outputs, so the result does not depend on the thread count or schedule.
+
+#include <omp.h>
+
+#include <algorithm>
+#include <numeric>
+
+#include "attn/error.hpp"
+#include "core/backend.hpp"
+#include "cpu/isa.hpp"
+#include "cpu/tile_sizes.hpp"
+#include "variants/window.hpp"
+
+namespace attn::cpu {
+namespace {
+
+bool fast_dtype(DType d) { return d == DType::f32 || d == DType::bf16 || d == DType::f16; }
+
+void check_inner_stride(const TensorView& t, const char* name, core::Reasons& why) {
+  if (t.shape[3] > 1 && t.strides[3] != 1)
+    why.push_back(std::string("inner stride of ") + name + " is " + std::to_string(t.strides[3]) + ", the cpu backend needs 1");
+}
+
+bool can_forward(const core::ForwardArgs& a, core::Reasons& why) {
+  const core::SdpaProblem& p = a.p;
+  const std::size_t before = why.size();
+  if (!fast_dtype(p.q.dtype))
+    why.push_back(std::string("q has dtype ") + dtype_name(p.q.dtype) + ", the cpu backend runs f32, bf16 and f16");
+  check_inner_stride(p.q, "q", why);
+  check_inner_stride(p.k, "k", why);
+  check_inner_stride(p.v, "v", why);
+  if (p.Nq >= (std::int64_t{1} << 31) || p.Nk >= (std::int64_t{1} << 31))
+    why.push_back("sequence lengths of 2^31 or more are not supported by the cpu backend");
+  try {
+    (void)active_kernels();
+  } catch (const Error& e) {
+    why.push_back(e.what());
+  }
+  return why.size() == before;
+}
+
+std::vector<FwdTask> make_tasks(const core::SdpaProblem& p, std::int64_t Br) {
+  std::vector<FwdTask> tasks;
+  std::vector<std::int64_t> cost;
+  for (std::int64_t b = 0; b < p.B; ++b) {
+    const std::int64_t rows = p.varlen ? p.Lq[b] : p.Nq;  // non-varlen tasks also cover padded rows
+    for (std::int64_t kvh = 0; kvh < p.Hkv; ++kvh) {
+      for (std::int64_t i0 = 0; i0 < rows; i0 += Br) {
+        const std::int64_t n = std::min(Br, rows - i0);
+        const auto first = variants::window_range(p, b, i0), last = variants::window_range(p, b, i0 + n - 1);
+        tasks.push_back({b, kvh, i0, n});
+        cost.push_back(std::max<std::int64_t>(0, std::max(first.hi, last.hi) - std::min(first.lo, last.lo)));
+      }
+    }
+  }
+  // Longest first, so that unequal (causal) tasks balance under dynamic scheduling.
+  std::vector<std::size_t> order(tasks.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t x, std::size_t y) { return cost[x] > cost[y]; });
+  std::vector<FwdTask> sorted;
+  sorted.reserve(tasks.size());
+  for (std::size_t i : order) sorted.push_back(tasks[i]);
+  return sorted;
+}
+
+void forward(const core::ForwardArgs& a) {
+  const core::SdpaProblem& p = a.p;
+  const CpuKernels& kernels = active_kernels();
+  const MaskSpec& m = p.mask();
+  FwdPlan plan;
+  plan.p = &p;
+  plan.o = &a.o;
+  const TileSizes ts = forward_tile_sizes(p.D, p.G);
+  plan.Br = ts.Br;
+  plan.Bc = ts.Bc;
+  plan.extras = p.bias.defined() || p.bool_mask.defined() || m.block_mask || !m.alibi_slopes.empty() || m.softcap > 0.0 ||
+                static_cast<bool>(m.mask_mod) || static_cast<bool>(m.score_mod);
+  plan.tasks = make_tasks(p, plan.Br);
+  if (plan.tasks.empty()) return;
+  const std::int64_t rows = p.G * plan.Br, bcp = plan.Bc + 32, dvp = p.Dv + 16;
+  const int threads = a.p.params->num_threads > 0 ? a.p.params->num_threads : omp_get_max_threads();
+  const auto n_tasks = static_cast<std::int64_t>(plan.tasks.size());
+#pragma omp parallel num_threads(static_cast<int>(std::min<std::int64_t>(threads, n_tasks)))
+  {
+    Workspace ws;
+    ws.q.resize(static_cast<std::size_t>(rows * p.D));
+    ws.kt.resize(static_cast<std::size_t>(p.D * bcp));
+    ws.v.resize(static_cast<std::size_t>(plan.Bc * dvp));
+    ws.s.resize(static_cast<std::size_t>(rows * bcp));
+    ws.o.resize(static_cast<std::size_t>(rows * dvp));
+    ws.row.resize(static_cast<std::size_t>(std::max(p.D, p.Dv) + 16));
+    ws.state.resize(static_cast<std::size_t>(rows));
+    ws.lo.resize(static_cast<std::size_t>(plan.Br));
+    ws.hi.resize(static_cast<std::size_t>(plan.Br));
+#pragma omp for schedule(dynamic, 1)
+    for (std::int64_t t = 0; t < n_tasks; ++t) kernels.forward_task(plan, plan.tasks[static_cast<std::size_t>(t)], ws);
+  }
+}
+
+bool can_backward(const core::BackwardArgs&, core::Reasons& why) {
+  why.push_back("the cpu backward is not implemented yet");
+  return false;
+}
+
+void backward(const core::BackwardArgs&) {}
+
+}  // namespace
+
+}  // namespace attn::cpu
+
+namespace attn::core {
+const BackendOps& cpu_backend() {
+  static const BackendOps ops{Backend::cpu, cpu::can_forward, cpu::forward, cpu::can_backward, cpu::backward};
+  return ops;
+}
+}  // namespace attn::core

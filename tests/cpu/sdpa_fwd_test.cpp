@@ -1,0 +1,171 @@
+// The cpu forward against the fp64 reference on a seeded covering sample (every ISA the machine
+// supports, f32/bf16/f16, every mask kind, GQA/MQA, odd sizes, BSHD views, NaN guard memory), the
+// tolerance rule of DESIGN.md §14, bitwise determinism across thread counts, probs and lse.
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "attn/error.hpp"
+
+#include "common/test_util.hpp"
+#include "cpu/isa.hpp"
+#include "cpu/naive_lowp.hpp"
+#include "cpu/sdpa_case.hpp"
+
+namespace attn::test {
+namespace {
+
+std::vector<std::string> supported_isas() {
+  std::vector<std::string> r;
+  for (const auto& name : cpu::compiled_isas())
+    if (cpu::isa_supported(name)) r.push_back(name);
+  return r;
+}
+
+struct IsaScope {
+  explicit IsaScope(const std::string& name) { cpu::set_isa_override(name); }
+  ~IsaScope() { cpu::set_isa_override(""); }
+};
+
+double floor_for(DType dt) { return dt == DType::f32 ? 2e-5 : dt == DType::f16 ? 1e-3 : 4e-3; }
+
+/// Runs one case on the forced cpu backend and checks out and lse against the fp64 reference.
+void check_case(const SdpaCase& c, DType out_dtype) {
+  SCOPED_TRACE(c.name());
+  CaseSetup s = make_case(c);
+  const Qkv& x = s.x;
+  // Truth: the reference on the same (dtype-rounded) values, in f64.
+  SdpaParams ref_params = s.params;
+  ref_params.backend = Backend::reference;
+  Outputs truth = forward(x, ref_params, false, DType::f64);
+  // Naive same-precision run, for the tolerance.
+  GuardedTensor naive = make_tensor4(DType::f64, x.B, x.Hq, x.Nq, x.Dv, x.layout);
+  naive_lowp_forward(naive.view, x.q, x.k, x.v, s.params);
+  const double naive_err = max_abs_diff(naive.view, truth.out.view);
+  SdpaParams cpu_params = s.params;
+  cpu_params.backend = Backend::cpu;
+  Outputs fast = make_outputs(x, false, out_dtype);
+  sdpa_forward(fast.views(), x.q, x.k, x.v, cpu_params);
+  const double err = max_abs_diff(fast.out.view, truth.out.view);
+  const double tol = 2.0 * naive_err + floor_for(out_dtype == DType::f32 ? DType::f32 : c.dtype);
+  EXPECT_LE(err, tol) << "max abs error " << err << " (naive " << naive_err << "), NMSE " << nmse(fast.out.view, truth.out.view);
+  // lse: same −inf rows, close elsewhere.
+  double lse_err = 0.0;
+  for_each_element(truth.lse.view, [&](const auto& idx, std::int64_t off) {
+    const double t = load_f64(truth.lse.view, off), f = at(fast.lse.view, idx[0], idx[1], idx[2]);
+    if (std::isinf(t) || std::isinf(f)) lse_err = std::max(lse_err, t == f ? 0.0 : kInf);
+    else lse_err = std::max(lse_err, std::abs(t - f) / (1.0 + std::abs(t)));
+  });
+  EXPECT_LE(lse_err, 1e-4) << "lse relative error";
+  EXPECT_TRUE(fast.out.guards_intact() && fast.lse.guards_intact()) << "a write landed outside out/lse";
+}
+
+class CpuFwdSample : public ::testing::TestWithParam<std::tuple<std::string, DType>> {};
+
+TEST_P(CpuFwdSample, MatchesReference) {
+  const auto& [isa, dtype] = GetParam();
+  IsaScope scope(isa);
+  const int count = dtype == DType::f32 ? 220 : 120;
+  int n = 0;
+  for (const SdpaCase& c : covering_sample(dtype, count, 20261124 + static_cast<int>(dtype), 6e7)) {
+    check_case(c, n++ % 3 == 0 ? DType::f32 : dtype);
+    if (::testing::Test::HasFailure()) break;  // one printed failure is enough to debug
+  }
+}
+
+std::vector<std::tuple<std::string, DType>> sample_params() {
+  std::vector<std::tuple<std::string, DType>> r;
+  for (const auto& isa : supported_isas())
+    for (DType dt : {DType::f32, DType::bf16, DType::f16}) r.emplace_back(isa, dt);
+  return r;
+}
+
+INSTANTIATE_TEST_SUITE_P(Isas, CpuFwdSample, ::testing::ValuesIn(sample_params()), [](const auto& param_info) {
+  return std::get<0>(param_info.param) + "_" + dtype_name(std::get<1>(param_info.param));
+});
+
+TEST(CpuFwd, ForcedBackendRefusesF64WithReason) {
+  Qkv x = make_qkv(1, 2, 2, 5, 6, 8, 8, DType::f64, Layout::bhsd, 3);
+  Outputs o = make_outputs(x);
+  SdpaParams params;
+  params.backend = Backend::cpu;
+  try {
+    sdpa_forward(o.views(), x.q, x.k, x.v, params);
+    FAIL() << "expected attn::Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("f64"), std::string::npos) << e.what();
+  }
+  params.backend = Backend::automatic;  // auto falls back to the reference
+  EXPECT_NO_THROW(sdpa_forward(o.views(), x.q, x.k, x.v, params));
+  const auto verdicts = explain(o.views(), x.q, x.k, x.v, params);
+  bool cpu_refused = false;
+  for (const auto& v : verdicts) cpu_refused |= v.backend == Backend::cpu && !v.can_run;
+  EXPECT_TRUE(cpu_refused) << to_string(verdicts);
+}
+
+TEST(CpuFwd, ExplainNamesInnerStride) {
+  Qkv x = make_qkv(1, 2, 2, 5, 6, 8, 8, DType::f32, Layout::bhsd, 4);
+  TensorView k_strided = x.k.view;
+  k_strided.shape[3] = 4;
+  k_strided.strides[3] = 2;  // every other element
+  TensorView q_small = x.q.view;
+  q_small.shape[3] = 4;
+  Outputs o = make_outputs(x);
+  const auto verdicts = explain(o.views(), q_small, k_strided, x.v, SdpaParams{});
+  const std::string text = to_string(verdicts);
+  EXPECT_NE(text.find("inner stride of k is 2"), std::string::npos) << text;
+}
+
+/// Same bits for every thread count and on repeats, on shapes with many tasks per thread.
+TEST(CpuFwd, BitwiseDeterministicAcrossThreadCounts) {
+  for (const std::string& isa : supported_isas()) {
+    IsaScope scope(isa);
+    for (DType dt : {DType::f32, DType::bf16}) {
+      for (bool causal : {false, true}) {
+        Qkv x = make_qkv(2, 8, 2, 300, 333, 64, 48, dt, Layout::bshd, 77);
+        SdpaParams params;
+        params.backend = Backend::cpu;
+        params.mask.causal = causal;
+        params.dropout_p = causal ? 0.2 : 0.0;
+        params.dropout_seed = 99;
+        std::vector<std::vector<char>> results;
+        for (int threads : {1, 2, 3, 7, 2}) {
+          params.num_threads = threads;
+          Outputs o = make_outputs(x, false, DType::f32);
+          sdpa_forward(o.views(), x.q, x.k, x.v, params);
+          const auto* p = static_cast<const char*>(o.out.mem.storage());
+          std::vector<char> bytes(p, p + o.out.mem.storage_elems() * 4);
+          const auto* l = static_cast<const char*>(o.lse.mem.storage());
+          bytes.insert(bytes.end(), l, l + o.lse.mem.storage_elems() * 4);
+          results.push_back(std::move(bytes));
+        }
+        for (std::size_t r = 1; r < results.size(); ++r)
+          EXPECT_TRUE(results[r] == results[0]) << isa << " " << dtype_name(dt) << " causal=" << causal << " run " << r;
+      }
+    }
+  }
+}
+
+/// probs (pre and post dropout) against the reference's.
+TEST(CpuFwd, ProbsMatchReference) {
+  for (const std::string& isa : supported_isas()) {
+    IsaScope scope(isa);
+    for (ProbsKind kind : {ProbsKind::pre_dropout, ProbsKind::post_dropout}) {
+      for (MaskKind mk : {MaskKind::causal_padding_window, MaskKind::dropout, MaskKind::varlen, MaskKind::bias}) {
+        SdpaCase c{3, 4, 2, 37, 70, 24, 20, DType::f32, mk, Layout::bshd, 5};
+        CaseSetup s = make_case(c);
+        s.params.probs_kind = kind;
+        SdpaParams ref = s.params, fast = s.params;
+        ref.backend = Backend::reference;
+        fast.backend = Backend::cpu;
+        Outputs a = forward(s.x, ref, true), b = forward(s.x, fast, true);
+        EXPECT_LE(max_abs_diff(b.probs.view, a.probs.view), 2e-6) << isa << " " << mask_name(mk);
+        EXPECT_TRUE(b.probs.guards_intact());
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace attn::test
