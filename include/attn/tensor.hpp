@@ -17,7 +17,15 @@ namespace attn {
 enum class DType : std::uint8_t { f32, f64, bf16, f16, i8, i32, i64, boolean };
 
 /// Bytes per element.
-std::size_t dtype_size(DType dtype);
+constexpr std::size_t dtype_size(DType dtype) {
+  switch (dtype) {
+    case DType::f64: case DType::i64: return 8;
+    case DType::f32: case DType::i32: return 4;
+    case DType::bf16: case DType::f16: return 2;
+    case DType::i8: case DType::boolean: return 1;
+  }
+  return 1;
+}
 /// "f32", "bf16", ...
 const char* dtype_name(DType dtype);
 /// True for f32, f64, bf16, f16.
@@ -47,7 +55,12 @@ struct TensorView {
   std::int64_t size(int axis) const { return shape[static_cast<std::size_t>(axis)]; }
   std::int64_t stride(int axis) const { return strides[static_cast<std::size_t>(axis)]; }
   /// Element offset of an index (one entry per axis, missing trailing axes are 0).
-  std::int64_t offset(std::initializer_list<std::int64_t> index) const;
+  std::int64_t offset(std::initializer_list<std::int64_t> index) const {
+    std::int64_t off = 0;
+    std::size_t a = 0;
+    for (std::int64_t i : index) off += i * strides[a++];
+    return off;
+  }
   /// Byte address of an element offset.
   void* at(std::int64_t element_offset) const {
     return static_cast<char*>(data) + element_offset * static_cast<std::int64_t>(dtype_size(dtype));

@@ -16,16 +16,6 @@
 
 namespace attn {
 
-std::size_t dtype_size(DType dtype) {
-  switch (dtype) {
-    case DType::f64: case DType::i64: return 8;
-    case DType::f32: case DType::i32: return 4;
-    case DType::bf16: case DType::f16: return 2;
-    case DType::i8: case DType::boolean: return 1;
-  }
-  return 1;
-}
-
 const char* dtype_name(DType dtype) {
   switch (dtype) {
     case DType::f32: return "f32";
@@ -79,13 +69,6 @@ std::int64_t TensorView::numel() const {
   std::int64_t n = 1;
   for (int a = 0; a < rank; ++a) n *= shape[a];
   return n;
-}
-
-std::int64_t TensorView::offset(std::initializer_list<std::int64_t> index) const {
-  std::int64_t off = 0;
-  int a = 0;
-  for (std::int64_t i : index) off += i * strides[a++];
-  return off;
 }
 
 TensorView TensorView::permute(std::initializer_list<int> order) const {

@@ -31,6 +31,7 @@ struct FwdPlan {
 /// Per-thread scratch, sized once per call.
 struct Workspace {
   std::vector<float> q, kt, v, s, o, row;
+  std::vector<float> lo_f, hi_f, m_sub;  // per tile row: key range (tile-relative) and max to subtract
   std::vector<SoftmaxState> state;
   std::vector<std::int64_t> lo, hi;
 };

@@ -80,19 +80,23 @@ void forward(const core::ForwardArgs& a) {
                 static_cast<bool>(m.mask_mod) || static_cast<bool>(m.score_mod);
   plan.tasks = make_tasks(p, plan.Br);
   if (plan.tasks.empty()) return;
-  const std::int64_t rows = p.G * plan.Br, bcp = plan.Bc + 32, dvp = p.Dv + 16;
+  const std::int64_t rows_p = (p.G * plan.Br + 31) / 32 * 32, dvp = (p.Dv + 15) / 16 * 16;
   const int threads = a.p.params->num_threads > 0 ? a.p.params->num_threads : omp_get_max_threads();
   const auto n_tasks = static_cast<std::int64_t>(plan.tasks.size());
 #pragma omp parallel num_threads(static_cast<int>(std::min<std::int64_t>(threads, n_tasks)))
   {
     Workspace ws;
-    ws.q.resize(static_cast<std::size_t>(rows * p.D));
-    ws.kt.resize(static_cast<std::size_t>(p.D * bcp));
-    ws.v.resize(static_cast<std::size_t>(plan.Bc * dvp));
-    ws.s.resize(static_cast<std::size_t>(rows * bcp));
-    ws.o.resize(static_cast<std::size_t>(rows * dvp));
-    ws.row.resize(static_cast<std::size_t>(std::max(p.D, p.Dv) + 16));
-    ws.state.resize(static_cast<std::size_t>(rows));
+    auto size = [](std::vector<float>& x, std::int64_t n) { x.resize(static_cast<std::size_t>(n)); };
+    size(ws.q, rows_p * p.D);                    // Qᵀ
+    size(ws.kt, plan.Bc * p.D);                  // K tile (converted dtypes only)
+    size(ws.v, plan.Bc * dvp);                   // V tile (converted dtypes / ragged Dv only)
+    size(ws.s, plan.Bc * rows_p);                // Sᵀ / Pᵀ
+    size(ws.o, rows_p * dvp);                    // O accumulator
+    size(ws.row, std::max(p.D, p.Dv) + 16);
+    size(ws.lo_f, rows_p);
+    size(ws.hi_f, rows_p);
+    size(ws.m_sub, rows_p);
+    ws.state.resize(static_cast<std::size_t>(rows_p));
     ws.lo.resize(static_cast<std::size_t>(plan.Br));
     ws.hi.resize(static_cast<std::size_t>(plan.Br));
 #pragma omp for schedule(dynamic, 1)

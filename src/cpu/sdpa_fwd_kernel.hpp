@@ -2,23 +2,25 @@
 // Fast SDPA forward, one work unit (FwdTask), templated over an ISA's vector traits and compiled
 // once per ISA (isa/*.cpp). FlashAttention-2 order (Dao, "FlashAttention-2", 2023) on a CPU:
 //
-//   Q tile [G·Br × D] (all G heads of the kv group, fp32)      O tile [G·Br × Dv] fp32, SoftmaxState per row
-//   for each KV tile [Bc keys] that is not skipped:
-//     pack Kᵀ [D × Bc] and V [Bc × Dv] (fp32, converted from bf16/fp16 once per tile)
-//     S = Q·Kᵀ                      register-blocked micro-kernel (MR × 2W)
+//   Qᵀ tile [D × G·Br] (all G heads of the kv group, fp32, packed once per task)
+//   O tile [G·Br × Dv] fp32 and one SoftmaxState per row
+//   for each KV tile of Bc keys that is not skipped:
+//     K, V: read in place through their strides (f32), or converted once per tile (bf16/fp16)
+//     Sᵀ = K·Qᵀ  [Bc × G·Br]       micro-kernel MR keys × 2W query rows, K broadcast
 //     element pass (only with bias / bool / block mask / ALiBi / softcap / callbacks)
-//     row pass: s·scale, per-row key range [lo, hi) as a lane mask (only on vectors that cross it),
-//               row max, α = exp(m_old − m_new), P = exp(s − m_new), l = α·l + Σ P
-//     dropout (Philox keep bits, the same as the reference), O = α·O + P·V   (micro-kernel MR × NW·W)
+//     row pass, vectorised across query rows (no horizontal reductions):
+//       s·scale, key range [lo_i, hi_i) as a lane mask (only where a row's range cuts the tile),
+//       m_new = max(m, max_c s), α = exp(m − m_new), P = exp(s − m_new), l = α·l + Σ_c P
+//     dropout (Philox keep bits, the same as the reference), O = α·O + Pᵀᵀ·V (micro-kernel MR × NV·W)
 //   epilogue: out = O / l in the output dtype, lse = m + log l (fully masked rows: 0 and −inf)
 //
-// Masks become per-row key ranges [lo_i, hi_i) from lengths, causal and window; tiles outside every
-// row's range are never touched (skip), and vectors inside every row's range run unmasked. The
-// union of the ranges bounds what is read, so memory beyond lengths/windows is never loaded.
-// K/V are read in place through their strides (inner stride 1): no copies for GQA/MQA or BSHD.
-// Accumulation order depends only on the shape and tile sizes, so results are bitwise identical
-// across runs and thread counts. probs (when asked) is written by a second pass that recomputes S
-// and uses the final lse.
+// Keeping S transposed puts query rows in vector lanes: the row max and row sum become vertical
+// max/add over keys, K is the broadcast operand (so f32 K needs no packing at all), and only Qᵀ is
+// packed, once per task. Masks become per-row key ranges [lo_i, hi_i) from lengths, causal and
+// window: tiles outside every row's range are never touched (skip) and the union of the ranges
+// bounds what is read, so memory beyond lengths/windows is never loaded. Accumulation order
+// depends only on the shape and tile sizes, so results are bitwise identical across runs and
+// thread counts. probs (when asked) is written by a second pass that recomputes S with the final lse.
 
 #include <algorithm>
 #include <cmath>
@@ -68,38 +70,40 @@ struct FwdKernel {
     }
   }
 
-  // S[r][c] = Σ_d Q[r][d]·Kᵀ[d][c] for R rows and 2W columns.
-  template <int R>
-  static void qk_micro(const float* q, std::int64_t ldq, const float* kt, std::int64_t ldk, std::int64_t D, float* s,
+  // Sᵀ[c][r0 .. r0+2W) = Σ_d K[c][d]·Qᵀ[d][r0 .. r0+2W) for C keys.
+  template <int C>
+  static void qk_micro(const float* k, std::int64_t ldk, const float* qt, std::int64_t ldq, std::int64_t D, float* st,
                        std::int64_t lds) {
-    V acc[R][2];
-    for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = I::zero();
+    V acc[C][2];
+    for (int c = 0; c < C; ++c) acc[c][0] = acc[c][1] = I::zero();
     for (std::int64_t d = 0; d < D; ++d) {
-      const V k0 = I::load(kt + d * ldk), k1 = I::load(kt + d * ldk + W);
-      for (int r = 0; r < R; ++r) {
-        const V qb = I::set1(q[r * ldq + d]);
-        acc[r][0] = I::fma(qb, k0, acc[r][0]);
-        acc[r][1] = I::fma(qb, k1, acc[r][1]);
+      const V q0 = I::load(qt + d * ldq), q1 = I::load(qt + d * ldq + W);
+      for (int c = 0; c < C; ++c) {
+        const V kb = I::set1(k[c * ldk + d]);
+        acc[c][0] = I::fma(kb, q0, acc[c][0]);
+        acc[c][1] = I::fma(kb, q1, acc[c][1]);
       }
     }
-    for (int r = 0; r < R; ++r) {
-      I::store(s + r * lds, acc[r][0]);
-      I::store(s + r * lds + W, acc[r][1]);
+    for (int c = 0; c < C; ++c) {
+      I::store(st + c * lds, acc[c][0]);
+      I::store(st + c * lds + W, acc[c][1]);
     }
   }
 
-  static void qk(const float* q, std::int64_t rows, std::int64_t D, const float* kt, std::int64_t bcp, float* s) {
-    for (std::int64_t c0 = 0; c0 < bcp; c0 += 2 * W) {
-      for (std::int64_t r0 = 0; r0 < rows; r0 += I::kQkRows) {
-        const int R = static_cast<int>(std::min<std::int64_t>(I::kQkRows, rows - r0));
-        with_count<I::kQkRows>(R, [&](auto n) { qk_micro<decltype(n)::value>(q + r0 * D, D, kt + c0, bcp, D, s + r0 * bcp + c0, bcp); });
-      }
+  static void qk(const float* k, std::int64_t ldk, std::int64_t bc, const float* qt, std::int64_t rows_p, std::int64_t D,
+                 float* st) {
+    for (std::int64_t c0 = 0; c0 < bc; c0 += I::kQkRows) {
+      const int C = static_cast<int>(std::min<std::int64_t>(I::kQkRows, bc - c0));
+      for (std::int64_t r0 = 0; r0 < rows_p; r0 += 2 * W)
+        with_count<I::kQkRows>(C, [&](auto n) {
+          qk_micro<decltype(n)::value>(k + c0 * ldk, ldk, qt + r0, rows_p, D, st + c0 * rows_p + r0, rows_p);
+        });
     }
   }
 
-  // O[r][0..NV·W) += Σ_c P[r][c]·V[c][0..NV·W) for R rows.
+  // O[r][0 .. NV·W) += Σ_c Pᵀ[c][r]·V[c][0 .. NV·W) for R rows.
   template <int R, int NV>
-  static void pv_micro(const float* p, std::int64_t ldp, const float* v, std::int64_t ldv, std::int64_t bc, float* o,
+  static void pv_micro(const float* pt, std::int64_t ldp, const float* v, std::int64_t ldv, std::int64_t bc, float* o,
                        std::int64_t ldo) {
     V acc[R][NV];
     for (int r = 0; r < R; ++r)
@@ -108,7 +112,7 @@ struct FwdKernel {
       V vv[NV];
       for (int n = 0; n < NV; ++n) vv[n] = I::load(v + c * ldv + n * W);
       for (int r = 0; r < R; ++r) {
-        const V pb = I::set1(p[r * ldp + c]);
+        const V pb = I::set1(pt[c * ldp + r]);
         for (int n = 0; n < NV; ++n) acc[r][n] = I::fma(pb, vv[n], acc[r][n]);
       }
     }
@@ -116,26 +120,27 @@ struct FwdKernel {
       for (int n = 0; n < NV; ++n) I::store(o + r * ldo + n * W, acc[r][n]);
   }
 
-  static void pv(const float* p, std::int64_t rows, std::int64_t bcp, std::int64_t bc, const float* v, std::int64_t dvp,
-                 float* o) {
+  static void pv(const float* pt, std::int64_t rows, std::int64_t rows_p, std::int64_t bc, const float* v, std::int64_t ldv,
+                 std::int64_t dvp, float* o) {
     for (std::int64_t d0 = 0; d0 < dvp; d0 += I::kPvVecs * W) {
       const int NV = static_cast<int>(std::min<std::int64_t>(I::kPvVecs, (dvp - d0) / W));
       for (std::int64_t r0 = 0; r0 < rows; r0 += I::kPvRows) {
         const int R = static_cast<int>(std::min<std::int64_t>(I::kPvRows, rows - r0));
         with_count<I::kPvRows>(R, [&](auto nr) {
           with_count<I::kPvVecs>(NV, [&](auto nv) {
-            pv_micro<decltype(nr)::value, decltype(nv)::value>(p + r0 * bcp, bcp, v + d0, dvp, bc, o + r0 * dvp + d0, dvp);
+            pv_micro<decltype(nr)::value, decltype(nv)::value>(pt + r0, rows_p, v + d0, ldv, bc, o + r0 * dvp + d0, dvp);
           });
         });
       }
     }
   }
 
-  /// Everything one task needs to address its rows.
+  /// Everything one task needs to address its rows. Row r of the tile is query head
+  /// kvh·G + r / rows_q at position i0 + r % rows_q.
   struct Rows {
     const core::SdpaProblem& p;
     const FwdTask& t;
-    std::int64_t tb, rows, D, Dv, dvp;
+    std::int64_t tb, rows, rows_p, D, Dv, dvp;
     std::int64_t head(std::int64_t r) const { return t.kvh * p.G + r / t.rows_q; }
     std::int64_t pos(std::int64_t r) const { return t.i0 + r % t.rows_q; }
   };
@@ -144,76 +149,96 @@ struct FwdKernel {
     return static_cast<const char*>(x.at(tb * x.strides[0] + h * x.strides[1] + n * x.strides[2]));
   }
 
-  static void pack_q(const Rows& R, Workspace& ws) {
+  /// Qᵀ [D × rows_p], zero for padding rows and rows that see no key (their memory is never read).
+  static void pack_qt(const Rows& R, Workspace& ws) {
+    std::fill(ws.q.begin(), ws.q.begin() + R.D * R.rows_p, 0.0f);
+    float* row = ws.row.data();
     for (std::int64_t r = 0; r < R.rows; ++r) {
-      float* dst = ws.q.data() + r * R.D;
       const std::int64_t ii = r % R.t.rows_q;
-      if (ws.lo[ii] >= ws.hi[ii]) {  // empty row (padding): never read its memory
-        std::fill(dst, dst + R.D, 0.0f);
-        continue;
-      }
-      to_f32(row_ptr(R.p.q, R.tb, R.head(r), R.p.tensor_row(R.t.b, R.pos(r))), R.p.q.dtype, R.D, dst);
+      if (ws.lo[ii] >= ws.hi[ii]) continue;
+      to_f32(row_ptr(R.p.q, R.tb, R.head(r), R.p.tensor_row(R.t.b, R.pos(r))), R.p.q.dtype, R.D, row);
+      for (std::int64_t d = 0; d < R.D; ++d) ws.q[d * R.rows_p + r] = row[d];
     }
   }
 
-  static void pack_kv(const Rows& R, std::int64_t j0, std::int64_t bc, std::int64_t bcp, Workspace& ws, bool with_v) {
-    const core::SdpaProblem& p = R.p;
-    float* row = ws.row.data();
-    for (std::int64_t c = 0; c < bc; ++c) {
-      const std::int64_t n = p.tensor_col(R.t.b, j0 + c);
-      to_f32(row_ptr(p.k, R.tb, R.t.kvh, n), p.k.dtype, R.D, row);
-      for (std::int64_t d = 0; d < R.D; ++d) ws.kt[d * bcp + c] = row[d];
-      if (with_v) {
-        float* vrow = ws.v.data() + c * R.dvp;
-        to_f32(row_ptr(p.v, R.tb, R.t.kvh, n), p.v.dtype, R.Dv, vrow);
-        std::fill(vrow + R.Dv, vrow + R.dvp, 0.0f);
-      }
+  /// A K or V tile of bc rows starting at key j0: in place for f32 with `width` a multiple of
+  /// `align` (returns its leading dimension), else converted into `buf` with leading dim `ld_buf`.
+  static const float* tile_rows(const Rows& R, const TensorView& x, std::int64_t j0, std::int64_t bc, std::int64_t width,
+                                std::int64_t align, float* buf, std::int64_t ld_buf, std::int64_t* ld) {
+    const std::int64_t n0 = R.p.tensor_col(R.t.b, j0);
+    if (x.dtype == DType::f32 && width % align == 0) {
+      *ld = x.strides[2];
+      return reinterpret_cast<const float*>(row_ptr(x, R.tb, R.t.kvh, n0));
     }
-    for (std::int64_t d = 0; d < R.D; ++d) std::fill(ws.kt.data() + d * bcp + bc, ws.kt.data() + (d + 1) * bcp, 0.0f);
+    for (std::int64_t c = 0; c < bc; ++c) {
+      to_f32(row_ptr(x, R.tb, R.t.kvh, n0 + c), x.dtype, width, buf + c * ld_buf);
+      std::fill(buf + c * ld_buf + width, buf + (c + 1) * ld_buf, 0.0f);
+    }
+    *ld = ld_buf;
+    return buf;
   }
 
   /// Bias, bool/block mask, ALiBi, softcap, callbacks: per element, in the reference's pipeline.
-  static void element_pass(const Rows& R, std::int64_t j0, std::int64_t bc, std::int64_t bcp, Workspace& ws) {
+  static void element_pass(const Rows& R, std::int64_t j0, std::int64_t bc, Workspace& ws) {
     for (std::int64_t r = 0; r < R.rows; ++r) {
       const std::int64_t ii = r % R.t.rows_q, h = R.head(r), i = R.pos(r);
       const std::int64_t lo = std::max<std::int64_t>(ws.lo[ii] - j0, 0), hi = std::min<std::int64_t>(ws.hi[ii] - j0, bc);
-      float* s = ws.s.data() + r * bcp;
       for (std::int64_t c = lo; c < hi; ++c) {
+        float& s = ws.s[c * R.rows_p + r];
         const std::int64_t j = j0 + c;
-        s[c] = variants::visible_extra(R.p, R.t.b, h, i, j)
-                   ? static_cast<float>(variants::score(R.p, s[c], R.t.b, h, i, j))
-                   : kNegInf;
+        s = variants::visible_extra(R.p, R.t.b, h, i, j) ? static_cast<float>(variants::score(R.p, s, R.t.b, h, i, j)) : kNegInf;
       }
     }
   }
 
-  /// Scales S, masks lanes outside [lo, hi) of each row to −inf; returns per-row tile maxima.
-  static float scale_mask_max(float* s, std::int64_t bc, std::int64_t lo, std::int64_t hi, float scale) {
-    const V vs = I::set1(scale);
-    V vmax = I::set1(kNegInf);
-    for (std::int64_t c0 = 0; c0 < bc; c0 += W) {
-      V x = I::mul(I::load(s + c0), vs);
-      if (c0 < lo || c0 + W > hi) x = I::keep_range(x, c0, lo, hi, kNegInf);
-      I::store(s + c0, x);
-      vmax = I::max(vmax, x);
+  /// Tile-relative key ranges of every tile row as floats (empty for padding rows).
+  static void tile_ranges(const Rows& R, std::int64_t j0, std::int64_t bc, Workspace& ws) {
+    for (std::int64_t r = 0; r < R.rows_p; ++r) {
+      std::int64_t lo = 0, hi = 0;
+      if (r < R.rows) {
+        const std::int64_t ii = r % R.t.rows_q;
+        lo = std::clamp<std::int64_t>(ws.lo[ii] - j0, 0, bc);
+        hi = std::clamp<std::int64_t>(ws.hi[ii] - j0, 0, bc);
+        if (lo >= hi) lo = hi = 0;
+      }
+      ws.lo_f[r] = static_cast<float>(lo);
+      ws.hi_f[r] = static_cast<float>(hi);
     }
-    return I::hmax(vmax);
   }
 
-  /// P = exp(s − m) in place over [0, bc) (rounded up to W); returns Σ P.
-  static float exp_sum(float* s, std::int64_t bc, float m) {
-    const V vm = I::set1(m);
+  /// Sᵀ·scale with hidden keys set to −inf; returns per-lane (row) maxima over the tile.
+  static V scale_mask_max(float* st, std::int64_t ld, std::int64_t r0, std::int64_t bc, const Workspace& ws, float scale) {
+    float full_lo = 0.0f, full_hi = static_cast<float>(bc);  // keys visible to all W rows: no mask
+    for (int lane = 0; lane < W; ++lane) {
+      full_lo = std::max(full_lo, ws.lo_f[r0 + lane]);
+      full_hi = std::min(full_hi, ws.hi_f[r0 + lane]);
+    }
+    const V vs = I::set1(scale), lo = I::load(ws.lo_f.data() + r0), hi = I::load(ws.hi_f.data() + r0);
+    V vmax = I::set1(kNegInf);
+    for (std::int64_t c = 0; c < bc; ++c) {
+      float* x = st + c * ld + r0;
+      V s = I::mul(I::load(x), vs);
+      if (static_cast<float>(c) < full_lo || static_cast<float>(c) >= full_hi) s = I::select_range(s, I::set1(static_cast<float>(c)), lo, hi, kNegInf);
+      I::store(x, s);
+      vmax = I::max(vmax, s);
+    }
+    return vmax;
+  }
+
+  /// P = exp(s − m) in place for lanes r0 .. r0+W; returns Σ_c P per lane.
+  static V exp_sum(float* st, std::int64_t ld, std::int64_t r0, std::int64_t bc, V m) {
     V sum = I::zero();
-    for (std::int64_t c0 = 0; c0 < bc; c0 += W) {
-      const V e = I::exp(I::sub(I::load(s + c0), vm));
-      I::store(s + c0, e);
+    for (std::int64_t c = 0; c < bc; ++c) {
+      float* x = st + c * ld + r0;
+      const V e = I::exp(I::sub(I::load(x), m));
+      I::store(x, e);
       sum = I::add(sum, e);
     }
-    return I::hsum(sum);
+    return sum;
   }
 
-  /// Dropout on P (after l was accumulated from the undropped P): P' = keep · P / (1 − p).
-  static void dropout_row(const Rows& R, std::int64_t r, float* prow, std::int64_t j0, std::int64_t lo, std::int64_t hi) {
+  /// Dropout on Pᵀ column r (after l was accumulated from the undropped P): P' = keep·P/(1 − p).
+  static void dropout_row(const Rows& R, std::int64_t r, float* st, std::int64_t j0, std::int64_t lo, std::int64_t hi) {
     const core::SdpaProblem& p = R.p;
     const float keep_scale = static_cast<float>(1.0 / (1.0 - p.dropout_p));
     const std::int64_t bh = R.t.b * p.Hq + R.head(r), i = R.pos(r);
@@ -225,7 +250,8 @@ struct FwdKernel {
         block = j >> 2;
         words = core::dropout_words(p.params->dropout_seed, p.params->dropout_offset, bh, i, j);
       }
-      prow[c] = words[static_cast<std::size_t>(j & 3)] >= p.dropout_threshold ? prow[c] * keep_scale : 0.0f;
+      float& x = st[c * R.rows_p + r];
+      x = words[static_cast<std::size_t>(j & 3)] >= p.dropout_threshold ? x * keep_scale : 0.0f;
     }
   }
 
@@ -295,71 +321,91 @@ struct FwdKernel {
     }
   }
 
+  /// Sᵀ of one tile after scale, extras and masking, ready for the softmax.
+  static void scores(const Rows& R, const FwdPlan& plan, Workspace& ws, std::int64_t j0, std::int64_t bc, const float* k,
+                     std::int64_t ldk) {
+    qk(k, ldk, bc, ws.q.data(), R.rows_p, R.D, ws.s.data());
+    if (plan.extras) element_pass(R, j0, bc, ws);
+    tile_ranges(R, j0, bc, ws);
+  }
+
   /// probs = exp(s − lse) (pre-dropout) or its dropped-and-scaled form, by recomputing S per tile.
   static void write_probs(const Rows& R, const FwdPlan& plan, Workspace& ws, std::int64_t kv_begin, std::int64_t kv_end) {
     const core::SdpaProblem& p = R.p;
     const TensorView& probs = plan.o->probs;
     const bool post = p.params->probs_kind == ProbsKind::post_dropout && p.has_dropout();
-    for (std::int64_t r = 0; r < R.rows; ++r) {
-      const std::int64_t base = R.tb * probs.strides[0] + R.head(r) * probs.strides[1] +
-                                p.tensor_row(R.t.b, R.pos(r)) * probs.strides[2];
-      for (std::int64_t c = 0; c < p.Nk; ++c) store_value(probs, base + c * probs.strides[3], 0.0f);
+    const float scale = plan.extras ? 1.0f : static_cast<float>(p.scale);
+    auto row_base = [&](std::int64_t r) {
+      return R.tb * probs.strides[0] + R.head(r) * probs.strides[1] + p.tensor_row(R.t.b, R.pos(r)) * probs.strides[2];
+    };
+    for (std::int64_t r = 0; r < R.rows; ++r)
+      for (std::int64_t c = 0; c < p.Nk; ++c) store_value(probs, row_base(r) + c * probs.strides[3], 0.0f);
+    for (std::int64_t r = 0; r < R.rows_p; ++r) {  // subtract lse (0 for empty rows: all −inf anyway)
+      const float lse = r < R.rows ? ws.state[r].lse() : kNegInf;
+      ws.m_sub[r] = lse == kNegInf ? 0.0f : lse;
     }
     const std::int64_t Bc = plan.Bc;
     for (std::int64_t j0 = kv_begin / Bc * Bc; j0 < kv_end; j0 += Bc) {
-      const std::int64_t bc = std::min(Bc, kv_end - j0), bcp = round_up(bc, 2 * W);
+      const std::int64_t bc = std::min(Bc, kv_end - j0);
       if (!tile_visible(R, ws, j0, bc)) continue;
-      pack_kv(R, j0, bc, bcp, ws, false);
-      qk(ws.q.data(), R.rows, R.D, ws.kt.data(), bcp, ws.s.data());
-      if (plan.extras) element_pass(R, j0, bc, bcp, ws);
-      for (std::int64_t r = 0; r < R.rows; ++r) {
-        const std::int64_t ii = r % R.t.rows_q;
-        const std::int64_t lo = std::clamp<std::int64_t>(ws.lo[ii] - j0, 0, bc), hi = std::clamp<std::int64_t>(ws.hi[ii] - j0, 0, bc);
-        float* s = ws.s.data() + r * bcp;
-        const float lse = ws.state[r].lse();
-        if (lo >= hi || lse == kNegInf) continue;
-        scale_mask_max(s, bc, lo, hi, plan.extras ? 1.0f : static_cast<float>(p.scale));
-        exp_sum(s, bc, lse);
-        if (post) dropout_row(R, r, s, j0, lo, hi);
-        const std::int64_t base = R.tb * probs.strides[0] + R.head(r) * probs.strides[1] +
-                                  p.tensor_row(R.t.b, R.pos(r)) * probs.strides[2];
-        for (std::int64_t c = lo; c < hi; ++c) store_value(probs, base + p.tensor_col(R.t.b, j0 + c) * probs.strides[3], s[c]);
+      std::int64_t ldk = 0;
+      const float* k = tile_rows(R, p.k, j0, bc, R.D, 1, ws.kt.data(), R.D, &ldk);
+      scores(R, plan, ws, j0, bc, k, ldk);
+      for (std::int64_t r0 = 0; r0 < R.rows_p; r0 += W) {
+        scale_mask_max(ws.s.data(), R.rows_p, r0, bc, ws, scale);
+        exp_sum(ws.s.data(), R.rows_p, r0, bc, I::load(ws.m_sub.data() + r0));
       }
+      for (std::int64_t r = 0; r < R.rows; ++r) {
+        const auto lo = static_cast<std::int64_t>(ws.lo_f[r]), hi = static_cast<std::int64_t>(ws.hi_f[r]);
+        if (post) dropout_row(R, r, ws.s.data(), j0, lo, hi);
+        for (std::int64_t c = lo; c < hi; ++c)
+          store_value(probs, row_base(r) + p.tensor_col(R.t.b, j0 + c) * probs.strides[3], ws.s[c * R.rows_p + r]);
+      }
+    }
+  }
+
+  /// Online softmax of one tile: updates every row's SoftmaxState, turns Sᵀ into P̃ᵀ and rescales O.
+  static void softmax_tile(const Rows& R, Workspace& ws, std::int64_t bc, float scale) {
+    float tile_max[16], tile_sum[16];
+    for (std::int64_t r0 = 0; r0 < R.rows_p; r0 += W) {
+      I::store(tile_max, scale_mask_max(ws.s.data(), R.rows_p, r0, bc, ws, scale));
+      for (int lane = 0; lane < W; ++lane) {
+        const std::int64_t r = r0 + lane;
+        float alpha = 1.0f;
+        const float m = r < R.rows ? ws.state[r].begin_tile(tile_max[lane], &alpha) : kNegInf;
+        ws.m_sub[r] = m == kNegInf ? 0.0f : m;  // rows with nothing visible: s = −inf, P = 0
+        if (alpha != 1.0f) {
+          float* o = ws.o.data() + r * R.dvp;
+          for (std::int64_t d = 0; d < R.dvp; d += W) I::store(o + d, I::mul(I::load(o + d), I::set1(alpha)));
+        }
+      }
+      I::store(tile_sum, exp_sum(ws.s.data(), R.rows_p, r0, bc, I::load(ws.m_sub.data() + r0)));
+      for (int lane = 0; lane < W && r0 + lane < R.rows; ++lane) ws.state[r0 + lane].add(tile_sum[lane]);
     }
   }
 
   static void run(const FwdPlan& plan, const FwdTask& t, Workspace& ws) {
     const core::SdpaProblem& p = *plan.p;
-    const Rows R{p, t, p.tensor_b[t.b], p.G * t.rows_q, p.D, p.Dv, round_up(p.Dv, W)};
+    const std::int64_t rows = p.G * t.rows_q;
+    const Rows R{p, t, p.tensor_b[t.b], rows, round_up(rows, 2 * W), p.D, p.Dv, round_up(p.Dv, W)};
     const float scale = plan.extras ? 1.0f : static_cast<float>(p.scale);
     auto [kv_begin, kv_end] = row_ranges(R, ws);
     for (std::int64_t r = 0; r < R.rows; ++r) ws.state[r] = SoftmaxState{};
     std::fill(ws.o.begin(), ws.o.begin() + R.rows * R.dvp, 0.0f);
-    pack_q(R, ws);
+    pack_qt(R, ws);
     const std::int64_t Bc = plan.Bc;
     for (std::int64_t j0 = kv_begin / Bc * Bc; j0 < kv_end; j0 += Bc) {
-      const std::int64_t bc = std::min(Bc, kv_end - j0), bcp = round_up(bc, 2 * W);
+      const std::int64_t bc = std::min(Bc, kv_end - j0);
       if (!tile_visible(R, ws, j0, bc)) continue;  // skip: costs nothing
-      pack_kv(R, j0, bc, bcp, ws, true);
-      qk(ws.q.data(), R.rows, R.D, ws.kt.data(), bcp, ws.s.data());
-      if (plan.extras) element_pass(R, j0, bc, bcp, ws);
-      for (std::int64_t r = 0; r < R.rows; ++r) {
-        const std::int64_t ii = r % t.rows_q;
-        const std::int64_t lo = std::clamp<std::int64_t>(ws.lo[ii] - j0, 0, bc), hi = std::clamp<std::int64_t>(ws.hi[ii] - j0, 0, bc);
-        float* s = ws.s.data() + r * bcp;
-        float* o = ws.o.data() + r * R.dvp;
-        float alpha = 1.0f;
-        const float m = lo < hi ? ws.state[r].begin_tile(scale_mask_max(s, bc, lo, hi, scale), &alpha) : kNegInf;
-        if (m == kNegInf) {  // nothing visible in this row yet: P row = 0
-          std::fill(s, s + bc, 0.0f);
-          continue;
-        }
-        ws.state[r].add(exp_sum(s, bc, m));
-        if (alpha != 1.0f)
-          for (std::int64_t d = 0; d < R.dvp; d += W) I::store(o + d, I::mul(I::load(o + d), I::set1(alpha)));
-        if (p.has_dropout()) dropout_row(R, r, s, j0, lo, hi);
-      }
-      pv(ws.s.data(), R.rows, bcp, bc, ws.v.data(), R.dvp, ws.o.data());
+      std::int64_t ldk = 0, ldv = 0;
+      const float* k = tile_rows(R, p.k, j0, bc, R.D, 1, ws.kt.data(), R.D, &ldk);
+      scores(R, plan, ws, j0, bc, k, ldk);
+      softmax_tile(R, ws, bc, scale);
+      if (p.has_dropout())
+        for (std::int64_t r = 0; r < R.rows; ++r)
+          dropout_row(R, r, ws.s.data(), j0, static_cast<std::int64_t>(ws.lo_f[r]), static_cast<std::int64_t>(ws.hi_f[r]));
+      const float* v = tile_rows(R, p.v, j0, bc, R.Dv, W, ws.v.data(), R.dvp, &ldv);
+      pv(ws.s.data(), R.rows, R.rows_p, bc, v, ldv, R.dvp, ws.o.data());
     }
     epilogue(R, plan, ws);
     if (plan.o->probs.defined()) write_probs(R, plan, ws, kv_begin, kv_end);

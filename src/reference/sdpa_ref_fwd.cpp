@@ -25,13 +25,15 @@ void score_row(const SdpaProblem& p, std::int64_t b, std::int64_t h, std::int64_
                double* pre_mod) {
   const std::int64_t tb = p.tensor_b[b], kvh = h / p.G;
   const std::int64_t qi = p.tensor_row(b, i);
+  thread_local std::vector<double> q_i;  // q row i in fp64
+  q_i.resize(static_cast<std::size_t>(p.D));
+  for (std::int64_t d = 0; d < p.D; ++d) q_i[d] = load_f64(p.q, p.q.offset({tb, h, qi, d}));
   for (std::int64_t j = 0; j < p.Lk[b]; ++j) {
     s[j] = kNegInf;
     if (!variants::visible(p, b, h, i, j)) continue;
-    const std::int64_t kj = p.tensor_col(b, j);
+    const std::int64_t k_j = p.k.offset({tb, kvh, p.tensor_col(b, j), 0});
     double dot = 0.0;
-    for (std::int64_t d = 0; d < p.D; ++d)
-      dot += load_f64(p.q, p.q.offset({tb, h, qi, d})) * load_f64(p.k, p.k.offset({tb, kvh, kj, d}));
+    for (std::int64_t d = 0; d < p.D; ++d) dot += q_i[d] * load_f64(p.k, k_j + d * p.k.strides[3]);
     s[j] = variants::score(p, dot, b, h, i, j, pre_softcap ? pre_softcap + j : nullptr, pre_mod ? pre_mod + j : nullptr);
   }
 }

@@ -46,6 +46,11 @@ struct Avx2 {
     const __m256i out = _mm256_or_si256(below, _mm256_xor_si256(inside_hi, _mm256_set1_epi32(-1)));
     return _mm256_blendv_ps(v, _mm256_set1_ps(fill), _mm256_castsi256_ps(out));
   }
+  /// x where lo <= c < hi (lane-wise, positions as exact floats), else `fill`.
+  static V select_range(V x, V c, V lo, V hi, float fill) {
+    const V in = _mm256_and_ps(_mm256_cmp_ps(c, lo, _CMP_GE_OQ), _mm256_cmp_ps(c, hi, _CMP_LT_OQ));
+    return _mm256_blendv_ps(_mm256_set1_ps(fill), x, in);
+  }
   /// e^x with ≤ 2 ulp error on [-87, 88]; exactly 0 below -87.3 (so exp(-inf) = 0).
   static V exp(V x) {
     const V hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-87.3365447505531f);

@@ -34,6 +34,10 @@ struct Avx512 {
                          _mm512_cmplt_epi32_mask(lane, _mm512_set1_epi32(static_cast<int>(hi)));
     return _mm512_mask_blend_ps(in, _mm512_set1_ps(fill), v);
   }
+  static V select_range(V x, V c, V lo, V hi, float fill) {
+    const __mmask16 in = _mm512_cmp_ps_mask(c, lo, _CMP_GE_OQ) & _mm512_cmp_ps_mask(c, hi, _CMP_LT_OQ);
+    return _mm512_mask_blend_ps(in, _mm512_set1_ps(fill), x);
+  }
   /// e^x (Cephes-style range reduction + degree-6 polynomial, ≤ 2 ulp); 0 below -87.3; NaN kept.
   static V exp(V x) {
     const V hi = _mm512_set1_ps(88.3762626647949f), lo = _mm512_set1_ps(-87.3365447505531f);

@@ -31,6 +31,7 @@ struct Scalar {
   static V keep_range(V v, std::int64_t c0, std::int64_t lo, std::int64_t hi, float fill) {
     return (c0 >= lo && c0 < hi) ? v : fill;
   }
+  static V select_range(V x, V c, V lo, V hi, float fill) { return (c >= lo && c < hi) ? x : fill; }
   static V exp(V x) { return x < -87.3365447505531f ? 0.0f : std::exp(x); }
   static V load_bf16(const std::uint16_t* p) { return core::bf16_to_f32(*p); }
   static V load_f16(const std::uint16_t* p) { return core::f16_to_f32(*p); }
