@@ -29,8 +29,10 @@ TEST(CoreDispatch, ExplainGivesOneVerdictPerBackend) {
   bool reference_can_run = false;
   for (const auto& v : verdicts) {
     EXPECT_TRUE(seen.insert(v.backend).second) << "two verdicts for " << attn::backend_name(v.backend);
-    if (v.can_run) EXPECT_TRUE(v.reasons.empty()) << attn::backend_name(v.backend);
-    else EXPECT_FALSE(v.reasons.empty()) << attn::backend_name(v.backend) << " refuses without a reason";
+    if (v.can_run)
+      EXPECT_TRUE(v.reasons.empty()) << attn::backend_name(v.backend);
+    else
+      EXPECT_FALSE(v.reasons.empty()) << attn::backend_name(v.backend) << " refuses without a reason";
     if (v.backend == attn::Backend::reference) reference_can_run = v.can_run;
   }
   EXPECT_TRUE(reference_can_run);
@@ -70,10 +72,12 @@ TEST(CoreDispatch, ForcedBackendThatCannotRunListsReasons) {
 
 TEST(CoreDispatch, BackwardScoreModWithoutGradIsRefusedWithReason) {
   Small s;
-  attn::Tensor dout(attn::DType::f32, {1, 2, 3, 4}), dq(attn::DType::f32, {1, 2, 3, 4}), dk(attn::DType::f32, {1, 1, 5, 4}),
-      dv(attn::DType::f32, {1, 1, 5, 4});
+  attn::Tensor dout(attn::DType::f32, {1, 2, 3, 4}), dq(attn::DType::f32, {1, 2, 3, 4}),
+      dk(attn::DType::f32, {1, 1, 5, 4}), dv(attn::DType::f32, {1, 1, 5, 4});
   attn::SdpaParams params;
-  params.mask.score_mod.value = [](double x, std::int64_t, std::int64_t, std::int64_t, std::int64_t) { return 2.0 * x; };
+  params.mask.score_mod.value = [](double x, std::int64_t, std::int64_t, std::int64_t, std::int64_t) {
+    return 2.0 * x;
+  };
   params.backend = attn::Backend::reference;
   try {
     attn::sdpa_backward({dq, dk, dv, {}}, dout, s.q, s.k, s.v, s.out, s.lse, params);

@@ -74,19 +74,19 @@ TEST(CoreDtype, F16SubnormalsZerosAndOverflow) {
   const float tiny = std::ldexp(1.0f, -24);  // smallest f16 subnormal
   EXPECT_EQ(attn::f32_to_f16(tiny), 0x0001);
   EXPECT_EQ(attn::f32_to_f16(-tiny), 0x8001);
-  EXPECT_EQ(attn::f32_to_f16(std::ldexp(1.0f, -25)), 0x0000);           // tie with 0: to even
+  EXPECT_EQ(attn::f32_to_f16(std::ldexp(1.0f, -25)), 0x0000);  // tie with 0: to even
   EXPECT_EQ(attn::f32_to_f16(std::nextafter(std::ldexp(1.0f, -25), 1.0f)), 0x0001);
-  EXPECT_EQ(attn::f32_to_f16(1.5f * tiny), 0x0002);                     // tie between 1 and 2: to even
-  EXPECT_EQ(attn::f32_to_f16(2.5f * tiny), 0x0002);                     // tie between 2 and 3: to even
+  EXPECT_EQ(attn::f32_to_f16(1.5f * tiny), 0x0002);  // tie between 1 and 2: to even
+  EXPECT_EQ(attn::f32_to_f16(2.5f * tiny), 0x0002);  // tie between 2 and 3: to even
   EXPECT_EQ(attn::f32_to_f16(std::ldexp(1.0f, -26)), 0x0000);
-  EXPECT_EQ(attn::f32_to_f16(1023.0f * tiny), 0x03FF);                  // largest subnormal
-  EXPECT_EQ(attn::f32_to_f16(1023.5f * tiny), 0x0400);                  // tie into the smallest normal
-  EXPECT_EQ(attn::f32_to_f16(std::ldexp(1.0f, -14)), 0x0400);           // smallest normal
+  EXPECT_EQ(attn::f32_to_f16(1023.0f * tiny), 0x03FF);         // largest subnormal
+  EXPECT_EQ(attn::f32_to_f16(1023.5f * tiny), 0x0400);         // tie into the smallest normal
+  EXPECT_EQ(attn::f32_to_f16(std::ldexp(1.0f, -14)), 0x0400);  // smallest normal
   EXPECT_EQ(attn::f32_to_f16(0.0f), 0x0000);
   EXPECT_EQ(attn::f32_to_f16(-0.0f), 0x8000);
-  EXPECT_EQ(attn::f32_to_f16(65504.0f), 0x7BFF);                        // largest finite
-  EXPECT_EQ(attn::f32_to_f16(65519.0f), 0x7BFF);                        // below the tie
-  EXPECT_EQ(attn::f32_to_f16(65520.0f), 0x7C00);                        // tie, 0x7BFF odd: Inf
+  EXPECT_EQ(attn::f32_to_f16(65504.0f), 0x7BFF);  // largest finite
+  EXPECT_EQ(attn::f32_to_f16(65519.0f), 0x7BFF);  // below the tie
+  EXPECT_EQ(attn::f32_to_f16(65520.0f), 0x7C00);  // tie, 0x7BFF odd: Inf
   EXPECT_EQ(attn::f32_to_f16(1e5f), 0x7C00);
   EXPECT_EQ(attn::f32_to_f16(-1e5f), 0xFC00);
   EXPECT_EQ(attn::f32_to_f16(std::numeric_limits<float>::infinity()), 0x7C00);

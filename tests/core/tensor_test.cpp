@@ -114,7 +114,8 @@ TEST(CoreTensor, WithGuardFillsNanAroundTheData) {
     for (std::int64_t e = 0; e < g.storage_elems(); ++e) EXPECT_TRUE(std::isnan(attn::load_f64(all_view, e)));
   }
   const attn::Tensor b = attn::Tensor::with_guard(attn::DType::boolean, {3}, 1);
-  for (std::int64_t e = 0; e < b.storage_elems(); ++e) EXPECT_EQ(static_cast<const std::uint8_t*>(b.storage())[e], 0xFF);
+  for (std::int64_t e = 0; e < b.storage_elems(); ++e)
+    EXPECT_EQ(static_cast<const std::uint8_t*>(b.storage())[e], 0xFF);
   EXPECT_THROW(attn::Tensor::with_guard(attn::DType::f32, {2}, -1), attn::Error);
 }
 

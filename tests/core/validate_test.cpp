@@ -29,7 +29,8 @@ void expect_error(const std::function<void()>& call, const std::string& argument
     EXPECT_EQ(e.argument(), argument) << e.what();
     const std::string what = e.what();
     EXPECT_EQ(what.rfind(argument + ": ", 0), 0u) << "message does not start with the argument: " << what;
-    for (const std::string& part : parts) EXPECT_NE(what.find(part), std::string::npos) << "missing '" << part << "' in: " << what;
+    for (const std::string& part : parts)
+      EXPECT_NE(what.find(part), std::string::npos) << "missing '" << part << "' in: " << what;
   }
 }
 

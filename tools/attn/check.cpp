@@ -58,8 +58,8 @@ double max_abs_diff(const attn::TensorView& a, const attn::TensorView& b) {
     for (std::int64_t i1 = 0; i1 < n[1]; ++i1)
       for (std::int64_t i2 = 0; i2 < n[2]; ++i2)
         for (std::int64_t i3 = 0; i3 < n[3]; ++i3)
-          err = std::max(err, element_error(attn::load_f64(a, off(a, i0, i1, i2, i3)),
-                                            attn::load_f64(b, off(b, i0, i1, i2, i3))));
+          err = std::max(
+              err, element_error(attn::load_f64(a, off(a, i0, i1, i2, i3)), attn::load_f64(b, off(b, i0, i1, i2, i3))));
   return err;
 }
 
@@ -99,15 +99,16 @@ int run_check(int count, std::uint64_t seed, bool verbose) {
       ++failed;
     }
     const CheckOutputs probe = make_outputs(c);
-    for (const attn::BackendVerdict& v : attn::explain({probe.outv, probe.lse, {}}, problem->qv, problem->kv, problem->vv, problem->params)) {
+    for (const attn::BackendVerdict& v :
+         attn::explain({probe.outv, probe.lse, {}}, problem->qv, problem->kv, problem->vv, problem->params)) {
       if (v.backend == attn::Backend::reference) continue;
       if (!v.can_run) {
         ++skipped;
         if (verbose) {
           std::string why;
           for (const auto& r : v.reasons) why += (why.empty() ? "" : "; ") + r;
-          std::printf("%-38s %-10s %10s %10s %9s  skip: %s\n", c.name().c_str(), attn::backend_name(v.backend), "-", "-",
-                      "-", why.c_str());
+          std::printf("%-38s %-10s %10s %10s %9s  skip: %s\n", c.name().c_str(), attn::backend_name(v.backend), "-",
+                      "-", "-", why.c_str());
         }
         continue;
       }
@@ -127,9 +128,10 @@ int run_check(int count, std::uint64_t seed, bool verbose) {
   }
   std::printf("\n");
   if (compared == 0) {
-    std::printf("note: no backend other than the reference can run these cases, so nothing was compared\n"
-                "      (the reference ran all %zu cases; fast backends appear here once they are built in).\n",
-                cases.size());
+    std::printf(
+        "note: no backend other than the reference can run these cases, so nothing was compared\n"
+        "      (the reference ran all %zu cases; fast backends appear here once they are built in).\n",
+        cases.size());
   }
   std::printf("%d comparisons, %d failed, %d (case, backend) pairs skipped%s\n", compared, failed, skipped,
               skipped && !verbose ? " (--verbose lists why)" : "");

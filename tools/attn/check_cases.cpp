@@ -45,11 +45,12 @@ const T& pick(std::mt19937_64& rng, const std::vector<T>& from) {
 }
 
 CheckCase random_case(std::mt19937_64& rng) {
-  static const std::vector<std::pair<std::int64_t, std::int64_t>> heads = {{1, 1}, {2, 2}, {4, 2}, {4, 1}, {3, 3}, {6, 2}};
+  static const std::vector<std::pair<std::int64_t, std::int64_t>> heads = {{1, 1}, {2, 2}, {4, 2},
+                                                                           {4, 1}, {3, 3}, {6, 2}};
   static const std::vector<std::int64_t> sizes = {1, 7, 16, 33, 63, 65};
   static const std::vector<std::int64_t> dims = {8, 16, 24, 40, 64};
   static const std::vector<DType> dtypes = {DType::f32, DType::bf16, DType::f16};
-  static const std::vector<Feature> features = {F::none,    F::causal,  F::window, F::lengths, F::bias,
+  static const std::vector<Feature> features = {F::none,      F::causal,  F::window, F::lengths, F::bias,
                                                 F::bool_mask, F::dropout, F::alibi,  F::softcap, F::varlen};
   CheckCase c;
   c.B = pick(rng, std::vector<std::int64_t>{1, 2, 3});
@@ -67,7 +68,8 @@ CheckCase random_case(std::mt19937_64& rng) {
 // A [B, H, N, D] logical view of a tensor allocated as [B, H, N, D] or [B, N, H, D].
 attn::Tensor alloc4(DType dtype, std::int64_t B, std::int64_t H, std::int64_t N, std::int64_t D, bool bshd,
                     attn::TensorView& logical) {
-  attn::Tensor t = bshd ? attn::Tensor::with_guard(dtype, {B, N, H, D}, 0) : attn::Tensor::with_guard(dtype, {B, H, N, D}, 0);
+  attn::Tensor t =
+      bshd ? attn::Tensor::with_guard(dtype, {B, N, H, D}, 0) : attn::Tensor::with_guard(dtype, {B, H, N, D}, 0);
   logical = bshd ? t.view().permute({0, 2, 1, 3}) : t.view();
   return t;
 }
@@ -163,7 +165,8 @@ std::unique_ptr<CheckProblem> build_problem(const CheckCase& c, std::uint64_t se
       p->params.dropout_offset = 7;
       break;
     case F::alibi:
-      for (std::int64_t h = 0; h < c.Hq; ++h) m.alibi_slopes.push_back(std::exp2(-8.0 * static_cast<double>(h + 1) / c.Hq));
+      for (std::int64_t h = 0; h < c.Hq; ++h)
+        m.alibi_slopes.push_back(std::exp2(-8.0 * static_cast<double>(h + 1) / c.Hq));
       m.causal = true;
       break;
     case F::softcap:
