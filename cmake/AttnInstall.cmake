@@ -27,12 +27,15 @@ install(FILES ${PROJECT_BINARY_DIR}/attnConfig.cmake ${PROJECT_BINARY_DIR}/attnC
 # a shared one only for static linking (Libs.private).
 get_target_property(ATTN_LIB_TYPE attn TYPE)
 set(ATTN_PC_OPENMP "${OpenMP_CXX_FLAGS}")
+# libattn links BLAS privately (src/CMakeLists.txt); list it the same way.
+find_package(BLAS REQUIRED)
+list(JOIN BLAS_LIBRARIES " " ATTN_PC_BLAS)
 if(ATTN_LIB_TYPE STREQUAL "STATIC_LIBRARY")
-  set(ATTN_PC_LIBS "-L\${libdir} -lattn ${ATTN_PC_OPENMP}")
+  set(ATTN_PC_LIBS "-L\${libdir} -lattn ${ATTN_PC_OPENMP} ${ATTN_PC_BLAS}")
   set(ATTN_PC_LIBS_PRIVATE "")
 else()
   set(ATTN_PC_LIBS "-L\${libdir} -lattn")
-  set(ATTN_PC_LIBS_PRIVATE "${ATTN_PC_OPENMP}")
+  set(ATTN_PC_LIBS_PRIVATE "${ATTN_PC_OPENMP} ${ATTN_PC_BLAS}")
 endif()
 if(IS_ABSOLUTE "${CMAKE_INSTALL_LIBDIR}")
   set(ATTN_PC_LIBDIR "${CMAKE_INSTALL_LIBDIR}")
