@@ -32,6 +32,7 @@ struct FwdPlan {
 struct Workspace {
   std::vector<float> q, kt, v, s, o, row;
   std::vector<float> lo_f, hi_f, m_sub;  // per tile row: key range (tile-relative) and max to subtract
+  std::vector<std::uint16_t> q16, k16, p16, v16;  // bf16 pair-packed tiles (bf16-dot ISAs only)
   std::vector<SoftmaxState> state;
   std::vector<std::int64_t> lo, hi;
 };

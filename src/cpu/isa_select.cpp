@@ -10,6 +10,7 @@
 namespace attn::cpu {
 
 #if ATTN_HAVE_X86_ISAS
+extern const CpuKernels kAvx512Bf16Kernels;
 extern const CpuKernels kAvx512Kernels;
 extern const CpuKernels kAvx2Kernels;
 #endif
@@ -21,24 +22,43 @@ struct Entry {
   const char* name;
   const CpuKernels* kernels;
   bool (*supported)();
+  bool (*preferred)();  // auto-selected where supported (a tuning decision per CPU)
 };
+
+bool always() { return true; }
 
 const std::vector<Entry>& entries() {
   static const std::vector<Entry> list = {
 #if ATTN_HAVE_X86_ISAS
+      {"avx512bf16", &kAvx512Bf16Kernels,
+       [] {
+         __builtin_cpu_init();
+         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+                __builtin_cpu_supports("avx512bf16");
+       },
+       // The bf16 pair dot pays where vdpbf16ps runs at twice the fp32 FMA rate (AMD Zen 4/5,
+       // KERNELS.md). On a Sapphire Rapids Xeon (2026-11-24, 1 thread, B=1 H=16 N=2048 D=128)
+       // it ran at 0.8x the fp32 AVX-512 path on the same bf16 inputs, so Intel keeps avx512.
+       [] {
+         __builtin_cpu_init();
+         return __builtin_cpu_is("amd") != 0;
+       }},
       {"avx512", &kAvx512Kernels,
        [] {
          __builtin_cpu_init();
          return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                 __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
-       }},
+       },
+       always},
       {"avx2", &kAvx2Kernels,
        [] {
          __builtin_cpu_init();
          return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-       }},
+       },
+       always},
 #endif
-      {"scalar", &kScalarKernels, [] { return true; }},
+      {"scalar", &kScalarKernels, always, always},
   };
   return list;
 }
@@ -49,7 +69,7 @@ std::string override_name;
 const CpuKernels& select(const std::string& forced, const char* source) {
   if (forced.empty()) {
     for (const Entry& e : entries())
-      if (e.supported()) return *e.kernels;
+      if (e.supported() && e.preferred()) return *e.kernels;
   }
   for (const Entry& e : entries()) {
     if (forced != e.name) continue;

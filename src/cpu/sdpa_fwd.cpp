@@ -97,6 +97,13 @@ void forward(const core::ForwardArgs& a) {
     size(ws.hi_f, rows_p);
     size(ws.m_sub, rows_p);
     ws.state.resize(static_cast<std::size_t>(rows_p));
+    if (p.q.dtype == DType::bf16) {  // pair-packed tiles of the bf16-dot ISAs
+      const std::int64_t Dp = p.D + 1, Bcp = plan.Bc + 2;
+      ws.q16.resize(static_cast<std::size_t>(Dp * rows_p));
+      ws.k16.resize(static_cast<std::size_t>(Bcp * Dp));
+      ws.p16.resize(static_cast<std::size_t>(Bcp * rows_p));
+      ws.v16.resize(static_cast<std::size_t>(Bcp * dvp));
+    }
     ws.lo.resize(static_cast<std::size_t>(plan.Br));
     ws.hi.resize(static_cast<std::size_t>(plan.Br));
 #pragma omp for schedule(dynamic, 1)

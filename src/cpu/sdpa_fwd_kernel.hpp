@@ -141,12 +141,119 @@ struct FwdKernel {
     const core::SdpaProblem& p;
     const FwdTask& t;
     std::int64_t tb, rows, rows_p, D, Dv, dvp;
+    bool pairs;  // bf16 inputs on an ISA with a bf16 pair dot (vdpbf16ps)
     std::int64_t head(std::int64_t r) const { return t.kvh * p.G + r / t.rows_q; }
     std::int64_t pos(std::int64_t r) const { return t.i0 + r % t.rows_q; }
   };
 
   static const char* row_ptr(const TensorView& x, std::int64_t tb, std::int64_t h, std::int64_t n) {
     return static_cast<const char*>(x.at(tb * x.strides[0] + h * x.strides[1] + n * x.strides[2]));
+  }
+
+  // ---- bf16 pair-dot path (ISAs with I::kBf16Dot; see isa/vec_avx512bf16.hpp) ----
+  static constexpr bool kPairDot = requires { I::kBf16Dot; };
+
+  // Sᵀ[c][r0 .. r0+2W) = Σ_pairs K[c][pair]·Qᵀ[pair][r] for C keys (Qᵀ as [D/2][rows_p][2]).
+  template <int C>
+  static void qk_pairs_micro(const std::uint16_t* k, std::int64_t ldk, const std::uint16_t* q2, std::int64_t rows_p,
+                             std::int64_t Dh, float* st, std::int64_t lds) {
+    V acc[C][2];
+    for (int c = 0; c < C; ++c) acc[c][0] = acc[c][1] = I::zero();
+    for (std::int64_t pr = 0; pr < Dh; ++pr) {
+      const auto q0 = I::load_pairs(q2 + pr * rows_p * 2), q1 = I::load_pairs(q2 + (pr * rows_p + W) * 2);
+      for (int c = 0; c < C; ++c) {
+        const auto kb = I::bcast_pair(k + c * ldk + 2 * pr);
+        acc[c][0] = I::dot(acc[c][0], kb, q0);
+        acc[c][1] = I::dot(acc[c][1], kb, q1);
+      }
+    }
+    for (int c = 0; c < C; ++c) {
+      I::store(st + c * lds, acc[c][0]);
+      I::store(st + c * lds + W, acc[c][1]);
+    }
+  }
+
+  static void pack_qt_pairs(const Rows& R, Workspace& ws) {
+    const std::int64_t Dp = round_up(R.D, 2);
+    std::fill(ws.q16.begin(), ws.q16.begin() + Dp * R.rows_p, std::uint16_t{0});
+    for (std::int64_t r = 0; r < R.rows; ++r) {
+      const std::int64_t ii = r % R.t.rows_q;
+      if (ws.lo[ii] >= ws.hi[ii]) continue;
+      const auto* src = reinterpret_cast<const std::uint16_t*>(row_ptr(R.p.q, R.tb, R.head(r), R.p.tensor_row(R.t.b, R.pos(r))));
+      for (std::int64_t d = 0; d < R.D; ++d) ws.q16[((d / 2) * R.rows_p + r) * 2 + (d & 1)] = src[d];
+    }
+  }
+
+  static void qk_pairs(const Rows& R, Workspace& ws, std::int64_t j0, std::int64_t bc) {
+    const std::int64_t n0 = R.p.tensor_col(R.t.b, j0), Dp = round_up(R.D, 2);
+    const std::uint16_t* k = reinterpret_cast<const std::uint16_t*>(row_ptr(R.p.k, R.tb, R.t.kvh, n0));
+    std::int64_t ldk = R.p.k.strides[2];
+    if (R.D % 2 != 0) {  // odd D: copy with a zero pad so every pair lies inside a row
+      for (std::int64_t c = 0; c < bc; ++c) {
+        const auto* src = reinterpret_cast<const std::uint16_t*>(row_ptr(R.p.k, R.tb, R.t.kvh, n0 + c));
+        std::copy(src, src + R.D, ws.k16.data() + c * Dp);
+        ws.k16[c * Dp + R.D] = 0;
+      }
+      k = ws.k16.data();
+      ldk = Dp;
+    }
+    for (std::int64_t c0 = 0; c0 < bc; c0 += I::kQkRows) {
+      const int C = static_cast<int>(std::min<std::int64_t>(I::kQkRows, bc - c0));
+      for (std::int64_t r0 = 0; r0 < R.rows_p; r0 += 2 * W)
+        with_count<I::kQkRows>(C, [&](auto n) {
+          qk_pairs_micro<decltype(n)::value>(k + c0 * ldk, ldk, ws.q16.data() + r0 * 2, R.rows_p, Dp / 2,
+                                             ws.s.data() + c0 * R.rows_p + r0, R.rows_p);
+        });
+    }
+  }
+
+  // O[r][0 .. NV·W) += Σ_pairs P[r][pair]·V[pair][0 .. NV·W) for R rows.
+  template <int NR, int NV>
+  static void pv_pairs_micro(const std::uint16_t* p2, std::int64_t rows_p, const std::uint16_t* v2, std::int64_t dvp,
+                             std::int64_t bch, float* o, std::int64_t ldo) {
+    V acc[NR][NV];
+    for (int r = 0; r < NR; ++r)
+      for (int n = 0; n < NV; ++n) acc[r][n] = I::load(o + r * ldo + n * W);
+    for (std::int64_t cp = 0; cp < bch; ++cp) {
+      typename I::PairVec vv[NV];
+      for (int n = 0; n < NV; ++n) vv[n] = I::load_pairs(v2 + (cp * dvp + n * W) * 2);
+      for (int r = 0; r < NR; ++r) {
+        const auto pb = I::bcast_pair(p2 + (cp * rows_p + r) * 2);
+        for (int n = 0; n < NV; ++n) acc[r][n] = I::dot(acc[r][n], pb, vv[n]);
+      }
+    }
+    for (int r = 0; r < NR; ++r)
+      for (int n = 0; n < NV; ++n) I::store(o + r * ldo + n * W, acc[r][n]);
+  }
+
+  static void pv_pairs(const Rows& R, Workspace& ws, std::int64_t j0, std::int64_t bc) {
+    const std::int64_t bch = (bc + 1) / 2, n0 = R.p.tensor_col(R.t.b, j0);
+    for (std::int64_t cp = 0; cp < bch; ++cp) {  // P pairs, rounded to bf16
+      const bool has_hi = 2 * cp + 1 < bc;
+      for (std::int64_t r0 = 0; r0 < R.rows_p; r0 += W) {
+        const V lo = I::load(ws.s.data() + 2 * cp * R.rows_p + r0);
+        const V hi = has_hi ? I::load(ws.s.data() + (2 * cp + 1) * R.rows_p + r0) : I::zero();
+        I::store_pairs(ws.p16.data() + (cp * R.rows_p + r0) * 2, I::pairs_f32(lo, hi));
+      }
+      const auto* v_lo = reinterpret_cast<const std::uint16_t*>(row_ptr(R.p.v, R.tb, R.t.kvh, n0 + 2 * cp));
+      const auto* v_hi = has_hi ? reinterpret_cast<const std::uint16_t*>(row_ptr(R.p.v, R.tb, R.t.kvh, n0 + 2 * cp + 1)) : nullptr;
+      for (std::int64_t d0 = 0; d0 < R.dvp; d0 += W) {
+        const int n = static_cast<int>(std::min<std::int64_t>(W, R.Dv - d0));
+        I::store_pairs(ws.v16.data() + (cp * R.dvp + d0) * 2, I::pairs_bf16(v_lo + d0, v_hi ? v_hi + d0 : nullptr, n));
+      }
+    }
+    for (std::int64_t d0 = 0; d0 < R.dvp; d0 += I::kPvVecs * W) {
+      const int NV = static_cast<int>(std::min<std::int64_t>(I::kPvVecs, (R.dvp - d0) / W));
+      for (std::int64_t r0 = 0; r0 < R.rows; r0 += I::kPvRows) {
+        const int NR = static_cast<int>(std::min<std::int64_t>(I::kPvRows, R.rows - r0));
+        with_count<I::kPvRows>(NR, [&](auto nr) {
+          with_count<I::kPvVecs>(NV, [&](auto nv) {
+            pv_pairs_micro<decltype(nr)::value, decltype(nv)::value>(ws.p16.data() + r0 * 2, R.rows_p, ws.v16.data() + d0 * 2,
+                                                                     R.dvp, bch, ws.o.data() + r0 * R.dvp + d0, R.dvp);
+          });
+        });
+      }
+    }
   }
 
   /// Qᵀ [D × rows_p], zero for padding rows and rows that see no key (their memory is never read).
@@ -324,7 +431,12 @@ struct FwdKernel {
   /// Sᵀ of one tile after scale, extras and masking, ready for the softmax.
   static void scores(const Rows& R, const FwdPlan& plan, Workspace& ws, std::int64_t j0, std::int64_t bc, const float* k,
                      std::int64_t ldk) {
-    qk(k, ldk, bc, ws.q.data(), R.rows_p, R.D, ws.s.data());
+    if constexpr (kPairDot) {
+      if (R.pairs) qk_pairs(R, ws, j0, bc);
+      else qk(k, ldk, bc, ws.q.data(), R.rows_p, R.D, ws.s.data());
+    } else {
+      qk(k, ldk, bc, ws.q.data(), R.rows_p, R.D, ws.s.data());
+    }
     if (plan.extras) element_pass(R, j0, bc, ws);
     tile_ranges(R, j0, bc, ws);
   }
@@ -349,7 +461,7 @@ struct FwdKernel {
       const std::int64_t bc = std::min(Bc, kv_end - j0);
       if (!tile_visible(R, ws, j0, bc)) continue;
       std::int64_t ldk = 0;
-      const float* k = tile_rows(R, p.k, j0, bc, R.D, 1, ws.kt.data(), R.D, &ldk);
+      const float* k = R.pairs ? nullptr : tile_rows(R, p.k, j0, bc, R.D, 1, ws.kt.data(), R.D, &ldk);
       scores(R, plan, ws, j0, bc, k, ldk);
       for (std::int64_t r0 = 0; r0 < R.rows_p; r0 += W) {
         scale_mask_max(ws.s.data(), R.rows_p, r0, bc, ws, scale);
@@ -387,23 +499,35 @@ struct FwdKernel {
   static void run(const FwdPlan& plan, const FwdTask& t, Workspace& ws) {
     const core::SdpaProblem& p = *plan.p;
     const std::int64_t rows = p.G * t.rows_q;
-    const Rows R{p, t, p.tensor_b[t.b], rows, round_up(rows, 2 * W), p.D, p.Dv, round_up(p.Dv, W)};
+    const Rows R{p, t, p.tensor_b[t.b], rows, round_up(rows, 2 * W), p.D, p.Dv, round_up(p.Dv, W),
+                 kPairDot && p.q.dtype == DType::bf16};
     const float scale = plan.extras ? 1.0f : static_cast<float>(p.scale);
     auto [kv_begin, kv_end] = row_ranges(R, ws);
     for (std::int64_t r = 0; r < R.rows; ++r) ws.state[r] = SoftmaxState{};
     std::fill(ws.o.begin(), ws.o.begin() + R.rows * R.dvp, 0.0f);
-    pack_qt(R, ws);
+    if constexpr (kPairDot) {
+      if (R.pairs) pack_qt_pairs(R, ws);
+      else pack_qt(R, ws);
+    } else {
+      pack_qt(R, ws);
+    }
     const std::int64_t Bc = plan.Bc;
     for (std::int64_t j0 = kv_begin / Bc * Bc; j0 < kv_end; j0 += Bc) {
       const std::int64_t bc = std::min(Bc, kv_end - j0);
       if (!tile_visible(R, ws, j0, bc)) continue;  // skip: costs nothing
       std::int64_t ldk = 0, ldv = 0;
-      const float* k = tile_rows(R, p.k, j0, bc, R.D, 1, ws.kt.data(), R.D, &ldk);
+      const float* k = R.pairs ? nullptr : tile_rows(R, p.k, j0, bc, R.D, 1, ws.kt.data(), R.D, &ldk);
       scores(R, plan, ws, j0, bc, k, ldk);
       softmax_tile(R, ws, bc, scale);
       if (p.has_dropout())
         for (std::int64_t r = 0; r < R.rows; ++r)
           dropout_row(R, r, ws.s.data(), j0, static_cast<std::int64_t>(ws.lo_f[r]), static_cast<std::int64_t>(ws.hi_f[r]));
+      if constexpr (kPairDot) {
+        if (R.pairs) {
+          pv_pairs(R, ws, j0, bc);
+          continue;
+        }
+      }
       const float* v = tile_rows(R, p.v, j0, bc, R.Dv, W, ws.v.data(), R.dvp, &ldv);
       pv(ws.s.data(), R.rows, R.rows_p, bc, v, ldv, R.dvp, ws.o.data());
     }

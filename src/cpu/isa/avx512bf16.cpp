@@ -1,0 +1,21 @@
+// The cpu kernels for AVX-512 with AVX512_BF16: bf16 inputs use the vdpbf16ps pair dot for QKᵀ and
+// P·V (isa/vec_avx512bf16.hpp); f32 and f16 inputs run the AVX-512 fp32 path.
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12 raises false -Wmaybe-uninitialized inside AVX-512 intrinsics (GCC bug 105593).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+
+#include "cpu/isa/kernel_includes.hpp"
+
+#define ATTN_ISA_TARGET "avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma,f16c"
+#include "cpu/isa/isa_begin.hpp"
+#include "cpu/isa/vec_avx512bf16.hpp"
+#include "cpu/sdpa_fwd_kernel.hpp"
+namespace attn::cpu {
+namespace {
+void forward_task(const FwdPlan& plan, const FwdTask& t, Workspace& ws) { FwdKernel<isa::Avx512Bf16>::run(plan, t, ws); }
+}  // namespace
+extern const CpuKernels kAvx512Bf16Kernels{isa::Avx512Bf16::kName, forward_task};
+}  // namespace attn::cpu
+#include "cpu/isa/isa_end.hpp"
