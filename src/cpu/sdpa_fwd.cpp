@@ -6,6 +6,9 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <optional>
 #include <numeric>
 
 #include "attn/error.hpp"
@@ -42,6 +45,17 @@ bool can_forward(const core::ForwardArgs& a, core::Reasons& why) {
   return why.size() == before;
 }
 
+/// ATTN_TILES=Br,Bc overrides the tile table (for tuning sweeps; the result then depends on it).
+std::optional<TileSizes> tile_override() {
+  static const std::optional<TileSizes> tiles = []() -> std::optional<TileSizes> {
+    const char* env = std::getenv("ATTN_TILES");
+    long br = 0, bc = 0;
+    if (!env || std::sscanf(env, "%ld,%ld", &br, &bc) != 2 || br < 1 || bc < 1) return std::nullopt;
+    return TileSizes{br, bc};
+  }();
+  return tiles;
+}
+
 std::vector<FwdTask> make_tasks(const core::SdpaProblem& p, std::int64_t Br) {
   std::vector<FwdTask> tasks;
   std::vector<std::int64_t> cost;
@@ -73,7 +87,7 @@ void forward(const core::ForwardArgs& a) {
   FwdPlan plan;
   plan.p = &p;
   plan.o = &a.o;
-  const TileSizes ts = forward_tile_sizes(p.D, p.G);
+  const TileSizes ts = tile_override().value_or(forward_tile_sizes(p.D, p.G));
   plan.Br = ts.Br;
   plan.Bc = ts.Bc;
   plan.extras = p.bias.defined() || p.bool_mask.defined() || m.block_mask || !m.alibi_slopes.empty() || m.softcap > 0.0 ||
