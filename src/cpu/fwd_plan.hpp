@@ -31,6 +31,7 @@ struct FwdPlan {
 /// Per-thread scratch, sized once per call.
 struct Workspace {
   std::vector<float> q, kt, v, s, o, row;
+  std::vector<float> extra;              // one row's additive mask terms (bias, ALiBi) per key
   std::vector<float> lo_f, hi_f, m_sub;  // per tile row: key range (tile-relative) and max to subtract
   std::vector<std::uint16_t> q16, k16, p16, v16;  // bf16 pair-packed tiles (bf16-dot ISAs only)
   std::vector<SoftmaxState> state;

@@ -107,6 +107,7 @@ void forward(const core::ForwardArgs& a) {
     size(ws.s, plan.Bc * rows_p);                // Sᵀ / Pᵀ
     size(ws.o, rows_p * dvp);                    // O accumulator
     size(ws.row, std::max(p.D, p.Dv) + 16);
+    size(ws.extra, plan.Bc);
     size(ws.lo_f, rows_p);
     size(ws.hi_f, rows_p);
     size(ws.m_sub, rows_p);

@@ -285,8 +285,9 @@ struct FwdKernel {
     return buf;
   }
 
-  /// Bias, bool/block mask, ALiBi, softcap, callbacks: per element, in the reference's pipeline.
-  static void element_pass(const Rows& R, std::int64_t j0, std::int64_t bc, Workspace& ws) {
+  /// Bias, bool/block mask, ALiBi, softcap, callbacks: per element, in the reference's pipeline
+  /// (variants::score, fp64). Used when a callback is given.
+  static void element_pass_generic(const Rows& R, std::int64_t j0, std::int64_t bc, Workspace& ws) {
     for (std::int64_t r = 0; r < R.rows; ++r) {
       const std::int64_t ii = r % R.t.rows_q, h = R.head(r), i = R.pos(r);
       const std::int64_t lo = std::max<std::int64_t>(ws.lo[ii] - j0, 0), hi = std::min<std::int64_t>(ws.hi[ii] - j0, bc);
@@ -294,6 +295,72 @@ struct FwdKernel {
         float& s = ws.s[c * R.rows_p + r];
         const std::int64_t j = j0 + c;
         s = variants::visible_extra(R.p, R.t.b, h, i, j) ? static_cast<float>(variants::score(R.p, s, R.t.b, h, i, j)) : kNegInf;
+      }
+    }
+  }
+
+  static float load_float(const void* base, DType dt, std::int64_t off) {
+    switch (dt) {
+      case DType::f32: return static_cast<const float*>(base)[off];
+      case DType::bf16: return core::bf16_to_f32(static_cast<const std::uint16_t*>(base)[off]);
+      case DType::f16: return core::f16_to_f32(static_cast<const std::uint16_t*>(base)[off]);
+      default: return static_cast<float>(static_cast<const double*>(base)[off]);
+    }
+  }
+
+  /// One row's additive term per key, add[c] = ALiBi + bias, −inf where the bias, the bool mask or
+  /// the block mask hides key j0 + c.
+  static void additive_row(const Rows& R, std::int64_t r, std::int64_t j0, std::int64_t lo, std::int64_t hi, float* add) {
+    const core::SdpaProblem& p = R.p;
+    const MaskSpec& m = p.mask();
+    const std::int64_t b = R.t.b, h = R.head(r), i = R.pos(r);
+    std::fill(add + lo, add + hi, 0.0f);
+    if (p.bias.defined()) {
+      const std::int64_t base = p.bias.offset(p.tensor_b[b], h, p.tensor_row(b, i), p.tensor_col(b, j0)), cs = p.bias.strides[3];
+      const void* data = p.bias.view.data;
+      switch (p.bias.view.dtype) {
+        case DType::f32: for (std::int64_t c = lo; c < hi; ++c) add[c] = static_cast<const float*>(data)[base + c * cs]; break;
+        case DType::bf16: for (std::int64_t c = lo; c < hi; ++c) add[c] = core::bf16_to_f32(static_cast<const std::uint16_t*>(data)[base + c * cs]); break;
+        case DType::f16: for (std::int64_t c = lo; c < hi; ++c) add[c] = core::f16_to_f32(static_cast<const std::uint16_t*>(data)[base + c * cs]); break;
+        default: for (std::int64_t c = lo; c < hi; ++c) add[c] = static_cast<float>(static_cast<const double*>(data)[base + c * cs]); break;
+      }
+    }
+    if (!m.alibi_slopes.empty()) {
+      const float slope = -static_cast<float>(m.alibi_slopes[static_cast<std::size_t>(h)]);
+      const std::int64_t diag = i + p.off[b] - j0;  // |i + off_b − j| = |diag − c|
+      for (std::int64_t c = lo; c < hi; ++c)
+        if (add[c] != kNegInf) add[c] += slope * static_cast<float>(diag > c ? diag - c : c - diag);
+    }
+    if (p.bool_mask.defined()) {
+      const std::int64_t base = p.bool_mask.offset(p.tensor_b[b], h, p.tensor_row(b, i), p.tensor_col(b, j0));
+      const auto* keep = static_cast<const std::uint8_t*>(p.bool_mask.view.data);
+      for (std::int64_t c = lo; c < hi; ++c)
+        if (keep[base + c * p.bool_mask.strides[3]] == 0) add[c] = kNegInf;
+    }
+    if (m.block_mask)
+      for (std::int64_t c = lo; c < hi; ++c)
+        if (!variants::block_mask_keep(p, b, h, i, j0 + c)) add[c] = kNegInf;
+  }
+
+  /// The same pipeline without callbacks, in fp32: s = scale·dot, softcap, + add[c] (ALiBi, bias),
+  /// −inf where hidden (a NaN dot of hidden memory cannot leak).
+  static void element_pass(const Rows& R, std::int64_t j0, std::int64_t bc, Workspace& ws) {
+    const MaskSpec& m = R.p.mask();
+    if (m.mask_mod || m.score_mod) return element_pass_generic(R, j0, bc, ws);
+    const float scale = static_cast<float>(R.p.scale), cap = static_cast<float>(m.softcap);
+    float* add = ws.extra.data();
+    for (std::int64_t r = 0; r < R.rows; ++r) {
+      const std::int64_t ii = r % R.t.rows_q;
+      const std::int64_t lo = std::max<std::int64_t>(ws.lo[ii] - j0, 0), hi = std::min<std::int64_t>(ws.hi[ii] - j0, bc);
+      if (lo >= hi) continue;
+      additive_row(R, r, j0, lo, hi, add);
+      float* x = ws.s.data() + r;
+      const std::int64_t ld = R.rows_p;
+      if (cap > 0.0f) {
+        for (std::int64_t c = lo; c < hi; ++c)
+          x[c * ld] = add[c] == kNegInf ? kNegInf : cap * std::tanh(x[c * ld] * scale / cap) + add[c];
+      } else {
+        for (std::int64_t c = lo; c < hi; ++c) x[c * ld] = add[c] == kNegInf ? kNegInf : x[c * ld] * scale + add[c];
       }
     }
   }
