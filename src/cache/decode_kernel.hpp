@@ -191,6 +191,13 @@ struct DecodeKernel {
     return any;
   }
 
+  // Software prefetch of [p, p + bytes): the blocks of paged storage, and V read column-wise in
+  // P·V, defeat the hardware prefetcher (measured: loads of K and V were ~60 % of the kernel's
+  // samples without it).
+  static void prefetch(const char* p, std::int64_t bytes) {
+    for (std::int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o);
+  }
+
   template <class T>
   static void run_typed(const DecodePlan& pl, const DecodeItem& it, float* acc, cpu::SoftmaxState* st,
                         DecodeScratch& w) {
@@ -220,6 +227,11 @@ struct DecodeKernel {
       const T* vb = reinterpret_cast<const T*>(c.row(1, it.b, it.kvh, blk));
       const float* ks = c.scale_ptr(0, it.b, it.kvh, blk);
       const float* vs = c.scale_ptr(1, it.b, it.kvh, blk);
+      if (blk + kBlock < uhi) {  // the next block's K/V into cache while this one computes
+        const std::int64_t n = std::min(kBlock, uhi - blk - kBlock);
+        prefetch(c.row(0, it.b, it.kvh, blk + kBlock), n * D * sizeof(T));
+        prefetch(c.row(1, it.b, it.kvh, blk + kBlock), n * Dv * sizeof(T));
+      }
       for (std::int64_t r0 = 0; r0 < R; r0 += kRows) {                           // 1. S = Q·Kᵀ
         const std::int64_t nr = std::min<std::int64_t>(kRows, R - r0);
         for (std::int64_t r = 0; r < nr; ++r)

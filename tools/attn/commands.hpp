@@ -8,6 +8,8 @@ namespace attn_cli {
 
 /// `attn check`: fast backends against the reference (check.cpp).
 void add_check(CLI::App& app);
+/// `attn bench-decode`: decode against KV caches vs read bandwidth (bench_decode.cpp).
+void add_bench_decode(CLI::App& app);
 /// `attn demo`: one small attention problem printed step by step (demo.cpp).
 void add_demo(CLI::App& app);
 
