@@ -256,15 +256,16 @@ struct FwdKernel {
     }
   }
 
-  /// Qᵀ [D × rows_p], zero for padding rows and rows that see no key (their memory is never read).
-  static void pack_qt(const Rows& R, Workspace& ws) {
+  /// Qᵀ·q_scale [D × rows_p], zero for padding rows and rows that see no key (their memory is
+  /// never read). Folding the softmax scale into Qᵀ saves a multiply per score.
+  static void pack_qt(const Rows& R, Workspace& ws, float q_scale) {
     std::fill(ws.q.begin(), ws.q.begin() + R.D * R.rows_p, 0.0f);
     float* row = ws.row.data();
     for (std::int64_t r = 0; r < R.rows; ++r) {
       const std::int64_t ii = r % R.t.rows_q;
       if (ws.lo[ii] >= ws.hi[ii]) continue;
       to_f32(row_ptr(R.p.q, R.tb, R.head(r), R.p.tensor_row(R.t.b, R.pos(r))), R.p.q.dtype, R.D, row);
-      for (std::int64_t d = 0; d < R.D; ++d) ws.q[d * R.rows_p + r] = row[d];
+      for (std::int64_t d = 0; d < R.D; ++d) ws.q[d * R.rows_p + r] = row[d] * q_scale;
     }
   }
 
@@ -388,10 +389,11 @@ struct FwdKernel {
       full_hi = std::min(full_hi, ws.hi_f[r0 + lane]);
     }
     const V vs = I::set1(scale), lo = I::load(ws.lo_f.data() + r0), hi = I::load(ws.hi_f.data() + r0);
+    const bool scaled = scale == 1.0f;  // the scale was folded into Qᵀ (or applied by the element pass)
     V vmax = I::set1(kNegInf);
     for (std::int64_t c = 0; c < bc; ++c) {
       float* x = st + c * ld + r0;
-      V s = I::mul(I::load(x), vs);
+      V s = scaled ? I::load(x) : I::mul(I::load(x), vs);
       if (static_cast<float>(c) < full_lo || static_cast<float>(c) >= full_hi) s = I::select_range(s, I::set1(static_cast<float>(c)), lo, hi, kNegInf);
       I::store(x, s);
       vmax = I::max(vmax, s);
@@ -513,7 +515,7 @@ struct FwdKernel {
     const core::SdpaProblem& p = R.p;
     const TensorView& probs = plan.o->probs;
     const bool post = p.params->probs_kind == ProbsKind::post_dropout && p.has_dropout();
-    const float scale = plan.extras ? 1.0f : static_cast<float>(p.scale);
+    const float scale = row_pass_scale(R, plan);
     auto row_base = [&](std::int64_t r) {
       return R.tb * probs.strides[0] + R.head(r) * probs.strides[1] + p.tensor_row(R.t.b, R.pos(r)) * probs.strides[2];
     };
@@ -563,20 +565,27 @@ struct FwdKernel {
     }
   }
 
+  /// Where the softmax scale is applied: the element pass (extras), Qᵀ (fp32 path) or the row
+  /// pass (bf16 pair path, whose Qᵀ keeps the input bits).
+  static float q_scale(const Rows& R, const FwdPlan& plan) { return plan.extras ? 1.0f : static_cast<float>(R.p.scale); }
+  static float row_pass_scale(const Rows& R, const FwdPlan& plan) {
+    return R.pairs && !plan.extras ? static_cast<float>(R.p.scale) : 1.0f;
+  }
+
   static void run(const FwdPlan& plan, const FwdTask& t, Workspace& ws) {
     const core::SdpaProblem& p = *plan.p;
     const std::int64_t rows = p.G * t.rows_q;
     const Rows R{p, t, p.tensor_b[t.b], rows, round_up(rows, 2 * W), p.D, p.Dv, round_up(p.Dv, W),
                  kPairDot && p.q.dtype == DType::bf16};
-    const float scale = plan.extras ? 1.0f : static_cast<float>(p.scale);
+    const float scale = row_pass_scale(R, plan);
     auto [kv_begin, kv_end] = row_ranges(R, ws);
     for (std::int64_t r = 0; r < R.rows; ++r) ws.state[r] = SoftmaxState{};
     std::fill(ws.o.begin(), ws.o.begin() + R.rows * R.dvp, 0.0f);
     if constexpr (kPairDot) {
       if (R.pairs) pack_qt_pairs(R, ws);
-      else pack_qt(R, ws);
+      else pack_qt(R, ws, q_scale(R, plan));
     } else {
-      pack_qt(R, ws);
+      pack_qt(R, ws, q_scale(R, plan));
     }
     const std::int64_t Bc = plan.Bc;
     for (std::int64_t j0 = kv_begin / Bc * Bc; j0 < kv_end; j0 += Bc) {
