@@ -1,0 +1,495 @@
+"""PyTorch drop-ins backed by attn (CPU tensors; pure Python use of torch, no libtorch linking).
+
+* ``scaled_dot_product_attention``: the signature, defaults and results of
+  ``torch.nn.functional.scaled_dot_product_attention`` (bool mask True = attend, float mask added,
+  ``is_causal`` = top-left causal, ``enable_gqa``), plus attn's extras as keyword-only arguments.
+* ``MultiheadAttention``: ``torch.nn.MultiheadAttention``'s constructor, forward, returned weights
+  and state-dict names, plus ``num_kv_heads`` (GQA/MQA).
+
+The attention core is a pair of ``torch.library`` custom ops, ``attn::sdpa_fwd`` and
+``attn::sdpa_bwd``, with fake kernels (same shapes and strides as the real ones) and
+``register_autograd``, so autograd, ``torch.compile(fullgraph=True)`` and ``torch.export`` work.
+Dropout draws (seed, offset) from torch's default generator (``torch.manual_seed`` reproduces a
+run) and passes them to the ops as a tensor that backward reuses; the keep decision is attn's
+Philox stream (DESIGN.md §5), so the dropped positions differ from PyTorch's own.
+
+Differences from PyTorch, on purpose: a fully masked row gives 0 (PyTorch gives NaN); an
+``attn_mask`` together with ``is_causal=True`` applies both (PyTorch refuses); the float mask may
+have any float dtype; the returned lse and MultiheadAttention's weights are not differentiable.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import _core
+
+__all__ = ["scaled_dot_product_attention", "MultiheadAttention"]
+
+
+# --------------------------------------------------------------------------------------------
+# Custom ops
+
+
+def _out_like(q: Tensor, last: int, dtype: torch.dtype) -> Tensor:
+    """An empty [B, H, N, last] tensor laid out in q's dimension order (also for fake tensors)."""
+    order = sorted(range(4), key=lambda d: (-q.stride(d), d))
+    shape = (*q.shape[:3], last)
+    return torch.empty_permuted(shape, order, dtype=dtype, device=q.device)
+
+
+def _params(
+    scale: Optional[float],
+    dropout_p: float,
+    rng: Optional[Tensor],
+    causal: bool,
+    window_left: int,
+    window_right: int,
+    bottom_right: bool,
+    alibi_slopes: Optional[Tensor],
+    softcap: float,
+    q_lengths: Optional[Tensor],
+    k_lengths: Optional[Tensor],
+    cu_seqlens_q: Optional[Tensor],
+    cu_seqlens_k: Optional[Tensor],
+    block_mask: Optional[Tensor],
+    block_q: int,
+    block_k: int,
+) -> dict:
+    p = dict(
+        scale=scale,
+        causal=causal,
+        window_left=window_left,
+        window_right=window_right,
+        alignment="bottom_right" if bottom_right else "top_left",
+        softcap=softcap,
+        dropout_p=dropout_p,
+    )
+    if rng is not None:
+        seed, offset = (int(x) for x in rng.tolist())
+        p["dropout_seed"] = seed & (2**64 - 1)
+        p["dropout_offset"] = offset & (2**64 - 1)
+    for name, t in (
+        ("alibi_slopes", alibi_slopes),
+        ("q_lengths", q_lengths),
+        ("k_lengths", k_lengths),
+        ("cu_seqlens_q", cu_seqlens_q),
+        ("cu_seqlens_k", cu_seqlens_k),
+    ):
+        if t is not None:
+            p[name] = t.tolist()
+    if block_mask is not None:
+        p["block_mask"] = block_mask
+        p["block_size"] = (block_q, block_k)
+    return p
+
+
+@torch.library.custom_op("attn::sdpa_fwd", mutates_args=(), device_types="cpu")
+def _sdpa_fwd(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    bool_mask: Optional[Tensor],
+    bias: Optional[Tensor],
+    scale: Optional[float],
+    dropout_p: float,
+    rng: Optional[Tensor],
+    causal: bool,
+    window_left: int,
+    window_right: int,
+    bottom_right: bool,
+    alibi_slopes: Optional[Tensor],
+    softcap: float,
+    q_lengths: Optional[Tensor],
+    k_lengths: Optional[Tensor],
+    cu_seqlens_q: Optional[Tensor],
+    cu_seqlens_k: Optional[Tensor],
+    block_mask: Optional[Tensor],
+    block_q: int,
+    block_k: int,
+    need_probs: bool,
+) -> Tuple[Tensor, Tensor, Tensor]:
+    out = _out_like(q, v.shape[3], q.dtype)
+    lse = torch.empty(q.shape[:3], dtype=torch.float32, device=q.device)
+    probs = q.new_empty((q.shape[0], q.shape[1], q.shape[2], k.shape[2]) if need_probs else (0,))
+    params = _params(scale, dropout_p, rng, causal, window_left, window_right, bottom_right, alibi_slopes,
+                     softcap, q_lengths, k_lengths, cu_seqlens_q, cu_seqlens_k, block_mask, block_q, block_k)
+    _core.sdpa_forward(out, q, k, v, lse=lse, probs=probs if need_probs else None, bool_mask=bool_mask,
+                       bias=bias, probs_kind="post_dropout", **params)
+    return out, lse, probs
+
+
+@_sdpa_fwd.register_fake
+def _(q, k, v, bool_mask, bias, scale, dropout_p, rng, causal, window_left, window_right, bottom_right,
+      alibi_slopes, softcap, q_lengths, k_lengths, cu_seqlens_q, cu_seqlens_k, block_mask, block_q, block_k,
+      need_probs):
+    out = _out_like(q, v.shape[3], q.dtype)
+    lse = q.new_empty(q.shape[:3], dtype=torch.float32)
+    probs = q.new_empty((q.shape[0], q.shape[1], q.shape[2], k.shape[2]) if need_probs else (0,))
+    return out, lse, probs
+
+
+@torch.library.custom_op("attn::sdpa_bwd", mutates_args=(), device_types="cpu")
+def _sdpa_bwd(
+    dout: Tensor,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    out: Tensor,
+    lse: Tensor,
+    bool_mask: Optional[Tensor],
+    bias: Optional[Tensor],
+    need_dbias: bool,
+    scale: Optional[float],
+    dropout_p: float,
+    rng: Optional[Tensor],
+    causal: bool,
+    window_left: int,
+    window_right: int,
+    bottom_right: bool,
+    alibi_slopes: Optional[Tensor],
+    softcap: float,
+    q_lengths: Optional[Tensor],
+    k_lengths: Optional[Tensor],
+    cu_seqlens_q: Optional[Tensor],
+    cu_seqlens_k: Optional[Tensor],
+    block_mask: Optional[Tensor],
+    block_q: int,
+    block_k: int,
+) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    dbias = torch.empty_like(bias) if need_dbias and bias is not None else q.new_empty((0,))
+    params = _params(scale, dropout_p, rng, causal, window_left, window_right, bottom_right, alibi_slopes,
+                     softcap, q_lengths, k_lengths, cu_seqlens_q, cu_seqlens_k, block_mask, block_q, block_k)
+    _core.sdpa_backward(dq, dk, dv, dout, q, k, v, out, lse, dbias=dbias if dbias.numel() or need_dbias else None,
+                        bool_mask=bool_mask, bias=bias, **params)
+    return dq, dk, dv, dbias
+
+
+@_sdpa_bwd.register_fake
+def _(dout, q, k, v, out, lse, bool_mask, bias, need_dbias, *rest):
+    dbias = torch.empty_like(bias) if need_dbias and bias is not None else q.new_empty((0,))
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), dbias
+
+
+_N_FWD_INPUTS = 22  # inputs of attn::sdpa_fwd
+_PARAM_SLICE = slice(5, 21)  # scale .. block_k: the parameters shared by the two ops
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, bool_mask, bias = inputs[:5]
+    out, lse, probs = output
+    ctx.mark_non_differentiable(lse, probs)
+    params = list(inputs[_PARAM_SLICE])
+    tensor_slots = [i for i, x in enumerate(params) if isinstance(x, Tensor)]
+    ctx.tensor_slots = tensor_slots
+    ctx.params = [None if i in tensor_slots else x for i, x in enumerate(params)]
+    ctx.save_for_backward(q, k, v, out, lse, bool_mask, bias, *[params[i] for i in tensor_slots])
+
+
+def _backward(ctx, dout, dlse, dprobs):
+    q, k, v, out, lse, bool_mask, bias, *saved = ctx.saved_tensors
+    params = list(ctx.params)
+    for slot, t in zip(ctx.tensor_slots, saved):
+        params[slot] = t
+    need_dbias = bias is not None and ctx.needs_input_grad[4]
+    dq, dk, dv, dbias = _sdpa_bwd(dout, q, k, v, out, lse, bool_mask, bias, need_dbias, *params)
+    return (dq, dk, dv, None, dbias if need_dbias else None) + (None,) * (_N_FWD_INPUTS - 5)
+
+
+torch.library.register_autograd("attn::sdpa_fwd", _backward, setup_context=_setup_context)
+
+
+# --------------------------------------------------------------------------------------------
+# scaled_dot_product_attention
+
+
+def _as_index_tensor(x) -> Optional[Tensor]:
+    if x is None:
+        return None
+    if isinstance(x, Tensor):
+        return x.detach().to("cpu", torch.int64)
+    return torch.tensor(list(x), dtype=torch.int64)
+
+
+def _as_float_tensor(x) -> Optional[Tensor]:
+    if x is None:
+        return None
+    if isinstance(x, Tensor):
+        return x.detach().to("cpu", torch.float64)
+    return torch.tensor([float(s) for s in x], dtype=torch.float64)
+
+
+def _draw_dropout_rng() -> Tensor:
+    """(seed, offset) from torch's default generator, so torch.manual_seed reproduces dropout."""
+    return torch.randint(-(2**63), 2**63 - 1, (2,), dtype=torch.int64)
+
+
+def _to_4d(t: Tensor, name: str) -> Tensor:
+    if t.dim() == 4:
+        return t
+    if t.dim() < 2:
+        raise ValueError(f"{name} has shape {list(t.shape)}, expected [..., H, L, E] (at least 2 dims)")
+    if t.dim() < 4:
+        return t.reshape((1,) * (4 - t.dim()) + tuple(t.shape))
+    return t.reshape(-1, *t.shape[-3:])
+
+
+def scaled_dot_product_attention(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attn_mask: Optional[Tensor] = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: Optional[float] = None,
+    enable_gqa: bool = False,
+    *,
+    window_left: int = -1,
+    window_right: int = -1,
+    alignment: str = "top_left",
+    alibi_slopes: Union[Tensor, Sequence[float], None] = None,
+    softcap: float = 0.0,
+    q_lengths: Union[Tensor, Sequence[int], None] = None,
+    k_lengths: Union[Tensor, Sequence[int], None] = None,
+    cu_seqlens_q: Union[Tensor, Sequence[int], None] = None,
+    cu_seqlens_k: Union[Tensor, Sequence[int], None] = None,
+    block_mask: Optional[Tensor] = None,
+    block_size: Union[int, Tuple[int, int]] = 128,
+    return_lse: bool = False,
+):
+    """``torch.nn.functional.scaled_dot_product_attention`` computed by attn.
+
+    query [N, ..., Hq, L, E], key [N, ..., Hkv, S, E], value [N, ..., Hkv, S, Ev] (torch's layout
+    (N, H, L, E) is attn's [B, H, N, D]); returns [N, ..., Hq, L, Ev] in query's dimension order.
+    attn_mask: bool (True = attend) or float (added), broadcast to [N, Hq, L, S]. is_causal:
+    top-left causal. enable_gqa: allow Hkv dividing Hq.
+
+    Extras (keyword-only): window_left/window_right (-1 = unbounded), alignment ('top_left' or
+    'bottom_right', for causal/window/ALiBi), alibi_slopes (one per query head), softcap (c > 0:
+    s -> c·tanh(s/c)), q_lengths/k_lengths (per-batch lengths, right padding), cu_seqlens_q/_k
+    (packed varlen, N = 1), block_mask (keep bits [N|1, Hq|1, ⌈L/qb⌉, ⌈S/kb⌉]) with block_size
+    (qb, kb), return_lse (also return lse [..., Hq, L] in float32, natural log).
+    """
+    if alignment not in ("top_left", "bottom_right"):
+        raise ValueError(f"alignment = {alignment!r}, expected 'top_left' or 'bottom_right'")
+    hq, hkv = query.shape[-3] if query.dim() >= 3 else 1, key.shape[-3] if key.dim() >= 3 else 1
+    if hq != hkv and not enable_gqa:
+        raise ValueError(f"query has {hq} heads but key has {hkv}: pass enable_gqa=True for GQA/MQA "
+                         "(as torch.nn.functional.scaled_dot_product_attention)")
+    lead = query.shape[:-3] if query.dim() >= 3 else ()
+    q4, k4, v4 = _to_4d(query, "query"), _to_4d(key, "key"), _to_4d(value, "value")
+    bool_mask = bias = None
+    if attn_mask is not None:
+        m = attn_mask
+        if query.dim() > 4:
+            m = m.expand(*lead, hq, q4.shape[2], k4.shape[2]).reshape(q4.shape[0], hq, q4.shape[2], k4.shape[2])
+        if m.dtype == torch.bool:
+            bool_mask = m
+        else:
+            bias = m
+    if isinstance(block_size, int):
+        block_q = block_k = block_size
+    else:
+        block_q, block_k = block_size
+    rng = _draw_dropout_rng() if dropout_p > 0 else None
+    out, lse, _ = _sdpa_fwd(
+        q4, k4, v4, bool_mask, bias, scale, float(dropout_p), rng, bool(is_causal), int(window_left),
+        int(window_right), alignment == "bottom_right", _as_float_tensor(alibi_slopes), float(softcap),
+        _as_index_tensor(q_lengths), _as_index_tensor(k_lengths), _as_index_tensor(cu_seqlens_q),
+        _as_index_tensor(cu_seqlens_k), block_mask, int(block_q), int(block_k), False)
+    if query.dim() != 4:
+        out = out.reshape(*query.shape[:-1], value.shape[-1])
+        lse = lse.reshape(query.shape[:-1])
+    return (out, lse) if return_lse else out
+
+
+# --------------------------------------------------------------------------------------------
+# MultiheadAttention
+
+
+def _merge_masks(attn_mask: Optional[Tensor], key_padding_mask: Optional[Tensor], n: int, h: int, l: int,
+                 s: int, dtype: torch.dtype) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+    """torch's MHA masks (bool True = blocked, float added; attn_mask [L, S] or [N·H, L, S],
+    key_padding_mask [N, S]) as attn's (bool_mask True = attend, bias), broadcastable to [N, H, L, S]."""
+    parts = []
+    if attn_mask is not None:
+        if attn_mask.dim() == 3:
+            if attn_mask.shape[0] != n * h:
+                raise ValueError(f"attn_mask has shape {list(attn_mask.shape)}, expected [L, S] = [{l}, {s}] or "
+                                 f"[N·num_heads, L, S] = [{n * h}, {l}, {s}]")
+            attn_mask = attn_mask.view(n, h, l, s)
+        elif attn_mask.dim() != 2:
+            raise ValueError(f"attn_mask has shape {list(attn_mask.shape)}, expected [L, S] or [N·num_heads, L, S]")
+        parts.append(attn_mask)
+    if key_padding_mask is not None:
+        if key_padding_mask.shape != (n, s):
+            raise ValueError(f"key_padding_mask has shape {list(key_padding_mask.shape)}, expected [N, S] = [{n}, {s}]")
+        parts.append(key_padding_mask.view(n, 1, 1, s))
+    if not parts:
+        return None, None
+    if all(p.dtype == torch.bool for p in parts):
+        keep = ~parts[0]
+        for p in parts[1:]:
+            keep = keep & ~p
+        return keep, None
+    bias = None
+    for p in parts:
+        b = torch.zeros(p.shape, dtype=dtype, device=p.device).masked_fill(p, float("-inf")) \
+            if p.dtype == torch.bool else p.to(dtype)
+        bias = b if bias is None else bias + b
+    return None, bias
+
+
+class MultiheadAttention(nn.Module):
+    """``torch.nn.MultiheadAttention`` with attn as its attention core, plus ``num_kv_heads``.
+
+    Same constructor, forward, returned weights (post-dropout; averaged over heads or per head)
+    and state-dict names (``in_proj_weight``/``in_proj_bias`` or ``q_proj_weight``,
+    ``k_proj_weight``, ``v_proj_weight`` when kdim/vdim differ; ``out_proj.weight``/``.bias``;
+    ``bias_k``/``bias_v``), so ``load_state_dict`` works both ways for MHA. ``num_kv_heads``
+    (dividing num_heads; default num_heads) makes it GQA/MQA: k and v project to
+    num_kv_heads·head_dim, the fused ``in_proj_weight`` is [E + 2·Ekv, E], and such a module cannot
+    load into ``torch.nn.MultiheadAttention`` (torch reports the size mismatch) nor load an MHA
+    state dict (a ValueError says why). Differences: ``is_causal=True`` works without attn_mask
+    (top-left causal); a fully masked row gives 0 where torch gives NaN; the weights are not
+    differentiable.
+    """
+
+    __constants__ = ["batch_first"]
+
+    def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, add_bias_kv=False, add_zero_attn=False,
+                 kdim=None, vdim=None, batch_first=False, device=None, dtype=None, *, num_kv_heads=None):
+        if embed_dim <= 0 or num_heads <= 0:
+            raise ValueError(f"embed_dim and num_heads must be greater than 0, got embed_dim={embed_dim} and "
+                             f"num_heads={num_heads} instead")
+        super().__init__()
+        factory = {"device": device, "dtype": dtype}
+        self.embed_dim = embed_dim
+        self.kdim = kdim if kdim is not None else embed_dim
+        self.vdim = vdim if vdim is not None else embed_dim
+        self.num_heads = num_heads
+        self.num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
+        self.dropout = dropout
+        self.batch_first = batch_first
+        self.head_dim = embed_dim // num_heads
+        if self.head_dim * num_heads != embed_dim:
+            raise ValueError(f"embed_dim = {embed_dim} must be divisible by num_heads = {num_heads}")
+        if self.num_kv_heads <= 0 or num_heads % self.num_kv_heads:
+            raise ValueError(f"num_kv_heads = {self.num_kv_heads} must divide num_heads = {num_heads}")
+        self.kv_dim = self.num_kv_heads * self.head_dim
+        self._qkv_same_embed_dim = self.kdim == embed_dim and self.vdim == embed_dim
+        if not self._qkv_same_embed_dim:
+            self.q_proj_weight = nn.Parameter(torch.empty((embed_dim, embed_dim), **factory))
+            self.k_proj_weight = nn.Parameter(torch.empty((self.kv_dim, self.kdim), **factory))
+            self.v_proj_weight = nn.Parameter(torch.empty((self.kv_dim, self.vdim), **factory))
+            self.register_parameter("in_proj_weight", None)
+        else:
+            self.in_proj_weight = nn.Parameter(torch.empty((embed_dim + 2 * self.kv_dim, embed_dim), **factory))
+            self.register_parameter("q_proj_weight", None)
+            self.register_parameter("k_proj_weight", None)
+            self.register_parameter("v_proj_weight", None)
+        if bias:
+            self.in_proj_bias = nn.Parameter(torch.empty(embed_dim + 2 * self.kv_dim, **factory))
+        else:
+            self.register_parameter("in_proj_bias", None)
+        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias, **factory)
+        if add_bias_kv:
+            self.bias_k = nn.Parameter(torch.empty((1, 1, self.kv_dim), **factory))
+            self.bias_v = nn.Parameter(torch.empty((1, 1, self.kv_dim), **factory))
+        else:
+            self.bias_k = self.bias_v = None
+        self.add_zero_attn = add_zero_attn
+        self._reset_parameters()
+        self._register_load_state_dict_pre_hook(self._check_state_dict)
+
+    def _reset_parameters(self):
+        if self._qkv_same_embed_dim:
+            nn.init.xavier_uniform_(self.in_proj_weight)
+        else:
+            nn.init.xavier_uniform_(self.q_proj_weight)
+            nn.init.xavier_uniform_(self.k_proj_weight)
+            nn.init.xavier_uniform_(self.v_proj_weight)
+        if self.in_proj_bias is not None:
+            nn.init.constant_(self.in_proj_bias, 0.0)
+            nn.init.constant_(self.out_proj.bias, 0.0)
+        if self.bias_k is not None:
+            nn.init.xavier_normal_(self.bias_k)
+        if self.bias_v is not None:
+            nn.init.xavier_normal_(self.bias_v)
+
+    def _check_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """A clear error for MHA weights loaded into a GQA/MQA module (or other head counts)."""
+        for name in ("in_proj_weight", "k_proj_weight", "v_proj_weight", "in_proj_bias"):
+            mine, theirs = getattr(self, name), state_dict.get(prefix + name)
+            if mine is None or theirs is None or theirs.shape == mine.shape:
+                continue
+            raise ValueError(
+                f"{prefix}{name} has shape {list(theirs.shape)}, but this MultiheadAttention (embed_dim="
+                f"{self.embed_dim}, num_heads={self.num_heads}, num_kv_heads={self.num_kv_heads}) expects "
+                f"{list(mine.shape)}; weights of a module with other kv heads (e.g. a torch.nn.MultiheadAttention "
+                f"into a GQA/MQA module) cannot be loaded without a reshape that would change the model")
+
+    def _projections(self, query, key, value):
+        e, ekv = self.embed_dim, self.kv_dim
+        b = self.in_proj_bias
+        bq, bk, bv = (None, None, None) if b is None else b.split([e, ekv, ekv])
+        if self._qkv_same_embed_dim:
+            if query is key and key is value:
+                qkv = F.linear(query, self.in_proj_weight, b)
+                return qkv.split([e, ekv, ekv], dim=-1)
+            wq, wk, wv = self.in_proj_weight.split([e, ekv, ekv])
+        else:
+            wq, wk, wv = self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
+        return F.linear(query, wq, bq), F.linear(key, wk, bk), F.linear(value, wv, bv)
+
+    def forward(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask: Optional[Tensor] = None,
+                need_weights: bool = True, attn_mask: Optional[Tensor] = None, average_attn_weights: bool = True,
+                is_causal: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
+        unbatched = query.dim() == 2
+        if unbatched:
+            query, key, value = query.unsqueeze(0), key.unsqueeze(0), value.unsqueeze(0)
+            if key_padding_mask is not None:
+                key_padding_mask = key_padding_mask.unsqueeze(0)
+        elif not self.batch_first:  # [L, N, E] -> [N, L, E] (views)
+            query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
+        if query.shape[-1] != self.embed_dim:
+            raise ValueError(f"query has embedding size {query.shape[-1]}, expected embed_dim = {self.embed_dim}")
+        n, l, _ = query.shape
+        h, hkv, d = self.num_heads, self.num_kv_heads, self.head_dim
+        q, k, v = self._projections(query, key, value)
+        if self.bias_k is not None:
+            k = torch.cat([k, self.bias_k.expand(n, 1, self.kv_dim)], dim=1)
+            v = torch.cat([v, self.bias_v.expand(n, 1, self.kv_dim)], dim=1)
+            attn_mask = None if attn_mask is None else F.pad(attn_mask, (0, 1))
+            key_padding_mask = None if key_padding_mask is None else F.pad(key_padding_mask, (0, 1))
+        # [N, L, H·D] -> [N, H, L, D]: strided views, attn reads them in place.
+        q = q.view(n, l, h, d).transpose(1, 2)
+        k = k.reshape(n, -1, hkv, d).transpose(1, 2)
+        v = v.reshape(n, -1, hkv, d).transpose(1, 2)
+        if self.add_zero_attn:
+            k = torch.cat([k, k.new_zeros(n, hkv, 1, d)], dim=2)
+            v = torch.cat([v, v.new_zeros(n, hkv, 1, d)], dim=2)
+            attn_mask = None if attn_mask is None else F.pad(attn_mask, (0, 1))
+            key_padding_mask = None if key_padding_mask is None else F.pad(key_padding_mask, (0, 1))
+        s = k.shape[2]
+        bool_mask, bias = _merge_masks(attn_mask, key_padding_mask, n, h, l, s, q.dtype)
+        dropout_p = self.dropout if self.training else 0.0
+        rng = _draw_dropout_rng() if dropout_p > 0 else None
+        out, _, probs = _sdpa_fwd(q, k, v, bool_mask, bias, None, float(dropout_p), rng, bool(is_causal), -1, -1,
+                                  False, None, 0.0, None, None, None, None, None, 128, 128, bool(need_weights))
+        out = out.transpose(1, 2).reshape(n, l, self.embed_dim)  # a view: out has q's order [N, L, H, D]
+        out = F.linear(out, self.out_proj.weight, self.out_proj.bias)
+        weights = None
+        if need_weights:
+            weights = probs.mean(dim=1) if average_attn_weights else probs
+            if unbatched:
+                weights = weights.squeeze(0)
+        if unbatched:
+            return out.squeeze(0), weights
+        return (out if self.batch_first else out.transpose(0, 1)), weights
