@@ -135,6 +135,23 @@ struct DecodeKernel {
     }
   }
 
+  // The scalar score pass for blocks that are masked in part or need softcap/ALiBi.
+  static void element_pass(const DecodePlan& pl, float* s, std::int64_t blk, std::int64_t lo, std::int64_t hi,
+                           const float* ks, float slope, std::int64_t diag) {
+    for (std::int64_t c = 0; c < kBlock; ++c) {
+      const std::int64_t j = blk + c;
+      if (j < lo || j >= hi) {
+        s[c] = kNegInf;
+        continue;
+      }
+      float x = s[c] * pl.scale;
+      if (ks) x *= ks[c];
+      if (pl.softcap > 0.0f) x = pl.softcap * std::tanh(x / pl.softcap);
+      if (slope != 0.0f) x -= slope * static_cast<float>(diag > j ? diag - j : j - diag);
+      s[c] = x;
+    }
+  }
+
   // Scores of one block → probabilities: scale, softcap, ALiBi, mask, online softmax, α-rescale of
   // acc rows, i8 V scale folded into p. Returns false when no row has a visible key in the block.
   static bool softmax_block(const DecodePlan& pl, const DecodeItem& it, std::int64_t blk, std::int64_t ja,
@@ -152,17 +169,15 @@ struct DecodeKernel {
       const std::int64_t h = it.kvh * pl.G + r / pl.Nq, i = r % pl.Nq;
       const float slope = pl.alibi.empty() ? 0.0f : pl.alibi[static_cast<std::size_t>(h)];
       const std::int64_t diag = L - pl.Nq + i;
-      for (std::int64_t c = 0; c < kBlock; ++c) {
-        const std::int64_t j = blk + c;
-        if (j < lo || j >= hi) {
-          s[c] = kNegInf;
-          continue;
+      if (lo == blk && hi == blk + kBlock && pl.softcap == 0.0f && slope == 0.0f) {  // the common block
+        const V sc = I::set1(pl.scale);
+        for (std::int64_t c = 0; c < kBlock; c += W) {
+          V x = I::mul(I::load(s + c), sc);
+          if (ks) x = I::mul(x, I::load(ks + c));
+          I::store(s + c, x);
         }
-        float x = s[c] * pl.scale;
-        if (ks) x *= ks[c];
-        if (pl.softcap > 0.0f) x = pl.softcap * std::tanh(x / pl.softcap);
-        if (slope != 0.0f) x -= slope * static_cast<float>(diag > j ? diag - j : j - diag);
-        s[c] = x;
+      } else {
+        element_pass(pl, s, blk, lo, hi, ks, slope, diag);
       }
       V mv = I::set1(kNegInf);
       for (std::int64_t c = 0; c < kBlock; c += W) mv = I::max(mv, I::load(s + c));
