@@ -1,6 +1,9 @@
 // cpuid-based selection of the cpu kernel table (see isa.hpp).
 
 #include <cstdlib>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #include <mutex>
 #include <string>
 
@@ -17,6 +20,18 @@ extern const CpuKernels kAvx2Kernels;
 extern const CpuKernels kScalarKernels;
 
 namespace {
+
+#if ATTN_HAVE_X86_ISAS
+// Feature bits that clang 14's __builtin_cpu_supports does not know, read with cpuid directly
+// (the AVX/AVX-512 register state is already checked by __builtin_cpu_supports("avx2"/"avx512f")).
+bool cpuid_bit(unsigned leaf, unsigned subleaf, int reg, unsigned bit) {
+  unsigned r[4] = {0, 0, 0, 0};
+  if (!__get_cpuid_count(leaf, subleaf, &r[0], &r[1], &r[2], &r[3])) return false;
+  return (r[reg] >> bit) & 1u;
+}
+bool has_f16c() { return cpuid_bit(1, 0, 2, 29); }        // CPUID.1:ECX[29]
+bool has_avx512bf16() { return cpuid_bit(7, 1, 0, 5); }   // CPUID.(7,1):EAX[5]
+#endif
 
 struct Entry {
   const char* name;
@@ -35,7 +50,7 @@ const std::vector<Entry>& entries() {
          __builtin_cpu_init();
          return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                 __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
-                __builtin_cpu_supports("avx512bf16");
+                has_avx512bf16();
        },
        // The bf16 pair dot pays where vdpbf16ps runs at twice the fp32 FMA rate (AMD Zen 4/5,
        // KERNELS.md). On a Sapphire Rapids Xeon (2026-11-24, 1 thread, B=1 H=16 N=2048 D=128)
@@ -54,7 +69,7 @@ const std::vector<Entry>& entries() {
       {"avx2", &kAvx2Kernels,
        [] {
          __builtin_cpu_init();
-         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
        },
        always},
 #endif
