@@ -23,7 +23,7 @@ for p in "${PACKAGES[@]}"; do
 done
 if ((${#missing[@]} == 0)); then
   echo "setup: all ${#PACKAGES[@]} packages already installed"
-  exit 0
+  exec "$(dirname "${BASH_SOURCE[0]}")/setup_python.sh"
 fi
 
 SUDO=()
@@ -35,3 +35,6 @@ echo "setup: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
 "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+
+# The Python package: a venv with pinned PyPI packages and attn._core (scripts/setup_python.sh).
+"$(dirname "${BASH_SOURCE[0]}")/setup_python.sh"

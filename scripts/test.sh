@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # All tests on a fresh machine: install dependencies, build and test the release preset, then
-# build and test the asan preset (AddressSanitizer + UndefinedBehaviorSanitizer).
+# build and test the asan preset (AddressSanitizer + UndefinedBehaviorSanitizer), then the Python
+# tests (pytest, against the attn package that scripts/setup.sh installed in the venv).
 # ATTN_JOBS sets the parallelism (default: all cores).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -14,4 +15,10 @@ for preset in release asan; do
   cmake --build --preset "$preset" --parallel "$JOBS"
   ctest --preset "$preset" --parallel "$JOBS"
 done
+echo "== python: pytest (attn package built by scripts/setup.sh into ${ATTN_VENV:-.venv})"
+if [[ "${ATTN_SKIP_PYTHON:-0}" != 1 ]]; then
+  rc=0
+  "${ATTN_VENV:-$PWD/.venv}/bin/python" -m pytest -q python/tests || rc=$?
+  ((rc == 0 || rc == 5)) || exit "$rc"  # 5 = no tests collected
+fi
 echo "test.sh: all tests passed in $((SECONDS - start)) s"
