@@ -29,7 +29,17 @@ from torch import Tensor, nn
 
 from . import _core
 
-__all__ = ["scaled_dot_product_attention", "MultiheadAttention"]
+__all__ = ["scaled_dot_product_attention", "MultiheadAttention", "set_num_threads"]
+
+_num_threads = 0
+
+
+def set_num_threads(n: int) -> None:
+    """Threads attn's kernels use from attn.torch (0 = all cores; results do not depend on it)."""
+    global _num_threads
+    if n < 0:
+        raise ValueError(f"num_threads = {n}, expected >= 0 (0 = all cores)")
+    _num_threads = int(n)
 
 
 # --------------------------------------------------------------------------------------------
@@ -69,6 +79,7 @@ def _params(
         alignment="bottom_right" if bottom_right else "top_left",
         softcap=softcap,
         dropout_p=dropout_p,
+        num_threads=_num_threads,
     )
     if rng is not None:
         seed, offset = (int(x) for x in rng.tolist())

@@ -145,3 +145,11 @@ def test_kv_cache_decode_matches_full_attention():
     np.testing.assert_allclose(out, ref_sdpa(q, k, v)[0], atol=2e-5)
     with pytest.raises(TypeError, match="cache storage types"):
         attn.KvCache(1, 1, 8, capacity=4, dtype="f64")
+
+
+def test_bench_quick_smoke(capsys):
+    from attn import bench
+
+    bench.main(["--quick", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert "ratio" in out and "mha" in out
