@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/problem.hpp"
+#include "cpu/bwd_plan.hpp"
 #include "cpu/softmax_state.hpp"
 
 namespace attn::cpu {
@@ -44,6 +45,7 @@ using FwdTaskFn = void (*)(const FwdPlan&, const FwdTask&, Workspace&);
 struct CpuKernels {
   const char* name;
   FwdTaskFn forward_task;
+  BwdTaskFn backward_task;  // sdpa_bwd_kernel.hpp
 };
 
 }  // namespace attn::cpu

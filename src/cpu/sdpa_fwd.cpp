@@ -133,14 +133,11 @@ void forward(const core::ForwardArgs& a) {
   }
 }
 
-bool can_backward(const core::BackwardArgs&, core::Reasons& why) {
-  why.push_back("the cpu backward is not implemented yet");
-  return false;
-}
-
-void backward(const core::BackwardArgs&) {}
-
 }  // namespace
+
+// The backward driver (sdpa_bwd.cpp).
+bool can_backward(const core::BackwardArgs& a, core::Reasons& why);
+void backward(const core::BackwardArgs& a);
 
 }  // namespace attn::cpu
 

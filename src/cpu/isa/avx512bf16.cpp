@@ -11,11 +11,13 @@
 #define ATTN_ISA_TARGET "avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma,f16c"
 #include "cpu/isa/isa_begin.hpp"
 #include "cpu/isa/vec_avx512bf16.hpp"
+#include "cpu/sdpa_bwd_kernel.hpp"
 #include "cpu/sdpa_fwd_kernel.hpp"
 namespace attn::cpu {
 namespace {
 void forward_task(const FwdPlan& plan, const FwdTask& t, Workspace& ws) { FwdKernel<isa::Avx512Bf16>::run(plan, t, ws); }
+void backward_task(const BwdPlan& plan, const BwdTask& t, BwdWorkspace& ws) { BwdKernel<isa::Avx512Bf16>::run(plan, t, ws); }
 }  // namespace
-extern const CpuKernels kAvx512Bf16Kernels{isa::Avx512Bf16::kName, forward_task};
+extern const CpuKernels kAvx512Bf16Kernels{isa::Avx512Bf16::kName, forward_task, backward_task};
 }  // namespace attn::cpu
 #include "cpu/isa/isa_end.hpp"

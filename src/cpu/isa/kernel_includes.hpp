@@ -12,6 +12,7 @@
 
 #include "core/half.hpp"
 #include "core/philox.hpp"
+#include "cpu/bwd_plan.hpp"
 #include "cpu/fwd_plan.hpp"
 #include "cpu/softmax_state.hpp"
 #include "variants/pipeline.hpp"

@@ -1,0 +1,205 @@
+// The cpu backend's backward driver (FlashAttention-2 backward; KERNELS.md §8.8): decides whether
+// the fast path can run (named reasons when not), precomputes Δ_i = rowsum(dO_i∘O_i) in fp32,
+// builds the tasks (b, kv head, fixed chunk of KV blocks; all G query heads), runs them on OpenMP
+// threads, then sums the dQ partial buffers in chunk order. The chunk count is a function of the
+// shape only (enough tasks for ~16 threads when B·Hkv is small), so dQ, dK and dV are bitwise
+// identical for any thread count. Extra memory: per-thread tiles (O(Bc·D)), Δ (O(N)) and the
+// chunks' fp32 dQ partials (chunks × B·Hq·Nq·D).
+
+#include <omp.h>
+
+#include <algorithm>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "attn/error.hpp"
+#include "core/backend.hpp"
+#include "cpu/bwd_plan.hpp"
+#include "cpu/isa.hpp"
+#include "variants/window.hpp"
+
+namespace attn::cpu {
+namespace {
+
+// Tasks the chunking aims for when B·Hkv is small (a machine larger than this 2-core one).
+constexpr std::int64_t kTargetTasks = 16;
+// KV block and query tile sizes: 64 × 64 keeps K, Kᵀ, Vᵀ, dK, dV (5 × 32 KiB at D = 128) and the
+// tile's Q, dO, S/P, dP in L2 (KERNELS.md §8.2).
+constexpr std::int64_t kBr = 64, kBc = 64;
+
+bool fast_dtype(DType d) { return d == DType::f32 || d == DType::bf16 || d == DType::f16; }
+
+void check_inner_stride(const TensorView& t, const char* name, core::Reasons& why) {
+  if (t.shape[3] > 1 && t.strides[3] != 1)
+    why.push_back(std::string("inner stride of ") + name + " is " + std::to_string(t.strides[3]) + ", the cpu backend needs 1");
+}
+
+std::int64_t round_up(std::int64_t x, std::int64_t m) { return (x + m - 1) / m * m; }
+
+/// Tasks of every (b, kv head): `chunks` runs of consecutive KV blocks, longest first within
+/// each (b, kv head) so that unequal (causal) tasks balance under dynamic scheduling.
+std::vector<BwdTask> make_tasks(const core::SdpaProblem& p, std::int64_t chunks, std::int64_t Br, std::int64_t Bc) {
+  std::vector<BwdTask> tasks;
+  std::vector<std::int64_t> cost;
+  for (std::int64_t b = 0; b < p.B; ++b) {
+    const std::int64_t nkb = (p.Lk[b] + Bc - 1) / Bc;
+    std::vector<std::int64_t> block_cost(static_cast<std::size_t>(nkb), 0);  // query rows that see each KV block
+    for (std::int64_t i0 = 0; i0 < p.Lq[b]; i0 += Br) {
+      const std::int64_t br = std::min(Br, p.Lq[b] - i0);
+      const auto first = variants::window_range(p, b, i0), last = variants::window_range(p, b, i0 + br - 1);
+      for (std::int64_t kb = first.lo / Bc; kb < nkb && kb * Bc < last.hi; ++kb) block_cost[kb] += br;
+    }
+    for (std::int64_t kvh = 0; kvh < p.Hkv; ++kvh)
+      for (std::int64_t c = 0; c < chunks; ++c) {
+        const std::int64_t kb0 = c * nkb / chunks, kb1 = (c + 1) * nkb / chunks;
+        if (kb0 == kb1) continue;
+        tasks.push_back({b, kvh, kb0, kb1, c});
+        cost.push_back(std::accumulate(block_cost.begin() + kb0, block_cost.begin() + kb1, std::int64_t{0}) + (kb1 - kb0));
+      }
+  }
+  std::vector<std::size_t> order(tasks.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t x, std::size_t y) {
+    const BwdTask &a = tasks[x], &b = tasks[y];
+    if (a.b != b.b || a.kvh != b.kvh) return a.b != b.b ? a.b < b.b : a.kvh < b.kvh;
+    return cost[x] > cost[y];
+  });
+  std::vector<BwdTask> sorted;
+  sorted.reserve(tasks.size());
+  for (std::size_t i : order) sorted.push_back(tasks[i]);
+  return sorted;
+}
+
+/// Δ_i = Σ_d dO_id·O_id in fp32 for every query row that a sequence owns.
+void compute_delta(const core::BackwardArgs& a, const BwdPlan& plan, std::vector<float>& delta, int threads) {
+  const core::SdpaProblem& p = a.p;
+#pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
+  for (std::int64_t b = 0; b < p.B; ++b)
+    for (std::int64_t h = 0; h < p.Hq; ++h) {
+      const std::int64_t tb = p.tensor_b[b];
+      for (std::int64_t i = 0; i < p.Lq[b]; ++i) {
+        const std::int64_t n = p.tensor_row(b, i);
+        const std::int64_t o_base = tb * a.out.strides[0] + h * a.out.strides[1] + n * a.out.strides[2];
+        const std::int64_t d_base = tb * a.dout.strides[0] + h * a.dout.strides[1] + n * a.dout.strides[2];
+        float sum = 0.0f;
+        for (std::int64_t d = 0; d < p.Dv; ++d)
+          sum += static_cast<float>(load_f64(a.dout, d_base + d * a.dout.strides[3])) *
+                 static_cast<float>(load_f64(a.out, o_base + d * a.out.strides[3]));
+        delta[static_cast<std::size_t>(plan.row_id(p, tb, h, n))] = sum;
+      }
+    }
+}
+
+/// dq = scale · Σ_chunks partial (in chunk order), every row (rows no sequence reaches get 0).
+void write_dq(const core::BackwardArgs& a, const BwdPlan& plan, int threads) {
+  const core::SdpaProblem& p = a.p;
+  const TensorView& dq = a.g.dq;
+  const std::int64_t rows = p.q.shape[0] * p.Hq * p.Nq, stride = plan.chunk_stride(p);
+  const float scale = static_cast<float>(p.scale);
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<float> sum(static_cast<std::size_t>(plan.Dp));
+#pragma omp for schedule(static)
+    for (std::int64_t row = 0; row < rows; ++row) {
+      const std::int64_t tb = row / (p.Hq * p.Nq), h = row / p.Nq % p.Hq, n = row % p.Nq;
+      std::fill(sum.begin(), sum.end(), 0.0f);
+      for (std::int64_t c = 0; c < plan.chunks; ++c) {
+        const float* part = plan.dq_acc + c * stride + row * plan.Dp;
+        for (std::int64_t d = 0; d < p.D; ++d) sum[d] += part[d];
+      }
+      const std::int64_t base = tb * dq.strides[0] + h * dq.strides[1] + n * dq.strides[2];
+      for (std::int64_t d = 0; d < p.D; ++d) store_f64(dq, base + d * dq.strides[3], sum[d] * scale);
+    }
+  }
+}
+
+/// dK/dV rows beyond Lk_b (padding outside varlen) are 0: no task owns them.
+void zero_padded_kv(const core::BackwardArgs& a) {
+  const core::SdpaProblem& p = a.p;
+  if (p.varlen) return;
+  for (std::int64_t b = 0; b < p.B; ++b)
+    for (std::int64_t kvh = 0; kvh < p.Hkv; ++kvh)
+      for (std::int64_t n = p.Lk[b]; n < p.Nk; ++n) {
+        for (std::int64_t d = 0; d < p.D; ++d) store_f64(a.g.dk, a.g.dk.offset({b, kvh, n, d}), 0.0);
+        for (std::int64_t d = 0; d < p.Dv; ++d) store_f64(a.g.dv, a.g.dv.offset({b, kvh, n, d}), 0.0);
+      }
+}
+
+}  // namespace
+
+bool can_backward(const core::BackwardArgs& a, core::Reasons& why) {
+  const core::SdpaProblem& p = a.p;
+  const std::size_t before = why.size();
+  if (!fast_dtype(p.q.dtype))
+    why.push_back(std::string("q has dtype ") + dtype_name(p.q.dtype) + ", the cpu backend runs f32, bf16 and f16");
+  check_inner_stride(p.q, "q", why);
+  check_inner_stride(p.k, "k", why);
+  check_inner_stride(p.v, "v", why);
+  if (a.g.dbias.defined()) why.push_back("dbias is not computed by the cpu backward (the reference backend computes it)");
+  if (p.mask().score_mod && !p.mask().score_mod.grad)
+    why.push_back("score_mod has no grad, so its backward is undefined");
+  if (p.Nq >= (std::int64_t{1} << 31) || p.Nk >= (std::int64_t{1} << 31))
+    why.push_back("sequence lengths of 2^31 or more are not supported by the cpu backend");
+  try {
+    if (!active_kernels().backward_task) why.push_back(std::string(active_kernels().name) + " has no backward kernel");
+  } catch (const Error& e) {
+    why.push_back(e.what());
+  }
+  return why.size() == before;
+}
+
+void backward(const core::BackwardArgs& a) {
+  const core::SdpaProblem& p = a.p;
+  const CpuKernels& kernels = active_kernels();
+  const MaskSpec& m = p.mask();
+  const int threads = p.params->num_threads > 0 ? p.params->num_threads : omp_get_max_threads();
+  const std::int64_t W = 16;  // row pitch of the tiles: a multiple of every ISA's vector width
+  BwdPlan plan;
+  plan.a = &a;
+  plan.Br = kBr;
+  plan.Bc = kBc;
+  plan.Dp = round_up(p.D, W);
+  plan.Dvp = round_up(p.Dv, W);
+  plan.extras = p.bias.defined() || p.bool_mask.defined() || m.block_mask || !m.alibi_slopes.empty() || m.softcap > 0.0 ||
+                static_cast<bool>(m.mask_mod) || static_cast<bool>(m.score_mod);
+  std::int64_t max_nkb = 1;
+  for (std::int64_t b = 0; b < p.B; ++b) max_nkb = std::max(max_nkb, (p.Lk[b] + plan.Bc - 1) / plan.Bc);
+  const std::int64_t units = std::max<std::int64_t>(1, p.B * p.Hkv);
+  plan.chunks = std::clamp<std::int64_t>((kTargetTasks + units - 1) / units, 1, max_nkb);
+  std::vector<float> delta(static_cast<std::size_t>(p.q.shape[0] * p.Hq * p.Nq), 0.0f);
+  std::vector<float> dq_acc(static_cast<std::size_t>(plan.chunks * plan.chunk_stride(p)), 0.0f);
+  plan.delta = delta.data();
+  plan.dq_acc = dq_acc.data();
+  compute_delta(a, plan, delta, threads);
+  plan.tasks = make_tasks(p, plan.chunks, plan.Br, plan.Bc);
+  const auto n_tasks = static_cast<std::int64_t>(plan.tasks.size());
+  if (n_tasks > 0) {
+#pragma omp parallel num_threads(static_cast<int>(std::min<std::int64_t>(threads, n_tasks)))
+    {
+      BwdWorkspace ws;
+      const std::int64_t bcp = round_up(plan.Bc, W);
+      auto size = [](std::vector<float>& x, std::int64_t n) { x.resize(static_cast<std::size_t>(n)); };
+      size(ws.k, plan.Bc * plan.Dp);
+      size(ws.kt, p.D * bcp);
+      size(ws.vt, p.Dv * bcp);
+      size(ws.dk, plan.Bc * plan.Dp);
+      size(ws.dv, plan.Bc * plan.Dvp);
+      size(ws.q, plan.Br * plan.Dp);
+      size(ws.dout, plan.Br * plan.Dvp);
+      for (auto* t : {&ws.s, &ws.pd, &ws.dp, &ws.z, &ws.f}) size(*t, plan.Br * bcp);
+      size(ws.add, bcp);
+      size(ws.row, plan.Dvp);
+      size(ws.lse, plan.Br);
+      size(ws.delta, plan.Br);
+      ws.lo.resize(static_cast<std::size_t>(plan.Br));
+      ws.hi.resize(static_cast<std::size_t>(plan.Br));
+#pragma omp for schedule(dynamic, 1)
+      for (std::int64_t t = 0; t < n_tasks; ++t) kernels.backward_task(plan, plan.tasks[static_cast<std::size_t>(t)], ws);
+    }
+  }
+  write_dq(a, plan, threads);
+  zero_padded_kv(a);
+}
+
+}  // namespace attn::cpu

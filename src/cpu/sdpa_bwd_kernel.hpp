@@ -1,0 +1,386 @@
+#pragma once
+// Fast SDPA backward, one work unit (BwdTask), templated over an ISA's vector traits and compiled
+// once per ISA (isa/*.cpp). FlashAttention-2's backward (Dao, "FlashAttention-2", 2023, Alg. 2)
+// on a CPU: the outer loop runs over KV blocks, the inner loop over query tiles, and the
+// [Nq, Nk] matrices are never stored. Per KV block of Bc keys (j0 .. j0 + bc):
+//
+//   K [bc × D], Kᵀ [D × bc], Vᵀ [Dv × bc] converted to fp32 once; dK, dV accumulators zeroed
+//   for each query head h of the kv group, each query tile i0 .. i0 + br that sees the block:
+//     S   = Q·Kᵀ                      (then scale, or the element pass: softcap/ALiBi/bias/masks)
+//     P   = exp(S − lse_i)            on each row's visible keys [lo_i, hi_i), else 0
+//     P'  = Z∘P                       Z = keep/(1 − p): the forward's Philox bits, replayed
+//     dV += P'ᵀ·dO
+//     dP  = dO·Vᵀ
+//     dS  = P∘(Z∘dP − Δ_i)∘F          Δ_i = rowsum(dO_i∘O_i) (driver), F = d score / d(scale·dot)
+//     dK += dSᵀ·Q                     (× scale at the end)
+//     dQ += dS·K                      into the task's chunk buffer (× scale in the driver)
+//   store dK·scale and dV in their dtypes and strides
+//
+// Every product is one register-blocked micro-kernel C[MR × NV·W] += A(m, k)·B[k][NV·W]: A is read
+// by broadcast through two strides (so Pᵀ and dSᵀ need no transpose), B row-major. Rows that see
+// no key of the block, and rows with lse = −inf (fully masked), are zeroed in Q and dO, so NaN in
+// memory the forward never read (padding, hidden keys) cannot leak into the products. Tiles that
+// no row of the query tile sees (lengths, causal, window, block mask) are skipped. The loop order
+// and the chunks depend on the shape only: the results are bitwise identical for any thread count.
+// Not here: dbias (the driver refuses it, the reference computes it).
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+#include <utility>
+
+#include "core/half.hpp"
+#include "core/philox.hpp"
+#include "cpu/bwd_plan.hpp"
+#include "variants/pipeline.hpp"
+
+namespace attn::cpu {
+
+template <class I>
+struct BwdKernel {
+  using V = typename I::V;
+  static constexpr int W = I::W;
+  static constexpr int kMr = I::kPvRows;  // micro-tile rows
+  static constexpr int kNv = I::kPvVecs;  // micro-tile width in vectors
+  static constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+  /// Calls f(std::integral_constant<int, n>) for a runtime n in [1, N].
+  template <int N, class F>
+  static void with_count(int n, F&& f) {
+    if constexpr (N >= 1) {
+      if (n == N) f(std::integral_constant<int, N>{});
+      else with_count<N - 1>(n, std::forward<F>(f));
+    }
+  }
+
+  // C[m][0 .. NV·W) (+)= Σ_k A(m, k)·B[k][0 .. NV·W) for M rows; A(m, k) = a[m·sam + k·sak].
+  template <int M, int NV>
+  static void micro(const float* a, std::int64_t sam, std::int64_t sak, const float* b, std::int64_t ldb, std::int64_t K,
+                    float* c, std::int64_t ldc, bool accumulate) {
+    V acc[M][NV];
+    for (int m = 0; m < M; ++m)
+      for (int n = 0; n < NV; ++n) acc[m][n] = accumulate ? I::load(c + m * ldc + n * W) : I::zero();
+    for (std::int64_t k = 0; k < K; ++k) {
+      V bv[NV];
+      for (int n = 0; n < NV; ++n) bv[n] = I::load(b + k * ldb + n * W);
+      for (int m = 0; m < M; ++m) {
+        const V av = I::set1(a[m * sam + k * sak]);
+        for (int n = 0; n < NV; ++n) acc[m][n] = I::fma(av, bv[n], acc[m][n]);
+      }
+    }
+    for (int m = 0; m < M; ++m)
+      for (int n = 0; n < NV; ++n) I::store(c + m * ldc + n * W, acc[m][n]);
+  }
+
+  /// C [M × Np] (+)= A [M × K] · B [K × Np]; Np a multiple of W.
+  static void gemm(std::int64_t M, std::int64_t Np, std::int64_t K, const float* a, std::int64_t sam, std::int64_t sak,
+                   const float* b, std::int64_t ldb, float* c, std::int64_t ldc, bool accumulate) {
+    for (std::int64_t n0 = 0; n0 < Np; n0 += kNv * W) {
+      const int nv = static_cast<int>(std::min<std::int64_t>(kNv, (Np - n0) / W));
+      for (std::int64_t m0 = 0; m0 < M; m0 += kMr) {
+        const int mr = static_cast<int>(std::min<std::int64_t>(kMr, M - m0));
+        with_count<kMr>(mr, [&](auto cm) {
+          with_count<kNv>(nv, [&](auto cn) {
+            micro<decltype(cm)::value, decltype(cn)::value>(a + m0 * sam, sam, sak, b + n0, ldb, K, c + m0 * ldc + n0, ldc,
+                                                            accumulate);
+          });
+        });
+      }
+    }
+  }
+
+  static float load_one(const void* base, DType dt, std::int64_t off) {
+    switch (dt) {
+      case DType::f32: return static_cast<const float*>(base)[off];
+      case DType::bf16: return core::bf16_to_f32(static_cast<const std::uint16_t*>(base)[off]);
+      case DType::f16: return core::f16_to_f32(static_cast<const std::uint16_t*>(base)[off]);
+      case DType::f64: return static_cast<float>(static_cast<const double*>(base)[off]);
+      default: return 0.0f;
+    }
+  }
+
+  /// Row (tb, h, n) of a rank-4 view as n_el fp32 values, then zeros up to `pitch`.
+  static void load_row(const TensorView& t, std::int64_t tb, std::int64_t h, std::int64_t n, std::int64_t n_el,
+                       std::int64_t pitch, float* dst) {
+    const std::int64_t base = tb * t.strides[0] + h * t.strides[1] + n * t.strides[2], cs = t.strides[3];
+    std::int64_t c = 0;
+    if (cs == 1 && t.dtype == DType::f32) {
+      std::memcpy(dst, t.at(base), static_cast<std::size_t>(n_el) * sizeof(float));
+      c = n_el;
+    } else if (cs == 1 && (t.dtype == DType::bf16 || t.dtype == DType::f16)) {
+      const auto* x = static_cast<const std::uint16_t*>(t.at(base));
+      if (t.dtype == DType::bf16)
+        for (; c + W <= n_el; c += W) I::store(dst + c, I::load_bf16(x + c));
+      else
+        for (; c + W <= n_el; c += W) I::store(dst + c, I::load_f16(x + c));
+    }
+    for (; c < n_el; ++c) dst[c] = load_one(t.data, t.dtype, base + c * cs);
+    std::fill(dst + n_el, dst + pitch, 0.0f);
+  }
+
+  static void store_row(const TensorView& t, std::int64_t tb, std::int64_t h, std::int64_t n, std::int64_t n_el,
+                        const float* src, float mul) {
+    const std::int64_t base = tb * t.strides[0] + h * t.strides[1] + n * t.strides[2], cs = t.strides[3];
+    for (std::int64_t c = 0; c < n_el; ++c) {
+      const float x = src[c] * mul;
+      void* ptr = t.at(base + c * cs);
+      switch (t.dtype) {
+        case DType::f32: *static_cast<float*>(ptr) = x; break;
+        case DType::f64: *static_cast<double*>(ptr) = x; break;
+        case DType::bf16: *static_cast<std::uint16_t*>(ptr) = core::f32_to_bf16(x); break;
+        case DType::f16: *static_cast<std::uint16_t*>(ptr) = core::f32_to_f16(x); break;
+        default: break;
+      }
+    }
+  }
+
+  /// Where one tile lives: batch row, query head, first query position and key, sizes.
+  struct Tile {
+    std::int64_t b, tb, h, i0, br, j0, bc, bcp;
+  };
+
+  /// Additive terms of row r (bias, ALiBi; −inf where the bool or block mask hides a key) for
+  /// tile columns [lo, hi), in fp32 as the forward's element pass.
+  static void additive_row(const core::SdpaProblem& p, const Tile& t, std::int64_t i, std::int64_t lo, std::int64_t hi,
+                           float* add) {
+    const MaskSpec& m = p.mask();
+    std::fill(add + lo, add + hi, 0.0f);
+    if (p.bias.defined()) {
+      const std::int64_t base = p.bias.offset(t.tb, t.h, p.tensor_row(t.b, i), p.tensor_col(t.b, t.j0));
+      for (std::int64_t c = lo; c < hi; ++c) add[c] = load_one(p.bias.view.data, p.bias.view.dtype, base + c * p.bias.strides[3]);
+    }
+    if (!m.alibi_slopes.empty()) {
+      const float slope = -static_cast<float>(m.alibi_slopes[static_cast<std::size_t>(t.h)]);
+      const std::int64_t diag = i + p.off[t.b] - t.j0;  // |i + off_b − j| = |diag − c|
+      for (std::int64_t c = lo; c < hi; ++c)
+        if (add[c] != kNegInf) add[c] += slope * static_cast<float>(diag > c ? diag - c : c - diag);
+    }
+    if (p.bool_mask.defined()) {
+      const std::int64_t base = p.bool_mask.offset(t.tb, t.h, p.tensor_row(t.b, i), p.tensor_col(t.b, t.j0));
+      const auto* keep = static_cast<const std::uint8_t*>(p.bool_mask.view.data);
+      for (std::int64_t c = lo; c < hi; ++c)
+        if (keep[base + c * p.bool_mask.strides[3]] == 0) add[c] = kNegInf;
+    }
+    if (m.block_mask)
+      for (std::int64_t c = lo; c < hi; ++c)
+        if (!variants::block_mask_keep(p, t.b, t.h, i, t.j0 + c)) add[c] = kNegInf;
+  }
+
+  /// Steps 1–6 of the score pipeline on the raw dots of row r (visible columns only), and
+  /// F = d score / d(scale·dot) (softcap's 1 − tanh², score_mod's grad). Callbacks run in fp64
+  /// through variants::score, the rest in fp32.
+  static void element_pass(const core::SdpaProblem& p, const Tile& t, std::int64_t r, BwdWorkspace& ws) {
+    const MaskSpec& m = p.mask();
+    const std::int64_t lo = ws.lo[r], hi = ws.hi[r], i = t.i0 + r;
+    float* s = ws.s.data() + r * t.bcp;
+    float* f = ws.f.data() + r * t.bcp;
+    std::fill(f, f + t.bcp, 0.0f);
+    if (m.mask_mod || m.score_mod) {
+      for (std::int64_t c = lo; c < hi; ++c) {
+        const std::int64_t j = t.j0 + c;
+        double pre_cap = 0.0, pre_mod = 0.0;
+        const double x = variants::visible_extra(p, t.b, t.h, i, j)
+                             ? variants::score(p, s[c], t.b, t.h, i, j, &pre_cap, &pre_mod)
+                             : -std::numeric_limits<double>::infinity();
+        s[c] = static_cast<float>(x);
+        if (x == -std::numeric_limits<double>::infinity()) continue;
+        double g = variants::softcap_grad(m.softcap, pre_cap);
+        if (m.score_mod) g *= m.score_mod.grad(pre_mod, t.b, t.h, i, j);
+        f[c] = static_cast<float>(g);
+      }
+      return;
+    }
+    float* add = ws.add.data();
+    additive_row(p, t, i, lo, hi, add);
+    const float scale = static_cast<float>(p.scale), cap = static_cast<float>(m.softcap);
+    for (std::int64_t c = lo; c < hi; ++c) {
+      if (add[c] == kNegInf) {
+        s[c] = kNegInf;
+        continue;
+      }
+      if (cap > 0.0f) {
+        const float th = std::tanh(s[c] * scale / cap);
+        s[c] = cap * th + add[c];
+        f[c] = 1.0f - th * th;
+      } else {
+        s[c] = s[c] * scale + add[c];
+        f[c] = 1.0f;
+      }
+    }
+  }
+
+  /// Dropout factors Z of row r: 1/(1 − p) where the forward kept the element, else 0.
+  static void dropout_row(const core::SdpaProblem& p, const Tile& t, std::int64_t r, float* z) {
+    const float keep_scale = static_cast<float>(1.0 / (1.0 - p.dropout_p));
+    const std::int64_t bh = t.b * p.Hq + t.h, i = t.i0 + r;
+    std::int64_t block = -1;
+    core::PhiloxBlock words{};
+    for (std::int64_t c = 0; c < t.bcp; ++c) z[c] = 0.0f;
+    for (std::int64_t c = 0; c < t.bc; ++c) {
+      const std::int64_t j = t.j0 + c;
+      if ((j >> 2) != block) {
+        block = j >> 2;
+        words = core::dropout_words(p.params->dropout_seed, p.params->dropout_offset, bh, i, j);
+      }
+      z[c] = words[static_cast<std::size_t>(j & 3)] >= p.dropout_threshold ? keep_scale : 0.0f;
+    }
+  }
+
+  /// Per-row ranges, lse, Δ and the Q and dO rows of one query tile; false when no row sees a key.
+  static bool load_rows(const BwdPlan& plan, const Tile& t, BwdWorkspace& ws) {
+    const core::BackwardArgs& a = *plan.a;
+    const core::SdpaProblem& p = a.p;
+    bool any = false;
+    for (std::int64_t r = 0; r < t.br; ++r) {
+      const std::int64_t i = t.i0 + r, n = p.tensor_row(t.b, i);
+      const variants::RowRange rr = variants::window_range(p, t.b, i);
+      std::int64_t lo = std::clamp<std::int64_t>(rr.lo - t.j0, 0, t.bc), hi = std::clamp<std::int64_t>(rr.hi - t.j0, 0, t.bc);
+      const float lse = *static_cast<const float*>(a.lse.at(t.tb * a.lse.strides[0] + t.h * a.lse.strides[1] + n * a.lse.strides[2]));
+      if (lse == kNegInf || lo >= hi) lo = hi = 0;  // fully masked row, or no key of this block
+      ws.lo[r] = lo;
+      ws.hi[r] = hi;
+      ws.lse[r] = lse;
+      ws.delta[r] = plan.delta[plan.row_id(p, t.tb, t.h, n)];
+      if (lo < hi) {
+        any = true;
+        load_row(p.q, t.tb, t.h, n, p.D, plan.Dp, ws.q.data() + r * plan.Dp);
+        load_row(a.dout, t.tb, t.h, n, p.Dv, plan.Dvp, ws.dout.data() + r * plan.Dvp);
+      } else {
+        std::fill(ws.q.begin() + r * plan.Dp, ws.q.begin() + (r + 1) * plan.Dp, 0.0f);
+        std::fill(ws.dout.begin() + r * plan.Dvp, ws.dout.begin() + (r + 1) * plan.Dvp, 0.0f);
+      }
+    }
+    return any;
+  }
+
+  /// P = exp(S − lse) on each row's visible keys (scale applied here unless the element pass did).
+  static void probs(const BwdPlan& plan, const Tile& t, BwdWorkspace& ws) {
+    const V vscale = I::set1(plan.extras ? 1.0f : static_cast<float>(plan.a->p.scale));
+    for (std::int64_t r = 0; r < t.br; ++r) {
+      float* s = ws.s.data() + r * t.bcp;
+      const std::int64_t lo = ws.lo[r], hi = ws.hi[r];
+      if (lo >= hi) {
+        std::fill(s, s + t.bcp, 0.0f);
+        continue;
+      }
+      const V lse = I::set1(ws.lse[r]);
+      for (std::int64_t c = 0; c < t.bcp; c += W) {
+        const V e = I::exp(I::sub(I::mul(I::load(s + c), vscale), lse));
+        I::store(s + c, (c >= lo && c + W <= hi) ? e : I::keep_range(e, c, lo, hi, 0.0f));
+      }
+    }
+  }
+
+  /// dS = P∘(Z∘dP − Δ)∘F in place of dP.
+  static void grad_scores(const BwdPlan& plan, const Tile& t, BwdWorkspace& ws, bool dropout) {
+    const bool factor = plan.extras;
+    for (std::int64_t r = 0; r < t.br; ++r) {
+      float* dp = ws.dp.data() + r * t.bcp;
+      const float* pr = ws.s.data() + r * t.bcp;
+      const float* z = ws.z.data() + r * t.bcp;
+      const float* f = ws.f.data() + r * t.bcp;
+      if (ws.lo[r] >= ws.hi[r]) {
+        std::fill(dp, dp + t.bcp, 0.0f);
+        continue;
+      }
+      const V delta = I::set1(ws.delta[r]);
+      for (std::int64_t c = 0; c < t.bcp; c += W) {
+        V d = I::load(dp + c);
+        if (dropout) d = I::mul(d, I::load(z + c));
+        d = I::mul(I::load(pr + c), I::sub(d, delta));
+        if (factor) d = I::mul(d, I::load(f + c));
+        // P is exactly 0 off the visible keys; select, so that a NaN dP there cannot leak.
+        I::store(dp + c, (c >= ws.lo[r] && c + W <= ws.hi[r]) ? d : I::keep_range(d, c, ws.lo[r], ws.hi[r], 0.0f));
+      }
+    }
+  }
+
+  static void tile(const BwdPlan& plan, const Tile& t, BwdWorkspace& ws, float* dq) {
+    const core::SdpaProblem& p = plan.a->p;
+    if (!load_rows(plan, t, ws)) return;
+    const std::int64_t ld = t.bcp;
+    gemm(t.br, ld, p.D, ws.q.data(), plan.Dp, 1, ws.kt.data(), ld, ws.s.data(), ld, false);  // S = Q·Kᵀ
+    if (plan.extras)
+      for (std::int64_t r = 0; r < t.br; ++r)
+        if (ws.lo[r] < ws.hi[r]) element_pass(p, t, r, ws);
+    probs(plan, t, ws);  // S -> P
+    const float* pd = ws.s.data();
+    if (p.has_dropout()) {
+      for (std::int64_t r = 0; r < t.br; ++r) {
+        dropout_row(p, t, r, ws.z.data() + r * ld);
+        for (std::int64_t c = 0; c < ld; c += W)
+          I::store(ws.pd.data() + r * ld + c, I::mul(I::load(ws.s.data() + r * ld + c), I::load(ws.z.data() + r * ld + c)));
+      }
+      pd = ws.pd.data();
+    }
+    gemm(t.bc, plan.Dvp, t.br, pd, 1, ld, ws.dout.data(), plan.Dvp, ws.dv.data(), plan.Dvp, true);    // dV += P'ᵀ·dO
+    gemm(t.br, ld, p.Dv, ws.dout.data(), plan.Dvp, 1, ws.vt.data(), ld, ws.dp.data(), ld, false);     // dP = dO·Vᵀ
+    grad_scores(plan, t, ws, p.has_dropout());                                                          // dS
+    gemm(t.bc, plan.Dp, t.br, ws.dp.data(), 1, ld, ws.q.data(), plan.Dp, ws.dk.data(), plan.Dp, true);  // dK += dSᵀ·Q
+    gemm(t.br, plan.Dp, t.bc, ws.dp.data(), ld, 1, ws.k.data(), plan.Dp, dq, plan.Dp, true);            // dQ += dS·K
+  }
+
+  /// K, Kᵀ, Vᵀ of keys j0 .. j0 + bc in fp32, zero-padded.
+  static void load_kv(const BwdPlan& plan, const Tile& t, std::int64_t kvh, BwdWorkspace& ws) {
+    const core::SdpaProblem& p = plan.a->p;
+    std::fill(ws.kt.begin(), ws.kt.begin() + p.D * t.bcp, 0.0f);
+    std::fill(ws.vt.begin(), ws.vt.begin() + p.Dv * t.bcp, 0.0f);
+    float* row = ws.row.data();
+    for (std::int64_t c = 0; c < t.bc; ++c) {
+      const std::int64_t n = p.tensor_col(t.b, t.j0 + c);
+      float* k = ws.k.data() + c * plan.Dp;
+      load_row(p.k, t.tb, kvh, n, p.D, plan.Dp, k);
+      for (std::int64_t d = 0; d < p.D; ++d) ws.kt[d * t.bcp + c] = k[d];
+      load_row(p.v, t.tb, kvh, n, p.Dv, plan.Dvp, row);
+      for (std::int64_t d = 0; d < p.Dv; ++d) ws.vt[d * t.bcp + c] = row[d];
+    }
+  }
+
+  /// True when the block mask hides the whole tile.
+  static bool block_mask_skips(const core::SdpaProblem& p, const Tile& t) {
+    const auto& bm = p.mask().block_mask;
+    if (!bm) return false;
+    const std::int64_t qb0 = t.i0 / bm->q_block, qb1 = (t.i0 + t.br - 1) / bm->q_block;
+    const std::int64_t kb0 = t.j0 / bm->k_block, kb1 = (t.j0 + t.bc - 1) / bm->k_block;
+    for (std::int64_t qb = qb0; qb <= qb1; ++qb)
+      for (std::int64_t kb = kb0; kb <= kb1; ++kb)
+        if (variants::block_mask_keep_block(*bm, t.b, t.h, qb, kb)) return false;
+    return true;
+  }
+
+  static void run(const BwdPlan& plan, const BwdTask& task, BwdWorkspace& ws) {
+    const core::BackwardArgs& a = *plan.a;
+    const core::SdpaProblem& p = a.p;
+    const std::int64_t b = task.b, tb = p.tensor_b[b], Lq = p.Lq[b], Lk = p.Lk[b];
+    float* dq_chunk = plan.dq_acc + task.chunk * plan.chunk_stride(p);
+    for (std::int64_t kb = task.kb0; kb < task.kb1; ++kb) {
+      const std::int64_t j0 = kb * plan.Bc, bc = std::min(plan.Bc, Lk - j0);
+      Tile t{b, tb, 0, 0, 0, j0, bc, (bc + W - 1) / W * W};
+      load_kv(plan, t, task.kvh, ws);
+      std::fill(ws.dk.begin(), ws.dk.begin() + bc * plan.Dp, 0.0f);
+      std::fill(ws.dv.begin(), ws.dv.begin() + bc * plan.Dvp, 0.0f);
+      for (std::int64_t h = task.kvh * p.G; h < (task.kvh + 1) * p.G; ++h) {
+        t.h = h;
+        for (std::int64_t i0 = 0; i0 < Lq; i0 += plan.Br) {
+          t.i0 = i0;
+          t.br = std::min(plan.Br, Lq - i0);
+          // Row ranges grow with i: the tile's union is [lo(first row), hi(last row)).
+          const auto first = variants::window_range(p, b, i0), last = variants::window_range(p, b, i0 + t.br - 1);
+          if (last.hi <= j0) continue;
+          if (first.lo >= j0 + bc) break;
+          if (block_mask_skips(p, t)) continue;
+          tile(plan, t, ws, dq_chunk + plan.row_id(p, tb, h, p.tensor_row(b, i0)) * plan.Dp);
+        }
+      }
+      for (std::int64_t c = 0; c < bc; ++c) {
+        const std::int64_t n = p.tensor_col(b, j0 + c);
+        store_row(a.g.dk, tb, task.kvh, n, p.D, ws.dk.data() + c * plan.Dp, static_cast<float>(p.scale));
+        store_row(a.g.dv, tb, task.kvh, n, p.Dv, ws.dv.data() + c * plan.Dvp, 1.0f);
+      }
+    }
+  }
+};
+
+}  // namespace attn::cpu

@@ -1,0 +1,195 @@
+// The cpu backward against the fp64 reference backward on a seeded covering sample (every ISA the
+// machine supports, f32/bf16/f16, every mask kind, GQA/MQA, odd sizes, BSHD views, NaN guard
+// memory and NaN padding), with the tolerance rule of DESIGN.md §14 (≤ 3× the error of a naive
+// same-precision backward + a floor); bitwise determinism across thread counts and repeats; the
+// named refusal for dbias.
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "attn/error.hpp"
+
+#include "common/test_util.hpp"
+#include "cpu/isa.hpp"
+#include "cpu/naive_lowp_bwd.hpp"
+#include "cpu/sdpa_case.hpp"
+
+namespace attn::test {
+namespace {
+
+std::vector<std::string> supported_isas() {
+  std::vector<std::string> r;
+  for (const auto& name : cpu::compiled_isas())
+    if (cpu::isa_supported(name)) r.push_back(name);
+  return r;
+}
+
+struct IsaScope {
+  explicit IsaScope(const std::string& name) { cpu::set_isa_override(name); }
+  ~IsaScope() { cpu::set_isa_override(""); }
+};
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr int kSampleDivisor = 4;  // sanitizer builds run a quarter of the sample (same seeds)
+#else
+constexpr int kSampleDivisor = 1;
+#endif
+
+// Floor of the tolerance, relative to the largest gradient of the reference.
+double floor_for(DType dt) { return dt == DType::f32 ? 2e-5 : dt == DType::f16 ? 2e-3 : 8e-3; }
+
+/// Gradients in guard memory shaped like q, k, v, in `dtype`.
+Grads make_grads_as(const Qkv& x, DType dtype) {
+  Grads g;
+  g.dq = make_tensor4(dtype, x.B, x.Hq, x.Nq, x.D, x.layout);
+  g.dk = make_tensor4(dtype, x.B, x.Hkv, x.Nk, x.D, x.layout);
+  g.dv = make_tensor4(dtype, x.B, x.Hkv, x.Nk, x.Dv, x.layout);
+  return g;
+}
+
+/// The forward's out (in q's dtype) and lse from the reference, and a random dout (NaN on padded rows).
+struct BwdInputs {
+  Outputs fwd;
+  GuardedTensor dout;
+};
+
+BwdInputs make_bwd_inputs(const CaseSetup& s, std::uint64_t seed, Backend fwd_backend = Backend::reference) {
+  BwdInputs in;
+  SdpaParams ref = s.params;
+  ref.backend = fwd_backend;
+  in.fwd = forward(s.x, ref, false, s.x.dtype);
+  in.dout = make_tensor4(s.x.dtype, s.x.B, s.x.Hq, s.x.Nq, s.x.Dv, s.x.layout);
+  fill_normal(in.dout.view, seed);
+  if (!s.params.mask.q_lengths.empty()) nan_beyond_lengths(in.dout.view, s.params.mask.q_lengths);
+  return in;
+}
+
+void run_backward(const Grads& g, const BwdInputs& in, const Qkv& x, SdpaParams params, Backend backend) {
+  params.backend = backend;
+  sdpa_backward(g.views(), in.dout.view, x.q, x.k, x.v, in.fwd.out.view, in.fwd.lse.view, params);
+}
+
+/// Runs one case on the forced cpu backend and checks dq, dk, dv against the fp64 reference.
+void check_case(const SdpaCase& c, DType grad_dtype) {
+  SCOPED_TRACE(c.name());
+  const CaseSetup s = make_case(c);
+  const Qkv& x = s.x;
+  const BwdInputs in = make_bwd_inputs(s, c.seed + 555);
+  const Grads truth = make_grads(x);  // f64
+  run_backward(truth, in, x, s.params, Backend::reference);
+  const Grads naive = make_grads(x);
+  naive_lowp_backward(naive.dq.view, naive.dk.view, naive.dv.view, in.dout.view, x.q, x.k, x.v, in.fwd.out.view,
+                      s.params);
+  const Grads fast = make_grads_as(x, grad_dtype);
+  run_backward(fast, in, x, s.params, Backend::cpu);
+  const char* names[] = {"dq", "dk", "dv"};
+  const GuardedTensor* t[] = {&truth.dq, &truth.dk, &truth.dv};
+  const GuardedTensor* n[] = {&naive.dq, &naive.dk, &naive.dv};
+  const GuardedTensor* f[] = {&fast.dq, &fast.dk, &fast.dv};
+  for (int a = 0; a < 3; ++a) {
+    const double naive_err = max_abs_diff(n[a]->view, t[a]->view);
+    const double err = max_abs_diff(f[a]->view, t[a]->view);
+    const double tol = 3.0 * naive_err + floor_for(grad_dtype == DType::f32 ? DType::f32 : c.dtype) * (1.0 + max_abs(t[a]->view));
+    EXPECT_LE(err, tol) << names[a] << ": max abs error " << err << " (naive " << naive_err << ", largest "
+                        << max_abs(t[a]->view) << "), NMSE " << nmse(f[a]->view, t[a]->view);
+    EXPECT_TRUE(f[a]->guards_intact()) << "a write landed outside " << names[a];
+  }
+}
+
+class CpuBwdSample : public ::testing::TestWithParam<std::tuple<std::string, DType>> {};
+
+TEST_P(CpuBwdSample, MatchesReference) {
+  const auto& [isa, dtype] = GetParam();
+  IsaScope scope(isa);
+  const int count = (dtype == DType::f32 ? 40 : 24) / kSampleDivisor;
+  int n = 0;
+  for (const SdpaCase& c : covering_sample(dtype, count, 20261125 + static_cast<int>(dtype), 1e7)) {
+    check_case(c, n++ % 3 == 0 ? DType::f32 : dtype);
+    if (::testing::Test::HasFailure()) break;  // one printed failure is enough to debug
+  }
+}
+
+std::vector<std::tuple<std::string, DType>> sample_params() {
+  std::vector<std::tuple<std::string, DType>> r;
+  for (const auto& isa : supported_isas())
+    for (DType dt : {DType::f32, DType::bf16, DType::f16}) r.emplace_back(isa, dt);
+  return r;
+}
+
+INSTANTIATE_TEST_SUITE_P(Isas, CpuBwdSample, ::testing::ValuesIn(sample_params()), [](const auto& param_info) {
+  return std::get<0>(param_info.param) + "_" + dtype_name(std::get<1>(param_info.param));
+});
+
+/// Same bits for every thread count and on repeats; B·Hkv = 1 splits the KV blocks into several
+/// dQ chunks, B·Hkv = 4 does not.
+TEST(CpuBwd, BitwiseDeterministicAcrossThreadCounts) {
+  for (const std::string& isa : supported_isas()) {
+    IsaScope scope(isa);
+    for (DType dt : {DType::f32, DType::bf16}) {
+      for (bool causal : {false, true}) {
+        for (std::int64_t B : {1, 2}) {
+          const std::int64_t Hkv = B == 1 ? 1 : 2;
+          CaseSetup s;
+          s.x = make_qkv(B, 4, Hkv, 300, 333, 64, 48, dt, Layout::bshd, 77);
+          SdpaParams& params = s.params;
+          params.mask.causal = causal;
+          params.dropout_p = causal ? 0.2 : 0.0;
+          params.dropout_seed = 99;
+          const BwdInputs in = make_bwd_inputs(s, 5, Backend::cpu);
+          const Qkv& x = s.x;
+          std::vector<std::vector<char>> results;
+          for (int threads : {1, 2, 3, 7, 2}) {
+            params.num_threads = threads;
+            Grads g = make_grads_as(x, DType::f32);
+            run_backward(g, in, x, params, Backend::cpu);
+            std::vector<char> bytes;
+            for (const GuardedTensor* t : {&g.dq, &g.dk, &g.dv}) {
+              const auto* p = static_cast<const char*>(t->mem.storage());
+              bytes.insert(bytes.end(), p, p + t->mem.storage_elems() * 4);
+            }
+            results.push_back(std::move(bytes));
+          }
+          for (std::size_t r = 1; r < results.size(); ++r)
+            EXPECT_TRUE(results[r] == results[0])
+                << isa << " " << dtype_name(dt) << " causal=" << causal << " B=" << B << " run " << r;
+        }
+      }
+    }
+  }
+}
+
+/// dbias: the cpu backward refuses with a named reason; auto falls back to the reference.
+TEST(CpuBwd, RefusesDbiasWithReason) {
+  SdpaCase c{2, 2, 1, 9, 11, 8, 8, DType::f32, MaskKind::bias, Layout::bhsd, 3};
+  const CaseSetup s = make_case(c);
+  const BwdInputs in = make_bwd_inputs(s, 4);
+  Grads g = make_grads(s.x, s.params.mask.bias);
+  SdpaParams params = s.params;
+  params.backend = Backend::cpu;
+  try {
+    sdpa_backward(g.views(), in.dout.view, s.x.q, s.x.k, s.x.v, in.fwd.out.view, in.fwd.lse.view, params);
+    FAIL() << "expected attn::Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("dbias"), std::string::npos) << e.what();
+  }
+  params.backend = Backend::automatic;
+  EXPECT_NO_THROW(sdpa_backward(g.views(), in.dout.view, s.x.q, s.x.k, s.x.v, in.fwd.out.view, in.fwd.lse.view, params));
+  EXPECT_FALSE(has_nan(g.dbias.view));
+}
+
+/// Without dbias the automatic choice is the cpu backend.
+TEST(CpuBwd, AutoPicksCpu) {
+  Qkv x = make_qkv(1, 2, 2, 5, 6, 8, 8, DType::f32, Layout::bhsd, 4);
+  SdpaParams params;
+  const Outputs o = forward(x, params, false, DType::f32);
+  const Grads g = make_grads_as(x, DType::f32);
+  const auto verdicts = explain(g.views(), o.out.view, x.q, x.k, x.v, o.out.view, o.lse.view, params);
+  ASSERT_FALSE(verdicts.empty());
+  bool cpu_ok = false;
+  for (const auto& v : verdicts) cpu_ok |= v.backend == Backend::cpu && v.can_run;
+  EXPECT_TRUE(cpu_ok) << to_string(verdicts);
+}
+
+}  // namespace
+}  // namespace attn::test
