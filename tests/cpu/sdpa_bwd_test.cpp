@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "attn/error.hpp"
@@ -90,7 +91,12 @@ void check_case(const SdpaCase& c, DType grad_dtype) {
   for (int a = 0; a < 3; ++a) {
     const double naive_err = max_abs_diff(n[a]->view, t[a]->view);
     const double err = max_abs_diff(f[a]->view, t[a]->view);
-    const double tol = 3.0 * naive_err + floor_for(grad_dtype == DType::f32 ? DType::f32 : c.dtype) * (1.0 + max_abs(t[a]->view));
+    // The floor grows like the random walk of rounding errors over the summed rows (Nk for dq,
+    // G·Nq for dk and dv), where a naive run can be exact by luck (e.g. Nk = 1: dS = 0).
+    const double terms = a == 0 ? static_cast<double>(c.Nk) : static_cast<double>(c.Nq * (c.Hq / c.Hkv));
+    const double floor = floor_for(grad_dtype == DType::f32 ? DType::f32 : c.dtype) * (1.0 + max_abs(t[a]->view)) *
+                         std::sqrt(1.0 + terms / 64.0);
+    const double tol = 3.0 * naive_err + floor;
     EXPECT_LE(err, tol) << names[a] << ": max abs error " << err << " (naive " << naive_err << ", largest "
                         << max_abs(t[a]->view) << "), NMSE " << nmse(f[a]->view, t[a]->view);
     EXPECT_TRUE(f[a]->guards_intact()) << "a write landed outside " << names[a];
