@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   attn_cli::add_check(app);
   attn_cli::add_demo(app);
+  attn_cli::add_bench(app);
   attn_cli::add_bench_decode(app);
   try {
     app.parse(argc, argv);

@@ -1,0 +1,22 @@
+#pragma once
+// Row softmax for the naive BLAS attention baseline, vectorised with attn's own exp (the same
+// 2-ulp exp the cpu backend uses), one implementation per ISA picked at run time.
+
+#include <cstdint>
+
+namespace attn::bench {
+
+/// In place over `rows` rows of `s` (leading dimension `ld`): row i keeps columns [0, hi_i) with
+/// hi_i = cols, or min(cols, i + causal_offset + 1) when causal_offset >= 0 (bottom-right causal:
+/// offset Nk - Nq); p = exp(s - max) / sum over them, 0 elsewhere; a row with no column is all 0.
+using SoftmaxRowsFn = void (*)(float* s, std::int64_t rows, std::int64_t cols, std::int64_t ld,
+                               std::int64_t causal_offset);
+
+/// The widest implementation the CPU runs (avx512, avx2 or scalar), and its name.
+SoftmaxRowsFn best_softmax_rows(const char** name = nullptr);
+
+SoftmaxRowsFn softmax_rows_scalar();
+SoftmaxRowsFn softmax_rows_avx2();    // defined in naive_softmax_avx2.cpp
+SoftmaxRowsFn softmax_rows_avx512();  // defined in naive_softmax_avx512.cpp
+
+}  // namespace attn::bench

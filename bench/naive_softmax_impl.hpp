@@ -1,0 +1,42 @@
+// The row-softmax template over attn's ISA traits (cpu/isa/vec_*.hpp). Included inside a per-ISA
+// target region (cpu/isa/isa_begin.hpp) after <algorithm>, <cmath> and <cstdint>; no guard.
+
+namespace attn::bench {
+namespace {
+
+template <class Isa>
+void softmax_rows_impl(float* s, std::int64_t rows, std::int64_t cols, std::int64_t ld, std::int64_t causal_offset) {
+  using V = typename Isa::V;
+  constexpr std::int64_t W = Isa::W;
+  for (std::int64_t i = 0; i < rows; ++i) {
+    float* row = s + i * ld;
+    const std::int64_t hi = causal_offset < 0 ? cols : std::clamp<std::int64_t>(i + causal_offset + 1, 0, cols);
+    // 1. row max over the visible columns
+    float m = -INFINITY;
+    std::int64_t j = 0;
+    if (hi >= W) {
+      V vm = Isa::load(row);
+      for (j = W; j + W <= hi; j += W) vm = Isa::max(vm, Isa::load(row + j));
+      m = Isa::hmax(vm);
+    }
+    for (; j < hi; ++j) m = std::max(m, row[j]);
+    // 2. p = exp(s - m), row sum
+    const V vneg_m = Isa::set1(-m);
+    V vsum = Isa::zero();
+    for (j = 0; j + W <= hi; j += W) {
+      const V p = Isa::exp(Isa::add(Isa::load(row + j), vneg_m));
+      Isa::store(row + j, p);
+      vsum = Isa::add(vsum, p);
+    }
+    float sum = Isa::hsum(vsum);
+    for (; j < hi; ++j) sum += (row[j] = std::exp(row[j] - m));
+    // 3. normalise; the masked tail becomes 0
+    const V vinv = Isa::set1(hi > 0 ? 1.0f / sum : 0.0f);
+    for (j = 0; j + W <= hi; j += W) Isa::store(row + j, Isa::mul(Isa::load(row + j), vinv));
+    for (; j < hi; ++j) row[j] *= hi > 0 ? 1.0f / sum : 0.0f;
+    for (j = hi; j < cols; ++j) row[j] = 0.0f;
+  }
+}
+
+}  // namespace
+}  // namespace attn::bench

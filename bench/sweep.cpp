@@ -1,0 +1,167 @@
+// The sweep: shape sets, cases and runners (sweep.hpp).
+
+#include "sweep.hpp"
+
+#include <attn/error.hpp>
+#include <attn/sdpa.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <sstream>
+
+#include "baselines.hpp"
+
+namespace attn::bench {
+
+std::string Shape::name() const {
+  // snprintf rather than string concatenation: GCC 12 warns falsely (-Wrestrict, bug 105329) there.
+  char n[64], d[64], buf[160];
+  const auto ll = [](std::int64_t x) { return static_cast<long long>(x); };
+  if (Nq == Nk)
+    std::snprintf(n, sizeof n, "N%lld", ll(Nq));
+  else
+    std::snprintf(n, sizeof n, "Nq%lld Nk%lld", ll(Nq), ll(Nk));
+  if (D == Dv)
+    std::snprintf(d, sizeof d, "D%lld", ll(D));
+  else
+    std::snprintf(d, sizeof d, "D%lld Dv%lld", ll(D), ll(Dv));
+  std::snprintf(buf, sizeof buf, "B%lld H%lld/%lld %s %s%s", ll(B), ll(Hq), ll(Hkv), n, d, causal ? " causal" : "");
+  return buf;
+}
+
+double visible_pairs(const Shape& s) {
+  if (!s.causal) return static_cast<double>(s.Nq) * static_cast<double>(s.Nk);
+  double pairs = 0;
+  for (std::int64_t i = 0; i < s.Nq; ++i) pairs += static_cast<double>(std::clamp<std::int64_t>(i + s.Nk - s.Nq + 1, 0, s.Nk));
+  return pairs;
+}
+
+double fwd_flops(const Shape& s) {
+  return 2.0 * static_cast<double>(s.B * s.Hq) * visible_pairs(s) * static_cast<double>(s.D + s.Dv);
+}
+
+namespace {
+
+Shape make_shape(std::int64_t B, std::int64_t Hq, std::int64_t Hkv, std::int64_t N, std::int64_t D, bool causal) {
+  return Shape{B, Hq, Hkv, N, N, D, D, causal};
+}
+
+Shape parse_shape(const std::string& spec) {
+  long long v[5];
+  char tail[4] = {};
+  const int got = std::sscanf(spec.c_str(), "%lldx%lldx%lldx%lldx%lld%3s", &v[0], &v[1], &v[2], &v[3], &v[4], tail);
+  const std::string t = tail;
+  const bool ok = (got == 5 || (got == 6 && t == "c")) && v[0] > 0 && v[1] > 0 && v[2] > 0 && v[3] > 0 && v[4] > 0 &&
+                  v[1] % v[2] == 0;
+  if (!ok)
+    throw attn::Error("--shapes", "'" + spec +
+                      "' is not a shape (expected full, quick, smoke or BxHqxHkvxNxD[c] with Hq % Hkv == 0, "
+                      "e.g. 1x16x16x1024x128c)");
+  return make_shape(v[0], v[1], v[2], v[3], v[4], got == 6);
+}
+
+}  // namespace
+
+std::vector<Shape> shape_set(const std::string& name) {
+  std::vector<Shape> shapes;
+  if (name == "full") {
+    for (std::int64_t D : {64, 128})
+      for (bool causal : {false, true})
+        for (std::int64_t N : {512, 1024, 2048, 4096}) shapes.push_back(make_shape(1, 16, 16, N, D, causal));
+    for (bool causal : {false, true}) shapes.push_back(make_shape(1, 32, 8, 2048, 128, causal));
+  } else if (name == "quick") {
+    for (bool causal : {false, true})
+      for (std::int64_t N : {512, 1024, 2048}) shapes.push_back(make_shape(1, 16, 16, N, 128, causal));
+    shapes.push_back(make_shape(1, 16, 16, 1024, 64, false));
+    shapes.push_back(make_shape(1, 32, 8, 1024, 128, true));
+  } else if (name == "smoke") {
+    shapes.push_back(make_shape(1, 2, 2, 64, 32, false));
+    shapes.push_back(make_shape(1, 4, 2, 96, 64, true));
+  } else {
+    std::stringstream in(name);
+    for (std::string item; std::getline(in, item, ',');)
+      if (!item.empty()) shapes.push_back(parse_shape(item));
+    if (shapes.empty()) throw attn::Error("--shapes", "empty shape list");
+  }
+  return shapes;
+}
+
+const char* impl_name(Impl impl) { return impl == Impl::cpu ? "cpu" : "naive_blas"; }
+
+std::vector<Case> cases_for(const std::vector<Shape>& shapes) {
+  std::vector<Case> cases;
+  for (const Shape& s : shapes) {
+    cases.push_back({s, Impl::naive_blas, DType::f32});
+    cases.push_back({s, Impl::cpu, DType::f32});
+    cases.push_back({s, Impl::cpu, DType::bf16});
+  }
+  return cases;
+}
+
+struct CaseRunner::State {
+  Case c;
+  int threads;
+  Tensor q, k, v, out;
+  std::unique_ptr<NaiveAttention> naive;
+};
+
+CaseRunner::CaseRunner(const Case& c, int threads) : state_(std::make_unique<State>()) {
+  State& st = *state_;
+  const Shape& s = c.shape;
+  st.c = c;
+  st.threads = threads;
+  st.q = Tensor(c.dtype, {s.B, s.Hq, s.Nq, s.D});
+  st.k = Tensor(c.dtype, {s.B, s.Hkv, s.Nk, s.D});
+  st.v = Tensor(c.dtype, {s.B, s.Hkv, s.Nk, s.Dv});
+  st.out = Tensor(c.dtype, {s.B, s.Hq, s.Nq, s.Dv});
+  std::mt19937 rng(42);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  for (Tensor* t : {&st.q, &st.k, &st.v, &st.out}) {
+    for (std::int64_t i = 0; i < t->numel(); ++i) {
+      const float x = t == &st.out ? 0.0f : dist(rng);
+      if (c.dtype == DType::bf16)
+        t->ptr<std::uint16_t>()[i] = f32_to_bf16(x);
+      else
+        t->ptr<float>()[i] = x;
+    }
+  }
+  if (c.impl == Impl::naive_blas) {
+    if (c.dtype != DType::f32) throw attn::Error("dtype", "the naive_blas baseline is fp32 only");
+    st.naive = std::make_unique<NaiveAttention>(NaiveAttention::Shape{s.B, s.Hq, s.Hkv, s.Nq, s.Nk, s.D, s.Dv, s.causal},
+                                                threads);
+  }
+}
+
+CaseRunner::~CaseRunner() = default;
+
+void CaseRunner::run() {
+  State& st = *state_;
+  if (st.naive) {
+    st.naive->run(st.out.ptr<float>(), st.q.ptr<float>(), st.k.ptr<float>(), st.v.ptr<float>());
+    return;
+  }
+  SdpaParams params;
+  params.backend = Backend::cpu;
+  params.num_threads = st.threads;
+  params.mask.causal = st.c.shape.causal;
+  params.mask.alignment = Alignment::bottom_right;
+  sdpa_forward({st.out, {}, {}}, st.q, st.k, st.v, params);
+}
+
+Timing time_runs(const std::function<void()>& fn, int warmup, int reps) {
+  for (int i = 0; i < warmup; ++i) fn();
+  std::vector<double> seconds;
+  for (int i = 0; i < std::max(reps, 1); ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(seconds.begin(), seconds.end());
+  const std::size_t n = seconds.size();
+  const double median = n % 2 ? seconds[n / 2] : 0.5 * (seconds[n / 2 - 1] + seconds[n / 2]);
+  return {median, seconds.front()};
+}
+
+}  // namespace attn::bench

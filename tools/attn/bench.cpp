@@ -1,0 +1,125 @@
+// `attn bench [--quick] [--shapes S] [--op fwd] [--json FILE] [--plot FILE.png] [--threads N]
+// [--reps N]`: the forward sweep of bench/sweep.hpp on attn's cpu backend (fp32, bf16) and the naive
+// BLAS baseline, with the fp32 FMA peak, the bf16 peak and the sgemm rate measured in the same run
+// (DESIGN.md §12). A progress bar on stderr, the table on stdout.
+//
+// The process re-executes itself once so that OPENBLAS_CORETYPE (OpenBLAS's best kernel for the
+// CPU) and OMP_PROC_BIND=spread / OMP_PLACES=cores take effect: both libraries read them at load.
+
+#include <attn/error.hpp>
+#include <omp.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "commands.hpp"
+#include "env.hpp"
+#include "report.hpp"
+#include "sweep.hpp"
+
+namespace attn_cli {
+namespace {
+
+struct BenchOptions {
+  bool quick = false;
+  std::string shapes;
+  std::string op = "fwd";
+  std::string json_path, plot_path;
+  int threads = 0;
+  int reps = 0;
+};
+
+// Progress on stderr: a bar redrawn in place on a terminal, one line per case otherwise. Weighted
+// by flops so that the bar tracks time.
+class Progress {
+ public:
+  explicit Progress(double total_flops) : total_(total_flops), tty_(isatty(STDERR_FILENO) != 0) {}
+  void show(int index, int count, double done_flops, const std::string& what) const {
+    constexpr int kWidth = 30;
+    const double frac = total_ > 0 ? done_flops / total_ : 0;
+    const int filled = static_cast<int>(frac * kWidth);
+    if (tty_) {
+      std::fprintf(stderr, "\r\033[K[%s%s] %3.0f%% %d/%d %s", std::string(filled, '#').c_str(),
+                   std::string(kWidth - filled, '.').c_str(), 100 * frac, index, count, what.c_str());
+    } else {
+      std::fprintf(stderr, "[%d/%d] %s\n", index, count, what.c_str());
+    }
+    std::fflush(stderr);
+  }
+  void done() const {
+    if (tty_) std::fprintf(stderr, "\r\033[K");
+  }
+
+ private:
+  double total_;
+  bool tty_;
+};
+
+int run_bench(const BenchOptions& opt) {
+  attn::bench::ensure_bench_environment();
+  const std::string shapes = !opt.shapes.empty() ? opt.shapes : opt.quick ? "quick" : "full";
+  const int reps = opt.reps > 0 ? opt.reps : opt.quick ? 3 : 5;
+  const int threads = opt.threads > 0 ? opt.threads : omp_get_max_threads();
+  omp_set_num_threads(threads);
+
+  attn::bench::Report report;
+  report.shapes = shapes;
+  report.reps = reps;
+  report.warmup = 1;
+  const auto cases = attn::bench::cases_for(attn::bench::shape_set(shapes));
+  report.machine = attn::bench::machine_info(threads);
+
+  double total = 0, done = 0;
+  for (const auto& c : cases) total += attn::bench::fwd_flops(c.shape) * (reps + report.warmup);
+  Progress progress(total);
+  progress.show(0, static_cast<int>(cases.size()), 0, "baselines: FMA peak, bf16 peak, sgemm");
+  report.baselines = attn::bench::measure_baselines(threads, reps, shapes == "smoke");
+
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    const auto& c = cases[i];
+    progress.show(static_cast<int>(i), static_cast<int>(cases.size()), done,
+                  std::string(attn::bench::impl_name(c.impl)) + " " + attn::dtype_name(c.dtype) + " " + c.shape.name());
+    attn::bench::CaseRunner runner(c, threads);
+    const auto timing = attn::bench::time_runs([&] { runner.run(); }, report.warmup, reps);
+    report.results.push_back({c, timing, attn::bench::fwd_flops(c.shape) / timing.median_s * 1e-9});
+    done += attn::bench::fwd_flops(c.shape) * (reps + report.warmup);
+  }
+  progress.done();
+
+  std::fputs(attn::bench::format_table(report).c_str(), stdout);
+  std::fflush(stdout);
+  if (!opt.json_path.empty()) {
+    std::ofstream out(opt.json_path);
+    out << attn::bench::to_json(report).dump(2) << "\n";
+    if (!out) throw attn::Error("--json", "cannot write " + opt.json_path);
+    std::printf("wrote %s\n", opt.json_path.c_str());
+  }
+  if (!opt.plot_path.empty()) {
+    attn::bench::write_plot(report, opt.plot_path);
+    std::printf("wrote %s\n", opt.plot_path.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+void add_bench(CLI::App& app) {
+  auto opt = std::make_shared<BenchOptions>();
+  auto* cmd = app.add_subcommand(
+      "bench", "Benchmark attention against baselines measured in the same run (FMA peak, sgemm, naive BLAS attention)");
+  cmd->add_flag("--quick", opt->quick, "A small subset of the sweep (well under a minute)");
+  cmd->add_option("--shapes", opt->shapes,
+                  "full (default), quick, smoke, or a list of BxHqxHkvxNxD[c] (c = causal), e.g. 1x16x16x1024x128c");
+  cmd->add_option("--op", opt->op, "Operation to benchmark")->check(CLI::IsMember({"fwd"}));
+  cmd->add_option("--json", opt->json_path, "Write the results, baselines and machine as JSON");
+  cmd->add_option("--plot", opt->plot_path, "Write a PNG plot of GFLOP/s against N (needs gnuplot)");
+  cmd->add_option("--threads", opt->threads, "Threads (default: all)")->check(CLI::PositiveNumber);
+  cmd->add_option("--reps", opt->reps, "Timed repetitions per case after one warm-up (default 5, --quick 3)")
+      ->check(CLI::PositiveNumber);
+  cmd->callback([opt] { exit_code() = run_bench(*opt); });
+}
+
+}  // namespace attn_cli
