@@ -9,6 +9,7 @@ PACKAGES=(
   libopenblas-dev                                     # BLAS baselines and module GEMMs
   libgtest-dev libgmock-dev libbenchmark-dev          # tests and benchmarks
   libcli11-dev nlohmann-json3-dev libfmt-dev          # CLI, JSON, formatting
+  gnuplot-nox                                         # `attn bench --plot`
   clang libomp-dev                                    # the tsan preset: clang + LLVM libomp
   python3 python3-venv python3-pip                    # the Python package and its tests
 )
