@@ -10,6 +10,9 @@ namespace attn::bench {
 struct PeakResult {
   double best_gflops = 0;    ///< best of the repetitions: the estimate of the peak
   double median_gflops = 0;  ///< median of the repetitions (shows the noise)
+  /// Best of Σ over threads of flops / thread CPU time: what the cores reach while scheduled. Equal
+  /// to best_gflops on an idle machine; higher when other processes share the cores.
+  double cpu_time_gflops = 0;
   std::string vector;        ///< "zmm", "ymm" or "scalar"
 };
 

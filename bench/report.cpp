@@ -54,12 +54,15 @@ nlohmann::json to_json(const Report& report) {
                     {"pinned", m.pinned}};
   out["baselines"] = {{"fma_peak_gflops", b.fma.best_gflops},
                       {"fma_peak_median_gflops", b.fma.median_gflops},
+                      {"fma_peak_cpu_time_gflops", b.fma.cpu_time_gflops},
                       {"fma_peak_vector", b.fma.vector},
                       {"fma_peak_chains_per_thread", kPeakChains},
                       {"bf16_peak_gflops", b.bf16 ? json(b.bf16->best_gflops) : json(nullptr)},
                       {"sgemm_gflops", b.sgemm_gflops},
                       {"sgemm_n", b.sgemm_n},
                       {"naive_softmax_isa", b.naive_softmax_isa}};
+  out["machine"]["cpu_share_during_peak"] =
+      b.fma.cpu_time_gflops > 0 ? b.fma.best_gflops / b.fma.cpu_time_gflops : 1.0;  // < 1: other load
   out["settings"] = {{"shapes", report.shapes}, {"reps", report.reps}, {"warmup", report.warmup},
                      {"timing", "wall clock, median of reps after warm-up"},
                      {"flops", "2*B*Hq*(visible pairs)*(D+Dv); causal pairs = N(N+1)/2"}};
@@ -76,7 +79,9 @@ nlohmann::json to_json(const Report& report) {
                        {"ms_min", r.timing.min_s * 1e3},
                        {"gflops", r.gflops},
                        {"pct_fma_peak", b.fma.best_gflops > 0 ? 100.0 * r.gflops / b.fma.best_gflops : 0.0},
-                       {"ratio_vs_naive", r.c.impl == Impl::cpu && naive > 0 ? json(r.gflops / naive) : json(nullptr)}});
+                       {"ratio_vs_naive", r.c.impl == Impl::cpu && naive > 0 ? json(r.gflops / naive) : json(nullptr)},
+                       {"max_abs_diff_vs_naive",
+                        r.max_abs_diff_vs_naive >= 0 ? json(r.max_abs_diff_vs_naive) : json(nullptr)}});
   }
   out["results"] = std::move(results);
   return out;
@@ -90,8 +95,9 @@ std::string format_table(const Report& report) {
   os << "machine: " << m.cpu << ", " << m.threads << " threads" << (m.pinned ? " pinned" : " NOT pinned") << " ("
      << "OMP_PROC_BIND=" << m.omp_proc_bind << " OMP_PLACES=" << m.omp_places << "), attn isa " << m.isa
      << ", OpenBLAS core " << m.openblas_core << "\n";
-  std::snprintf(line, sizeof line, "fp32 FMA peak %.1f GFLOP/s (%s, %d chains/thread; median %.1f)", b.fma.best_gflops,
-                b.fma.vector.c_str(), kPeakChains, b.fma.median_gflops);
+  std::snprintf(line, sizeof line,
+                "fp32 FMA peak %.1f GFLOP/s (%s, %d chains/thread; median %.1f, by thread CPU time %.1f)",
+                b.fma.best_gflops, b.fma.vector.c_str(), kPeakChains, b.fma.median_gflops, b.fma.cpu_time_gflops);
   os << line;
   if (b.bf16) {
     std::snprintf(line, sizeof line, ", bf16 vdpbf16ps peak %.1f", b.bf16->best_gflops);
@@ -101,20 +107,31 @@ std::string format_table(const Report& report) {
                 static_cast<long long>(b.sgemm_n), b.sgemm_gflops,
                 b.fma.best_gflops > 0 ? 100.0 * b.sgemm_gflops / b.fma.best_gflops : 0.0);
   os << line;
-  std::snprintf(line, sizeof line, "%-32s %-11s %-5s %10s %9s %7s %10s\n", "shape", "backend", "dtype", "ms median",
-                "GFLOP/s", "% peak", "cpu/naive");
+  const double busy = b.fma.cpu_time_gflops > 0 ? b.fma.best_gflops / b.fma.cpu_time_gflops : 1.0;
+  if (busy < 0.8) {
+    std::snprintf(line, sizeof line,
+                  "warning: the machine is loaded: the peak loop's threads ran only %.0f%% of the wall time, so "
+                  "every timing here is contended (compare ratios, not absolute figures)\n\n",
+                  100 * busy);
+    os << line;
+  }
+  std::snprintf(line, sizeof line, "%-32s %-11s %-5s %10s %9s %7s %10s %9s\n", "shape", "backend", "dtype",
+                "ms median", "GFLOP/s", "% peak", "cpu/naive", "max|diff|");
   os << line;
   for (const Result& r : report.results) {
     const double naive = naive_gflops_for(report, r.c.shape);
     char ratio[32] = "-";
     if (r.c.impl == Impl::cpu && naive > 0) std::snprintf(ratio, sizeof ratio, "%.2f", r.gflops / naive);
-    std::snprintf(line, sizeof line, "%-32s %-11s %-5s %10.3f %9.1f %6.1f%% %10s\n", r.c.shape.name().c_str(),
+    char diff[32] = "-";
+    if (r.max_abs_diff_vs_naive >= 0) std::snprintf(diff, sizeof diff, "%.1e", r.max_abs_diff_vs_naive);
+    std::snprintf(line, sizeof line, "%-32s %-11s %-5s %10.3f %9.1f %6.1f%% %10s %9s\n", r.c.shape.name().c_str(),
                   impl_name(r.c.impl), dtype_name(r.c.dtype), r.timing.median_s * 1e3, r.gflops,
-                  b.fma.best_gflops > 0 ? 100.0 * r.gflops / b.fma.best_gflops : 0.0, ratio);
+                  b.fma.best_gflops > 0 ? 100.0 * r.gflops / b.fma.best_gflops : 0.0, ratio, diff);
     os << line;
   }
   os << "\n% peak = GFLOP/s / fp32 FMA peak (also for bf16 rows); cpu/naive = GFLOP/s ratio to naive_blas f32 on the "
-        "same shape.\n";
+        "same shape;\nmax|diff| = max abs difference of the output from naive_blas's (bf16 rows: bf16 inputs and "
+        "output).\n";
   return os.str();
 }
 
@@ -128,6 +145,15 @@ std::string series_label(const Case& c) {
   return label;
 }
 
+// Line style of a series: colour = backend and dtype, dash = head dim, point = MHA (circle) or
+// GQA (square), so a series looks the same in both panels.
+std::string series_style(const Case& c) {
+  const char* colour = c.impl == Impl::naive_blas ? "#d62728" : c.dtype == DType::bf16 ? "#2ca02c" : "#1f77b4";
+  const int dash = c.shape.D == 128 ? 1 : c.shape.D == 64 ? 2 : 3;
+  const int point = c.shape.Hq == c.shape.Hkv ? 7 : 5;
+  return std::string("lc rgb '") + colour + "' dt " + std::to_string(dash) + " pt " + std::to_string(point);
+}
+
 }  // namespace
 
 void write_plot(const Report& report, const std::string& png_path) {
@@ -138,7 +164,11 @@ void write_plot(const Report& report, const std::string& png_path) {
 
   // panel (causal) -> series label -> (N, GFLOP/s) points
   std::map<bool, std::map<std::string, std::map<std::int64_t, double>>> panels;
-  for (const Result& r : report.results) panels[r.c.shape.causal][series_label(r.c)][r.c.shape.Nq] = r.gflops;
+  std::map<std::string, std::string> style;
+  for (const Result& r : report.results) {
+    panels[r.c.shape.causal][series_label(r.c)][r.c.shape.Nq] = r.gflops;
+    style[series_label(r.c)] = series_style(r.c);
+  }
 
   const Baselines& b = report.baselines;
   double n_min = 1e30, n_max = 0, y_max = std::max(b.fma.best_gflops, b.sgemm_gflops);
@@ -148,7 +178,7 @@ void write_plot(const Report& report, const std::string& png_path) {
     y_max = std::max(y_max, r.gflops);
   }
   std::ostringstream gp;
-  gp << "set terminal pngcairo size " << 760 * panels.size() << ",640 noenhanced font ',10'\n"
+  gp << "set terminal pngcairo size " << 900 * panels.size() << ",600 noenhanced font ',10'\n"
      << "set output '" << png_path << "'\n";
   int block = 0;
   for (const auto& [causal, series] : panels)
@@ -162,14 +192,13 @@ void write_plot(const Report& report, const std::string& png_path) {
      << "set logscale x 2\nset xlabel 'N (Nq = Nk)'\nset ylabel 'GFLOP/s'\nset grid\n"
      << "set xrange [" << n_min / 1.5 << ":" << n_max * 1.5 << "]\n"
      << "set yrange [0:" << 1.1 * y_max << "]\n"
-     << "set key outside bottom center horizontal maxrows 4 samplen 2\n";
+     << "set key outside right top vertical samplen 2\n";
   block = 0;
   for (const auto& [causal, series] : panels) {
     gp << "set title '" << (causal ? "causal" : "non-causal") << "'\nplot ";
     for (const auto& [label, points] : series) {
-      const bool naive = label.rfind("naive", 0) == 0;
-      gp << "$s" << block++ << " using 1:2 with linespoints " << (naive ? "dt 3 " : "") << "pt 7 ps 0.8 lw 2 title '"
-         << label << "', ";
+      gp << "$s" << block++ << " using 1:2 with linespoints " << style[label] << " ps 0.9 lw 2 title '" << label
+         << "', ";
     }
     gp << b.fma.best_gflops << " with lines dt 2 lw 2 lc rgb 'black' title 'fp32 FMA peak', " << b.sgemm_gflops
        << " with lines dt 4 lw 1 lc rgb 'gray40' title 'sgemm " << b.sgemm_n << "^3'\n";

@@ -31,6 +31,9 @@ struct Result {
   Case c;
   Timing timing;
   double gflops = 0;
+  /// max |out - out of naive_blas on the same shape| (a check that both compute the same thing),
+  /// negative when not compared.
+  double max_abs_diff_vs_naive = -1;
 };
 
 struct Report {

@@ -150,6 +150,14 @@ void CaseRunner::run() {
   sdpa_forward({st.out, {}, {}}, st.q, st.k, st.v, params);
 }
 
+std::vector<float> CaseRunner::output_f32() const {
+  const Tensor& out = state_->out;
+  std::vector<float> values(static_cast<std::size_t>(out.numel()));
+  for (std::int64_t i = 0; i < out.numel(); ++i)
+    values[i] = out.dtype() == DType::bf16 ? bf16_to_f32(out.ptr<std::uint16_t>()[i]) : out.ptr<float>()[i];
+  return values;
+}
+
 Timing time_runs(const std::function<void()>& fn, int warmup, int reps) {
   for (int i = 0; i < warmup; ++i) fn();
   std::vector<double> seconds;

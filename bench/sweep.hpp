@@ -53,6 +53,8 @@ class CaseRunner {
   CaseRunner(const CaseRunner&) = delete;
   CaseRunner& operator=(const CaseRunner&) = delete;
   void run();
+  /// The output of the last run() as fp32 ([B, Hq, Nq, Dv], row-major).
+  std::vector<float> output_f32() const;
 
  private:
   struct State;

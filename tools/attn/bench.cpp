@@ -10,10 +10,14 @@
 #include <omp.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <limits>
 #include <fstream>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "commands.hpp"
 #include "env.hpp"
@@ -58,6 +62,16 @@ class Progress {
   bool tty_;
 };
 
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return std::numeric_limits<double>::infinity();
+  double diff = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const double d = std::fabs(static_cast<double>(a[i]) - static_cast<double>(b[i]));
+    diff = std::isnan(d) ? std::numeric_limits<double>::infinity() : std::max(diff, d);
+  }
+  return diff;
+}
+
 int run_bench(const BenchOptions& opt) {
   attn::bench::ensure_bench_environment();
   const std::string shapes = !opt.shapes.empty() ? opt.shapes : opt.quick ? "quick" : "full";
@@ -78,16 +92,27 @@ int run_bench(const BenchOptions& opt) {
   progress.show(0, static_cast<int>(cases.size()), 0, "baselines: FMA peak, bf16 peak, sgemm");
   report.baselines = attn::bench::measure_baselines(threads, reps, shapes == "smoke");
 
+  std::vector<float> naive_out;  // output of the naive baseline on naive_shape
+  std::string naive_shape;
   for (std::size_t i = 0; i < cases.size(); ++i) {
     const auto& c = cases[i];
     progress.show(static_cast<int>(i), static_cast<int>(cases.size()), done,
                   std::string(attn::bench::impl_name(c.impl)) + " " + attn::dtype_name(c.dtype) + " " + c.shape.name());
     attn::bench::CaseRunner runner(c, threads);
     const auto timing = attn::bench::time_runs([&] { runner.run(); }, report.warmup, reps);
-    report.results.push_back({c, timing, attn::bench::fwd_flops(c.shape) / timing.median_s * 1e-9});
+    attn::bench::Result result{c, timing, attn::bench::fwd_flops(c.shape) / timing.median_s * 1e-9};
+    // Both implementations see the same inputs (bf16: rounded): their outputs must agree.
+    if (c.impl == attn::bench::Impl::naive_blas) {
+      naive_out = runner.output_f32();
+      naive_shape = c.shape.name();
+    } else if (naive_shape == c.shape.name()) {
+      result.max_abs_diff_vs_naive = max_abs_diff(runner.output_f32(), naive_out);
+    }
+    report.results.push_back(result);
     done += attn::bench::fwd_flops(c.shape) * (reps + report.warmup);
   }
   progress.done();
+  naive_out.clear();
 
   std::fputs(attn::bench::format_table(report).c_str(), stdout);
   std::fflush(stdout);
