@@ -1,6 +1,8 @@
 // naive_softmax.hpp for AVX-512 (F/BW/DQ/VL), with attn's Avx512::exp.
 // GCC 12 raises false -Wmaybe-uninitialized inside AVX-512 intrinsics (GCC bug 105593).
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 
 #include <algorithm>
