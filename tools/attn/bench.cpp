@@ -22,6 +22,7 @@
 #include "commands.hpp"
 #include "env.hpp"
 #include "report.hpp"
+#include "decode_bench.hpp"
 #include "sweep.hpp"
 
 namespace attn_cli {
@@ -72,8 +73,23 @@ double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
   return diff;
 }
 
+/// `--op decode`: the KV-cache decode sweep of bench/decode_bench.cpp (also `attn bench-decode`).
+int run_decode(const BenchOptions& opt) {
+  attn::bench::DecodeBenchOptions d;
+  d.json_path = opt.json_path;
+  d.threads = opt.threads;
+  if (opt.reps > 0) d.repeats = opt.reps;
+  if (opt.quick) {
+    d.batches = {1};
+    d.lengths = {4096, 16384};
+  }
+  attn::bench::run_decode_bench(d, stdout);
+  return 0;
+}
+
 int run_bench(const BenchOptions& opt) {
   attn::bench::ensure_bench_environment();
+  if (opt.op == "decode") return run_decode(opt);
   const std::string shapes = !opt.shapes.empty() ? opt.shapes : opt.quick ? "quick" : "full";
   const int reps = opt.reps > 0 ? opt.reps : opt.quick ? 3 : 5;
   const int threads = opt.threads > 0 ? opt.threads : omp_get_max_threads();
@@ -138,7 +154,8 @@ void add_bench(CLI::App& app) {
   cmd->add_flag("--quick", opt->quick, "A small subset of the sweep (well under a minute)");
   cmd->add_option("--shapes", opt->shapes,
                   "full (default), quick, smoke, or a list of BxHqxHkvxNxD[c] (c = causal), e.g. 1x16x16x1024x128c");
-  cmd->add_option("--op", opt->op, "Operation to benchmark")->check(CLI::IsMember({"fwd"}));
+  cmd->add_option("--op", opt->op, "Operation to benchmark: fwd, or decode (KV cache, GB/s)")
+      ->check(CLI::IsMember({"fwd", "decode"}));
   cmd->add_option("--json", opt->json_path, "Write the results, baselines and machine as JSON");
   cmd->add_option("--plot", opt->plot_path, "Write a PNG plot of GFLOP/s against N (needs gnuplot)");
   cmd->add_option("--threads", opt->threads, "Threads (default: all)")->check(CLI::PositiveNumber);
