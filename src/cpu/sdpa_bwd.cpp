@@ -17,6 +17,7 @@
 #include "core/backend.hpp"
 #include "cpu/bwd_plan.hpp"
 #include "cpu/isa.hpp"
+#include "cpu/task_order.hpp"
 #include "variants/window.hpp"
 
 namespace attn::cpu {
@@ -58,17 +59,7 @@ std::vector<BwdTask> make_tasks(const core::SdpaProblem& p, std::int64_t chunks,
         cost.push_back(std::accumulate(block_cost.begin() + kb0, block_cost.begin() + kb1, std::int64_t{0}) + (kb1 - kb0));
       }
   }
-  std::vector<std::size_t> order(tasks.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](std::size_t x, std::size_t y) {
-    const BwdTask &a = tasks[x], &b = tasks[y];
-    if (a.b != b.b || a.kvh != b.kvh) return a.b != b.b ? a.b < b.b : a.kvh < b.kvh;
-    return cost[x] > cost[y];
-  });
-  std::vector<BwdTask> sorted;
-  sorted.reserve(tasks.size());
-  for (std::size_t i : order) sorted.push_back(tasks[i]);
-  return sorted;
+  return order_tasks(tasks, cost);
 }
 
 /// Δ_i = Σ_d dO_id·O_id in fp32 for every query row that a sequence owns.

@@ -9,11 +9,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
-#include <numeric>
 
 #include "attn/error.hpp"
 #include "core/backend.hpp"
 #include "cpu/isa.hpp"
+#include "cpu/task_order.hpp"
 #include "cpu/tile_sizes.hpp"
 #include "variants/window.hpp"
 
@@ -70,21 +70,7 @@ std::vector<FwdTask> make_tasks(const core::SdpaProblem& p, std::int64_t Br) {
       }
     }
   }
-  // Within each (b, kv head), longest first: unequal (causal) tasks balance under dynamic
-  // scheduling, while consecutive tasks still share one head's K/V in cache. (A global
-  // longest-first order interleaved all heads and streamed K/V from DRAM: causal D=128 N=2048 ran
-  // at 0.64x the non-causal time instead of the tile count's 0.52x on the Zen 3 machine.)
-  std::vector<std::size_t> order(tasks.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](std::size_t x, std::size_t y) {
-    const FwdTask &a = tasks[x], &b = tasks[y];
-    if (a.b != b.b || a.kvh != b.kvh) return a.b != b.b ? a.b < b.b : a.kvh < b.kvh;
-    return cost[x] > cost[y];
-  });
-  std::vector<FwdTask> sorted;
-  sorted.reserve(tasks.size());
-  for (std::size_t i : order) sorted.push_back(tasks[i]);
-  return sorted;
+  return order_tasks(tasks, cost);
 }
 
 void forward(const core::ForwardArgs& a) {
