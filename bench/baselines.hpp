@@ -37,4 +37,34 @@ class NaiveAttention {
   const char* softmax_name_ = "scalar";
 };
 
+/// Naive fp32 attention backward, the strong BLAS baseline of the backward benchmark (KERNELS.md
+/// §8.8 done with materialised [Nq, Nk] matrices). Contiguous tensors as NaiveAttention, plus
+/// out/dout [B, Hq, Nq, Dv] -> dq [B, Hq, Nq, D], dk [B, Hkv, Nk, D], dv [B, Hkv, Nk, Dv].
+/// An OpenMP loop over (b, kv head) units with single-threaded OpenBLAS; each unit runs its G q
+/// heads in order (so dK and dV accumulate without sharing), per q head:
+///   S = scale·Q·Kᵀ (sgemm), P = softmax(S) (attn's vectorised exp; causal masks the full square),
+///   dV += Pᵀ·dO, dP = dO·Vᵀ (sgemm), Δ = rowsum(dO∘O), dS = P∘(dP − Δ) (vectorised rows),
+///   dQ = scale·dS·K, dK += scale·dSᵀ·Q (sgemm).
+/// Five [Nq, Nk]-sized GEMMs: 2.5× the forward's flops. Two [Nq, Nk] buffers per thread.
+class NaiveAttentionBackward {
+ public:
+  using Shape = NaiveAttention::Shape;
+  NaiveAttentionBackward(const Shape& shape, int threads);
+  ~NaiveAttentionBackward();
+  NaiveAttentionBackward(const NaiveAttentionBackward&) = delete;
+  NaiveAttentionBackward& operator=(const NaiveAttentionBackward&) = delete;
+
+  /// `units` > 0 limits the run to the first `units` (b, kv head) units (the memory probe: every
+  /// unit reuses the same buffers, so the peak is reached in the first); the rest are not written.
+  void run(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
+           const float* out, std::int64_t units = -1);
+
+ private:
+  Shape shape_;
+  int threads_;
+  float* p_ = nullptr;   // S, then P: one [Nq, Nk] per thread
+  float* dp_ = nullptr;  // dP, then dS: one [Nq, Nk] per thread
+  float* delta_ = nullptr;  // Δ: one [Nq] per thread
+};
+
 }  // namespace attn::bench

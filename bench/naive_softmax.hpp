@@ -19,4 +19,16 @@ SoftmaxRowsFn softmax_rows_scalar();
 SoftmaxRowsFn softmax_rows_avx2();    // defined in naive_softmax_avx2.cpp
 SoftmaxRowsFn softmax_rows_avx512();  // defined in naive_softmax_avx512.cpp
 
+/// The row passes of the naive backward, same ISA choice as the softmax:
+/// delta(delta, dout, out, rows, cols): delta[i] = sum_j dout[i, j]·out[i, j] (leading dim cols);
+/// ds(dp, p, delta, rows, cols, ld): dp[i, j] = p[i, j]·(dp[i, j] − delta[i]) in place (dS).
+struct BwdRowFns {
+  void (*delta)(float* delta, const float* dout, const float* out, std::int64_t rows, std::int64_t cols);
+  void (*ds)(float* dp, const float* p, const float* delta, std::int64_t rows, std::int64_t cols, std::int64_t ld);
+};
+BwdRowFns best_bwd_rows();
+BwdRowFns bwd_rows_scalar();
+BwdRowFns bwd_rows_avx2();    // naive_softmax_avx2.cpp
+BwdRowFns bwd_rows_avx512();  // naive_softmax_avx512.cpp
+
 }  // namespace attn::bench

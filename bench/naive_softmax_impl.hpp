@@ -38,5 +38,38 @@ void softmax_rows_impl(float* s, std::int64_t rows, std::int64_t cols, std::int6
   }
 }
 
+// Backward row passes of the naive BLAS backward (baselines.hpp).
+// delta[i] = sum_j dout[i, j] * out[i, j] over `cols` columns (rows contiguous, leading dim cols).
+template <class Isa>
+void delta_rows_impl(float* delta, const float* dout, const float* out, std::int64_t rows, std::int64_t cols) {
+  using V = typename Isa::V;
+  constexpr std::int64_t W = Isa::W;
+  for (std::int64_t i = 0; i < rows; ++i) {
+    const float* a = dout + i * cols;
+    const float* b = out + i * cols;
+    V acc = Isa::zero();
+    std::int64_t j = 0;
+    for (; j + W <= cols; j += W) acc = Isa::fma(Isa::load(a + j), Isa::load(b + j), acc);
+    float sum = Isa::hsum(acc);
+    for (; j < cols; ++j) sum += a[j] * b[j];
+    delta[i] = sum;
+  }
+}
+
+// dS = P o (dP - delta) in place over dp: dp[i, j] = p[i, j] * (dp[i, j] - delta[i]).
+template <class Isa>
+void ds_rows_impl(float* dp, const float* p, const float* delta, std::int64_t rows, std::int64_t cols,
+                  std::int64_t ld) {
+  constexpr std::int64_t W = Isa::W;
+  for (std::int64_t i = 0; i < rows; ++i) {
+    float* d = dp + i * ld;
+    const float* pr = p + i * ld;
+    const typename Isa::V vdelta = Isa::set1(delta[i]);
+    std::int64_t j = 0;
+    for (; j + W <= cols; j += W) Isa::store(d + j, Isa::mul(Isa::load(pr + j), Isa::sub(Isa::load(d + j), vdelta)));
+    for (; j < cols; ++j) d[j] = pr[j] * (d[j] - delta[i]);
+  }
+}
+
 }  // namespace
 }  // namespace attn::bench

@@ -32,9 +32,9 @@ Baselines measure_baselines(int threads, int reps, bool small) {
   return b;
 }
 
-double naive_gflops_for(const Report& report, const Shape& shape) {
+double naive_gflops_for(const Report& report, const Shape& shape, Op op) {
   for (const Result& r : report.results)
-    if (r.c.impl == Impl::naive_blas && r.c.shape.name() == shape.name()) return r.gflops;
+    if (r.c.impl == Impl::naive_blas && r.c.op == op && r.c.shape.name() == shape.name()) return r.gflops;
   return 0;
 }
 
@@ -65,12 +65,17 @@ nlohmann::json to_json(const Report& report) {
       b.fma.cpu_time_gflops > 0 ? b.fma.best_gflops / b.fma.cpu_time_gflops : 1.0;  // < 1: other load
   out["settings"] = {{"shapes", report.shapes}, {"reps", report.reps}, {"warmup", report.warmup},
                      {"timing", "wall clock, median of reps after warm-up"},
-                     {"flops", "2*B*Hq*(visible pairs)*(D+Dv); causal pairs = N(N+1)/2"}};
+                     {"op", op_name(report.op)},
+                     {"flops", report.op == Op::fwd ? "2*B*Hq*(visible pairs)*(D+Dv); causal pairs = N(N+1)/2"
+                               : report.op == Op::bwd
+                                   ? "2.5 * forward flops, forward = 2*B*Hq*(visible pairs)*(D+Dv); causal pairs = N(N+1)/2"
+                                   : "3.5 * forward flops (forward + backward), forward = 2*B*Hq*(visible pairs)*(D+Dv); "
+                                     "causal pairs = N(N+1)/2"}};
   json results = json::array();
   for (const Result& r : report.results) {
     const Shape& s = r.c.shape;
-    const double naive = naive_gflops_for(report, s);
-    results.push_back({{"op", "fwd"},
+    const double naive = naive_gflops_for(report, s, r.c.op);
+    results.push_back({{"op", op_name(r.c.op)},
                        {"backend", impl_name(r.c.impl)},
                        {"dtype", dtype_name(r.c.dtype)},
                        {"B", s.B}, {"Hq", s.Hq}, {"Hkv", s.Hkv}, {"Nq", s.Nq}, {"Nk", s.Nk}, {"D", s.D}, {"Dv", s.Dv},
@@ -119,7 +124,7 @@ std::string format_table(const Report& report) {
                 "ms median", "GFLOP/s", "% peak", "cpu/naive", "max|diff|");
   os << line;
   for (const Result& r : report.results) {
-    const double naive = naive_gflops_for(report, r.c.shape);
+    const double naive = naive_gflops_for(report, r.c.shape, r.c.op);
     char ratio[32] = "-";
     if (r.c.impl == Impl::cpu && naive > 0) std::snprintf(ratio, sizeof ratio, "%.2f", r.gflops / naive);
     char diff[32] = "-";
@@ -129,9 +134,14 @@ std::string format_table(const Report& report) {
                   b.fma.best_gflops > 0 ? 100.0 * r.gflops / b.fma.best_gflops : 0.0, ratio, diff);
     os << line;
   }
-  os << "\n% peak = GFLOP/s / fp32 FMA peak (also for bf16 rows); cpu/naive = GFLOP/s ratio to naive_blas f32 on the "
-        "same shape;\nmax|diff| = max abs difference of the output from naive_blas's (bf16 rows: bf16 inputs and "
-        "output).\n";
+  os << "\nop " << op_name(report.op)
+     << (report.op == Op::fwd   ? " (forward)"
+         : report.op == Op::bwd ? " (backward given out and lse; flops = 2.5x forward)"
+                                : " (forward then backward; flops = 3.5x forward)")
+     << ";\n% peak = GFLOP/s / fp32 FMA peak (also for bf16 rows); cpu/naive = GFLOP/s ratio to naive_blas f32 on "
+        "the same shape;\nmax|diff| = max abs difference of "
+     << (report.op == Op::fwd ? "the output" : "dq, dk and dv")
+     << " from naive_blas's (bf16 rows: bf16 inputs and outputs).\n";
   return os.str();
 }
 
@@ -187,7 +197,8 @@ void write_plot(const Report& report, const std::string& png_path) {
       for (const auto& [n, g] : points) gp << n << " " << g << "\n";
       gp << "EOD\n";
     }
-  gp << "set multiplot layout 1," << panels.size() << " title 'attn bench, forward: " << report.machine.cpu << ", "
+  const char* what = report.op == Op::fwd ? "forward" : report.op == Op::bwd ? "backward" : "forward + backward";
+  gp << "set multiplot layout 1," << panels.size() << " title 'attn bench, " << what << ": " << report.machine.cpu << ", "
      << report.machine.threads << " threads, attn isa " << report.machine.isa << "'\n"
      << "set logscale x 2\nset xlabel 'N (Nq = Nk)'\nset ylabel 'GFLOP/s'\nset grid\n"
      << "set xrange [" << n_min / 1.5 << ":" << n_max * 1.5 << "]\n"

@@ -42,10 +42,11 @@ struct Report {
   std::vector<Result> results;
   std::string shapes;
   int reps = 0, warmup = 0;
+  Op op = Op::fwd;  ///< what every result measures
 };
 
-/// GFLOP/s of the naive_blas result on the same shape, or 0 when there is none.
-double naive_gflops_for(const Report& report, const Shape& shape);
+/// GFLOP/s of the naive_blas result on the same shape and op, or 0 when there is none.
+double naive_gflops_for(const Report& report, const Shape& shape, Op op = Op::fwd);
 
 /// {"machine": {...}, "baselines": {...}, "settings": {...}, "results": [...]}.
 nlohmann::json to_json(const Report& report);

@@ -42,6 +42,19 @@ double fwd_flops(const Shape& s) {
   return 2.0 * static_cast<double>(s.B * s.Hq) * visible_pairs(s) * static_cast<double>(s.D + s.Dv);
 }
 
+const char* op_name(Op op) { return op == Op::fwd ? "fwd" : op == Op::bwd ? "bwd" : "fwdbwd"; }
+
+Op parse_op(const std::string& name) {
+  for (Op op : {Op::fwd, Op::bwd, Op::fwdbwd})
+    if (name == op_name(op)) return op;
+  throw attn::Error("--op", "'" + name + "' is not an op (fwd, bwd, fwdbwd)");
+}
+
+double op_flops(const Shape& s, Op op) {
+  const double factor = op == Op::fwd ? 1.0 : op == Op::bwd ? 2.5 : 3.5;
+  return factor * fwd_flops(s);
+}
+
 namespace {
 
 Shape make_shape(std::int64_t B, std::int64_t Hq, std::int64_t Hkv, std::int64_t N, std::int64_t D, bool causal) {
@@ -90,12 +103,12 @@ std::vector<Shape> shape_set(const std::string& name) {
 
 const char* impl_name(Impl impl) { return impl == Impl::cpu ? "cpu" : "naive_blas"; }
 
-std::vector<Case> cases_for(const std::vector<Shape>& shapes) {
+std::vector<Case> cases_for(const std::vector<Shape>& shapes, Op op) {
   std::vector<Case> cases;
   for (const Shape& s : shapes) {
-    cases.push_back({s, Impl::naive_blas, DType::f32});
-    cases.push_back({s, Impl::cpu, DType::f32});
-    cases.push_back({s, Impl::cpu, DType::bf16});
+    cases.push_back({s, Impl::naive_blas, DType::f32, op});
+    cases.push_back({s, Impl::cpu, DType::f32, op});
+    cases.push_back({s, Impl::cpu, DType::bf16, op});
   }
   return cases;
 }
@@ -104,7 +117,31 @@ struct CaseRunner::State {
   Case c;
   int threads;
   Tensor q, k, v, out;
+  Tensor dout, lse, dq, dk, dv;  // bwd and fwdbwd
   std::unique_ptr<NaiveAttention> naive;
+  std::unique_ptr<NaiveAttentionBackward> naive_bwd;
+
+  SdpaParams params() const {
+    SdpaParams p;
+    p.backend = Backend::cpu;
+    p.num_threads = threads;
+    p.mask.causal = c.shape.causal;
+    p.mask.alignment = Alignment::bottom_right;
+    return p;
+  }
+  void forward() {
+    if (naive)
+      naive->run(out.ptr<float>(), q.ptr<float>(), k.ptr<float>(), v.ptr<float>());
+    else
+      sdpa_forward({out, c.op == Op::fwd ? TensorView{} : TensorView(lse), {}}, q, k, v, params());
+  }
+  void backward() {
+    if (naive_bwd)
+      naive_bwd->run(dq.ptr<float>(), dk.ptr<float>(), dv.ptr<float>(), dout.ptr<float>(), q.ptr<float>(),
+                     k.ptr<float>(), v.ptr<float>(), out.ptr<float>());
+    else
+      sdpa_backward({dq, dk, dv, {}}, dout, q, k, v, out, lse, params());
+  }
 };
 
 CaseRunner::CaseRunner(const Case& c, int threads) : state_(std::make_unique<State>()) {
@@ -118,9 +155,18 @@ CaseRunner::CaseRunner(const Case& c, int threads) : state_(std::make_unique<Sta
   st.out = Tensor(c.dtype, {s.B, s.Hq, s.Nq, s.Dv});
   std::mt19937 rng(42);
   std::normal_distribution<float> dist(0.0f, 1.0f);
-  for (Tensor* t : {&st.q, &st.k, &st.v, &st.out}) {
+  std::vector<Tensor*> tensors = {&st.q, &st.k, &st.v, &st.out};
+  if (c.op != Op::fwd) {
+    st.dout = Tensor(c.dtype, {s.B, s.Hq, s.Nq, s.Dv});
+    st.lse = Tensor(DType::f32, {s.B, s.Hq, s.Nq});
+    st.dq = Tensor(c.dtype, {s.B, s.Hq, s.Nq, s.D});
+    st.dk = Tensor(c.dtype, {s.B, s.Hkv, s.Nk, s.D});
+    st.dv = Tensor(c.dtype, {s.B, s.Hkv, s.Nk, s.Dv});
+    tensors.insert(tensors.end(), {&st.dout, &st.dq, &st.dk, &st.dv});  // dout random after q, k, v: same values
+  }
+  for (Tensor* t : tensors) {
     for (std::int64_t i = 0; i < t->numel(); ++i) {
-      const float x = t == &st.out ? 0.0f : dist(rng);
+      const float x = t == &st.q || t == &st.k || t == &st.v || t == &st.dout ? dist(rng) : 0.0f;
       if (c.dtype == DType::bf16)
         t->ptr<std::uint16_t>()[i] = f32_to_bf16(x);
       else
@@ -129,32 +175,29 @@ CaseRunner::CaseRunner(const Case& c, int threads) : state_(std::make_unique<Sta
   }
   if (c.impl == Impl::naive_blas) {
     if (c.dtype != DType::f32) throw attn::Error("dtype", "the naive_blas baseline is fp32 only");
-    st.naive = std::make_unique<NaiveAttention>(NaiveAttention::Shape{s.B, s.Hq, s.Hkv, s.Nq, s.Nk, s.D, s.Dv, s.causal},
-                                                threads);
+    const NaiveAttention::Shape ns{s.B, s.Hq, s.Hkv, s.Nq, s.Nk, s.D, s.Dv, s.causal};
+    st.naive = std::make_unique<NaiveAttention>(ns, threads);
+    if (c.op != Op::fwd) st.naive_bwd = std::make_unique<NaiveAttentionBackward>(ns, threads);
   }
+  if (c.op == Op::bwd) st.forward();  // out (and lse) for the backward, outside the timing
 }
 
 CaseRunner::~CaseRunner() = default;
 
 void CaseRunner::run() {
   State& st = *state_;
-  if (st.naive) {
-    st.naive->run(st.out.ptr<float>(), st.q.ptr<float>(), st.k.ptr<float>(), st.v.ptr<float>());
-    return;
-  }
-  SdpaParams params;
-  params.backend = Backend::cpu;
-  params.num_threads = st.threads;
-  params.mask.causal = st.c.shape.causal;
-  params.mask.alignment = Alignment::bottom_right;
-  sdpa_forward({st.out, {}, {}}, st.q, st.k, st.v, params);
+  if (st.c.op != Op::bwd) st.forward();
+  if (st.c.op != Op::fwd) st.backward();
 }
 
 std::vector<float> CaseRunner::output_f32() const {
-  const Tensor& out = state_->out;
-  std::vector<float> values(static_cast<std::size_t>(out.numel()));
-  for (std::int64_t i = 0; i < out.numel(); ++i)
-    values[i] = out.dtype() == DType::bf16 ? bf16_to_f32(out.ptr<std::uint16_t>()[i]) : out.ptr<float>()[i];
+  const State& st = *state_;
+  std::vector<const Tensor*> parts = {&st.out};
+  if (st.c.op != Op::fwd) parts = {&st.dq, &st.dk, &st.dv};
+  std::vector<float> values;
+  for (const Tensor* t : parts)
+    for (std::int64_t i = 0; i < t->numel(); ++i)
+      values.push_back(t->dtype() == DType::bf16 ? bf16_to_f32(t->ptr<std::uint16_t>()[i]) : t->ptr<float>()[i]);
   return values;
 }
 

@@ -27,6 +27,16 @@ double visible_pairs(const Shape& s);
 /// Forward flops (DESIGN.md §5): 2·B·Hq·(visible pairs)·(D + Dv).
 double fwd_flops(const Shape& s);
 
+/// What a case measures: the forward, the backward (given the forward's out and lse, computed once
+/// before timing), or both in sequence.
+enum class Op { fwd, bwd, fwdbwd };
+const char* op_name(Op op);
+/// "fwd", "bwd" or "fwdbwd"; throws attn::Error otherwise.
+Op parse_op(const std::string& name);
+/// Flops of one run of `op`: the forward's, 2.5× it for the backward (five GEMM-sized products
+/// against two), 3.5× for both.
+double op_flops(const Shape& s, Op op);
+
 /// Named shape sets: "full" (B=1, H=16, D ∈ {64, 128}, N ∈ {512 .. 4096}, causal and not, plus
 /// GQA Hq=32/Hkv=8 D=128 N=2048), "quick" (a subset that runs in well under a minute), "smoke"
 /// (tiny, for the ctest). Otherwise a comma-separated list of B x Hq x Hkv x N x D with an
@@ -41,11 +51,13 @@ struct Case {
   Shape shape;
   Impl impl = Impl::cpu;
   DType dtype = DType::f32;
+  Op op = Op::fwd;
 };
 /// For each shape: naive_blas f32, cpu f32, cpu bf16 (the naive baseline is fp32 only).
-std::vector<Case> cases_for(const std::vector<Shape>& shapes);
+std::vector<Case> cases_for(const std::vector<Shape>& shapes, Op op = Op::fwd);
 
-/// One prepared case: owns random inputs and outputs; run() executes the forward once.
+/// One prepared case: owns random inputs and outputs; run() executes the case's op once. For the
+/// backward, the constructor runs the forward once (same implementation) for out and lse.
 class CaseRunner {
  public:
   CaseRunner(const Case& c, int threads);
@@ -53,7 +65,8 @@ class CaseRunner {
   CaseRunner(const CaseRunner&) = delete;
   CaseRunner& operator=(const CaseRunner&) = delete;
   void run();
-  /// The output of the last run() as fp32 ([B, Hq, Nq, Dv], row-major).
+  /// The output of the last run() as fp32, row-major: fwd: out [B, Hq, Nq, Dv]; bwd and fwdbwd:
+  /// dq, dk and dv one after the other.
   std::vector<float> output_f32() const;
 
  private:

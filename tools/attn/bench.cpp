@@ -1,7 +1,9 @@
-// `attn bench [--quick] [--shapes S] [--op fwd] [--json FILE] [--plot FILE.png] [--threads N]
-// [--reps N]`: the forward sweep of bench/sweep.hpp on attn's cpu backend (fp32, bf16) and the naive
-// BLAS baseline, with the fp32 FMA peak, the bf16 peak and the sgemm rate measured in the same run
-// (DESIGN.md §12). A progress bar on stderr, the table on stdout.
+// `attn bench [--quick] [--shapes S] [--op fwd|bwd|fwdbwd|decode] [--json FILE] [--plot FILE.png]
+// [--threads N] [--reps N]`: the sweep of bench/sweep.hpp (forward, backward, or both) on attn's cpu
+// backend (fp32, bf16) and the naive BLAS baseline, with the fp32 FMA peak, the bf16 peak and the
+// sgemm rate measured in the same run (DESIGN.md §12). A progress bar on stderr, the table on
+// stdout. `attn bench --memory [--shapes S]`: peak RSS of the cpu and the naive backward at
+// N = 16k, each in a child process (`--memory-probe cpu|naive`, bench/bwd_memory.hpp).
 //
 // The process re-executes itself once so that OPENBLAS_CORETYPE (OpenBLAS's best kernel for the
 // CPU) and OMP_PROC_BIND=spread / OMP_PLACES=cores take effect: both libraries read them at load.
@@ -19,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "bwd_memory.hpp"
 #include "commands.hpp"
 #include "env.hpp"
 #include "report.hpp"
@@ -35,6 +38,8 @@ struct BenchOptions {
   std::string json_path, plot_path;
   int threads = 0;
   int reps = 0;
+  bool memory = false;
+  std::string memory_probe;  // internal: the child of --memory
 };
 
 // Progress on stderr: a bar redrawn in place on a terminal, one line per case otherwise. Weighted
@@ -87,9 +92,75 @@ int run_decode(const BenchOptions& opt) {
   return 0;
 }
 
+/// `--memory-probe cpu|naive` (the child of --memory): one line on stdout.
+int run_memory_probe(const BenchOptions& opt, int threads) {
+  const auto shapes = opt.shapes.empty() ? std::vector<attn::bench::Shape>{attn::bench::memory_shape()}
+                                         : attn::bench::shape_set(opt.shapes);
+  const auto probe = attn::bench::run_memory_probe(opt.memory_probe, shapes.front(), threads);
+  std::printf("%s\n", attn::bench::format_memory_probe(probe).c_str());
+  return 0;
+}
+
+/// `--memory`: peak RSS of the cpu and naive backward, each in a fresh child process.
+int run_memory(const BenchOptions& opt, int threads) {
+  const attn::bench::Shape shape = opt.shapes.empty() ? attn::bench::memory_shape()
+                                                      : attn::bench::shape_set(opt.shapes).front();
+  const double mib = 1.0 / 1024;
+  const double inputs_mib =
+      4.0 * static_cast<double>(4 * shape.B * shape.Hq * shape.Nq * shape.D + 4 * shape.B * shape.Hkv * shape.Nk * shape.D) /
+      (1024.0 * 1024.0);
+  std::printf("backward peak memory, %s fp32: each backend in a fresh process (getrusage ru_maxrss)\n",
+              shape.name().c_str());
+  std::printf("q, k, v, out, dout, dq, dk, dv take %.0f MiB; cpu forward for out and lse on %d threads first\n\n",
+              inputs_mib, threads);
+  std::printf("%-8s %14s %18s %16s %13s %9s\n", "backend", "peak RSS MiB", "before bwd MiB", "bwd extra MiB",
+              "bwd seconds", "units");
+  nlohmann::json probes = nlohmann::json::array();
+  for (const char* backend : {"cpu", "naive"}) {
+    std::fprintf(stderr, "memory probe: %s backward on %s\n", backend, shape.name().c_str());
+    const auto p = attn::bench::spawn_memory_probe(backend, shape, threads);
+    char units[48];
+    std::snprintf(units, sizeof units, "%lld/%lld", static_cast<long long>(p.units_run),
+                  static_cast<long long>(p.units_total));
+    std::printf("%-8s %14.1f %18.1f %16.1f %13.2f %9s\n", backend, p.peak_rss_kib * mib,
+                p.before_backward_kib * mib, (p.peak_rss_kib - p.before_backward_kib) * mib, p.backward_s, units);
+    probes.push_back({{"backend", p.backend},
+                      {"peak_rss_mib", p.peak_rss_kib * mib},
+                      {"vm_hwm_mib", p.vm_hwm_kib * mib},
+                      {"before_backward_mib", p.before_backward_kib * mib},
+                      {"backward_extra_mib", (p.peak_rss_kib - p.before_backward_kib) * mib},
+                      {"backward_s", p.backward_s},
+                      {"units_run", p.units_run},
+                      {"units_total", p.units_total}});
+  }
+  std::printf("\ncpu: attn::sdpa_backward on %d threads; naive: the naive BLAS backward on 1 thread (one [N, N] P "
+              "and dP), first (b, kv head) unit only\n(every unit reuses its buffers, so the peak is the same).\n",
+              threads);
+  if (!opt.json_path.empty()) {
+    nlohmann::json j = {{"op", "bwd_memory"},
+                        {"shape", shape.name()},
+                        {"B", shape.B}, {"Hq", shape.Hq}, {"Hkv", shape.Hkv}, {"N", shape.Nq}, {"D", shape.D},
+                        {"causal", shape.causal},
+                        {"threads", threads},
+                        {"measure", "getrusage ru_maxrss of a fresh child process per backend"},
+                        {"probes", probes}};
+    std::ofstream out(opt.json_path);
+    out << j.dump(2) << "\n";
+    if (!out) throw attn::Error("--json", "cannot write " + opt.json_path);
+    std::printf("wrote %s\n", opt.json_path.c_str());
+  }
+  return 0;
+}
+
 int run_bench(const BenchOptions& opt) {
   attn::bench::ensure_bench_environment();
   if (opt.op == "decode") return run_decode(opt);
+  if (!opt.memory_probe.empty() || opt.memory) {
+    const int threads = opt.threads > 0 ? opt.threads : omp_get_max_threads();
+    omp_set_num_threads(threads);
+    return opt.memory_probe.empty() ? run_memory(opt, threads) : run_memory_probe(opt, threads);
+  }
+  const attn::bench::Op op = attn::bench::parse_op(opt.op);
   const std::string shapes = !opt.shapes.empty() ? opt.shapes : opt.quick ? "quick" : "full";
   const int reps = opt.reps > 0 ? opt.reps : opt.quick ? 3 : 5;
   const int threads = opt.threads > 0 ? opt.threads : omp_get_max_threads();
@@ -99,11 +170,12 @@ int run_bench(const BenchOptions& opt) {
   report.shapes = shapes;
   report.reps = reps;
   report.warmup = 1;
-  const auto cases = attn::bench::cases_for(attn::bench::shape_set(shapes));
+  report.op = op;
+  const auto cases = attn::bench::cases_for(attn::bench::shape_set(shapes), op);
   report.machine = attn::bench::machine_info(threads);
 
   double total = 0, done = 0;
-  for (const auto& c : cases) total += attn::bench::fwd_flops(c.shape) * (reps + report.warmup);
+  for (const auto& c : cases) total += attn::bench::op_flops(c.shape, op) * (reps + report.warmup);
   Progress progress(total);
   progress.show(0, static_cast<int>(cases.size()), 0, "baselines: FMA peak, bf16 peak, sgemm");
   report.baselines = attn::bench::measure_baselines(threads, reps, shapes == "smoke");
@@ -116,7 +188,7 @@ int run_bench(const BenchOptions& opt) {
                   std::string(attn::bench::impl_name(c.impl)) + " " + attn::dtype_name(c.dtype) + " " + c.shape.name());
     attn::bench::CaseRunner runner(c, threads);
     const auto timing = attn::bench::time_runs([&] { runner.run(); }, report.warmup, reps);
-    attn::bench::Result result{c, timing, attn::bench::fwd_flops(c.shape) / timing.median_s * 1e-9};
+    attn::bench::Result result{c, timing, attn::bench::op_flops(c.shape, op) / timing.median_s * 1e-9};
     // Both implementations see the same inputs (bf16: rounded): their outputs must agree.
     if (c.impl == attn::bench::Impl::naive_blas) {
       naive_out = runner.output_f32();
@@ -125,7 +197,7 @@ int run_bench(const BenchOptions& opt) {
       result.max_abs_diff_vs_naive = max_abs_diff(runner.output_f32(), naive_out);
     }
     report.results.push_back(result);
-    done += attn::bench::fwd_flops(c.shape) * (reps + report.warmup);
+    done += attn::bench::op_flops(c.shape, op) * (reps + report.warmup);
   }
   progress.done();
   naive_out.clear();
@@ -154,8 +226,15 @@ void add_bench(CLI::App& app) {
   cmd->add_flag("--quick", opt->quick, "A small subset of the sweep (well under a minute)");
   cmd->add_option("--shapes", opt->shapes,
                   "full (default), quick, smoke, or a list of BxHqxHkvxNxD[c] (c = causal), e.g. 1x16x16x1024x128c");
-  cmd->add_option("--op", opt->op, "Operation to benchmark: fwd, or decode (KV cache, GB/s)")
-      ->check(CLI::IsMember({"fwd", "decode"}));
+  cmd->add_option("--op", opt->op,
+                  "Operation to benchmark: fwd, bwd (backward given out and lse), fwdbwd (both), or decode (KV cache, "
+                  "GB/s)")
+      ->check(CLI::IsMember({"fwd", "bwd", "fwdbwd", "decode"}));
+  cmd->add_flag("--memory", opt->memory,
+                "Peak RSS of the cpu and naive backward (default shape 1x16x16x16384x128c, or the first of --shapes), "
+                "each in a fresh child process");
+  cmd->add_option("--memory-probe", opt->memory_probe, "Internal: one --memory child (cpu or naive)")
+      ->check(CLI::IsMember({"cpu", "naive"}));
   cmd->add_option("--json", opt->json_path, "Write the results, baselines and machine as JSON");
   cmd->add_option("--plot", opt->plot_path, "Write a PNG plot of GFLOP/s against N (needs gnuplot)");
   cmd->add_option("--threads", opt->threads, "Threads (default: all)")->check(CLI::PositiveNumber);
