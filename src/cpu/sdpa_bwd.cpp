@@ -16,6 +16,7 @@
 #include "attn/error.hpp"
 #include "core/backend.hpp"
 #include "cpu/bwd_plan.hpp"
+#include "cpu/can_run.hpp"
 #include "cpu/isa.hpp"
 #include "cpu/task_order.hpp"
 #include "variants/window.hpp"
@@ -28,13 +29,6 @@ constexpr std::int64_t kTargetTasks = 16;
 // KV block and query tile sizes: 64 × 64 keeps K, Kᵀ, Vᵀ, dK, dV (5 × 32 KiB at D = 128) and the
 // tile's Q, dO, S/P, dP in L2 (KERNELS.md §8.2).
 constexpr std::int64_t kBr = 64, kBc = 64;
-
-bool fast_dtype(DType d) { return d == DType::f32 || d == DType::bf16 || d == DType::f16; }
-
-void check_inner_stride(const TensorView& t, const char* name, core::Reasons& why) {
-  if (t.shape[3] > 1 && t.strides[3] != 1)
-    why.push_back(std::string("inner stride of ") + name + " is " + std::to_string(t.strides[3]) + ", the cpu backend needs 1");
-}
 
 std::int64_t round_up(std::int64_t x, std::int64_t m) { return (x + m - 1) / m * m; }
 
@@ -122,21 +116,11 @@ void zero_padded_kv(const core::BackwardArgs& a) {
 bool can_backward(const core::BackwardArgs& a, core::Reasons& why) {
   const core::SdpaProblem& p = a.p;
   const std::size_t before = why.size();
-  if (!fast_dtype(p.q.dtype))
-    why.push_back(std::string("q has dtype ") + dtype_name(p.q.dtype) + ", the cpu backend runs f32, bf16 and f16");
-  check_inner_stride(p.q, "q", why);
-  check_inner_stride(p.k, "k", why);
-  check_inner_stride(p.v, "v", why);
+  const CpuKernels* kernels = fast_path_reasons(p, why);
   if (a.g.dbias.defined()) why.push_back("dbias is not computed by the cpu backward (the reference backend computes it)");
   if (p.mask().score_mod && !p.mask().score_mod.grad)
     why.push_back("score_mod has no grad, so its backward is undefined");
-  if (p.Nq >= (std::int64_t{1} << 31) || p.Nk >= (std::int64_t{1} << 31))
-    why.push_back("sequence lengths of 2^31 or more are not supported by the cpu backend");
-  try {
-    if (!active_kernels().backward_task) why.push_back(std::string(active_kernels().name) + " has no backward kernel");
-  } catch (const Error& e) {
-    why.push_back(e.what());
-  }
+  if (kernels && !kernels->backward_task) why.push_back(std::string(kernels->name) + " has no backward kernel");
   return why.size() == before;
 }
 

@@ -12,6 +12,7 @@
 
 #include "attn/error.hpp"
 #include "core/backend.hpp"
+#include "cpu/can_run.hpp"
 #include "cpu/isa.hpp"
 #include "cpu/task_order.hpp"
 #include "cpu/tile_sizes.hpp"
@@ -28,20 +29,8 @@ void check_inner_stride(const TensorView& t, const char* name, core::Reasons& wh
 }
 
 bool can_forward(const core::ForwardArgs& a, core::Reasons& why) {
-  const core::SdpaProblem& p = a.p;
   const std::size_t before = why.size();
-  if (!fast_dtype(p.q.dtype))
-    why.push_back(std::string("q has dtype ") + dtype_name(p.q.dtype) + ", the cpu backend runs f32, bf16 and f16");
-  check_inner_stride(p.q, "q", why);
-  check_inner_stride(p.k, "k", why);
-  check_inner_stride(p.v, "v", why);
-  if (p.Nq >= (std::int64_t{1} << 31) || p.Nk >= (std::int64_t{1} << 31))
-    why.push_back("sequence lengths of 2^31 or more are not supported by the cpu backend");
-  try {
-    (void)active_kernels();
-  } catch (const Error& e) {
-    why.push_back(e.what());
-  }
+  fast_path_reasons(a.p, why);
   return why.size() == before;
 }
 
@@ -120,6 +109,22 @@ void forward(const core::ForwardArgs& a) {
 }
 
 }  // namespace
+
+const CpuKernels* fast_path_reasons(const core::SdpaProblem& p, core::Reasons& why) {
+  if (!fast_dtype(p.q.dtype))
+    why.push_back(std::string("q has dtype ") + dtype_name(p.q.dtype) + ", the cpu backend runs f32, bf16 and f16");
+  check_inner_stride(p.q, "q", why);
+  check_inner_stride(p.k, "k", why);
+  check_inner_stride(p.v, "v", why);
+  if (p.Nq >= (std::int64_t{1} << 31) || p.Nk >= (std::int64_t{1} << 31))
+    why.push_back("sequence lengths of 2^31 or more are not supported by the cpu backend");
+  try {
+    return &active_kernels();
+  } catch (const Error& e) {
+    why.push_back(e.what());
+    return nullptr;
+  }
+}
 
 // The backward driver (sdpa_bwd.cpp).
 bool can_backward(const core::BackwardArgs& a, core::Reasons& why);

@@ -19,18 +19,6 @@
 namespace attn::test {
 namespace {
 
-std::vector<std::string> supported_isas() {
-  std::vector<std::string> r;
-  for (const auto& name : cpu::compiled_isas())
-    if (cpu::isa_supported(name)) r.push_back(name);
-  return r;
-}
-
-struct IsaScope {
-  explicit IsaScope(const std::string& name) { cpu::set_isa_override(name); }
-  ~IsaScope() { cpu::set_isa_override(""); }
-};
-
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 constexpr int kSampleDivisor = 4;  // sanitizer builds run a quarter of the sample (same seeds)
 #else

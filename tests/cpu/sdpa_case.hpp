@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/test_util.hpp"
+#include "cpu/isa.hpp"
 
 namespace attn::test {
 
@@ -55,6 +56,22 @@ struct CaseSetup {
   Qkv x;
   GuardedTensor bias, bool_mask, block_keep;
   SdpaParams params;
+};
+
+/// The compiled ISAs this CPU can run (tests force each in turn).
+inline std::vector<std::string> supported_isas() {
+  std::vector<std::string> r;
+  for (const auto& name : cpu::compiled_isas())
+    if (cpu::isa_supported(name)) r.push_back(name);
+  return r;
+}
+
+/// Forces an ISA for the scope's lifetime.
+struct IsaScope {
+  explicit IsaScope(const std::string& name) { cpu::set_isa_override(name); }
+  ~IsaScope() { cpu::set_isa_override(""); }
+  IsaScope(const IsaScope&) = delete;
+  IsaScope& operator=(const IsaScope&) = delete;
 };
 
 inline std::vector<std::int64_t> random_lengths(std::mt19937_64& rng, std::int64_t B, std::int64_t N) {
