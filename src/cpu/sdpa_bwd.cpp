@@ -9,6 +9,8 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -19,6 +21,7 @@
 #include "cpu/can_run.hpp"
 #include "cpu/isa.hpp"
 #include "cpu/task_order.hpp"
+#include "cpu/tile_sizes.hpp"
 #include "variants/window.hpp"
 
 namespace attn::cpu {
@@ -29,6 +32,17 @@ constexpr std::int64_t kTargetTasks = 16;
 // KV block and query tile sizes: 64 × 64 keeps K, Kᵀ, Vᵀ, dK, dV (5 × 32 KiB at D = 128) and the
 // tile's Q, dO, S/P, dP in L2 (KERNELS.md §8.2).
 constexpr std::int64_t kBr = 64, kBc = 64;
+
+/// ATTN_BWD_TILES=Br,Bc overrides the tile sizes, for sweeps (as ATTN_TILES for the forward).
+TileSizes backward_tiles() {
+  static const TileSizes tiles = [] {
+    const char* env = std::getenv("ATTN_BWD_TILES");
+    long br = 0, bc = 0;
+    if (!env || std::sscanf(env, "%ld,%ld", &br, &bc) != 2 || br < 1 || bc < 1) return TileSizes{kBr, kBc};
+    return TileSizes{br, bc};
+  }();
+  return tiles;
+}
 
 std::int64_t round_up(std::int64_t x, std::int64_t m) { return (x + m - 1) / m * m; }
 
@@ -132,8 +146,9 @@ void backward(const core::BackwardArgs& a) {
   const std::int64_t W = 16;  // row pitch of the tiles: a multiple of every ISA's vector width
   BwdPlan plan;
   plan.a = &a;
-  plan.Br = kBr;
-  plan.Bc = kBc;
+  const TileSizes tiles = backward_tiles();
+  plan.Br = tiles.Br;
+  plan.Bc = tiles.Bc;
   plan.Dp = round_up(p.D, W);
   plan.Dvp = round_up(p.Dv, W);
   plan.extras = p.bias.defined() || p.bool_mask.defined() || m.block_mask || !m.alibi_slopes.empty() || m.softcap > 0.0 ||

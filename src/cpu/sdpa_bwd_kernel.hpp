@@ -17,9 +17,11 @@
 //   store dK·scale and dV in their dtypes and strides
 //
 // Every product is one register-blocked micro-kernel C[MR × NV·W] += A(m, k)·B[k][NV·W]: A is read
-// by broadcast through two strides (so Pᵀ and dSᵀ need no transpose), B row-major. Rows that see
-// no key of the block, and rows with lse = −inf (fully masked), are zeroed in Q and dO, so NaN in
-// memory the forward never read (padding, hidden keys) cannot leak into the products. Tiles that
+// by broadcast through two strides (so Pᵀ and dSᵀ need no transpose), B row-major. fp32 Q and dO
+// rows are read in place when D and Dv are multiples of 16 and every row of the tile sees a key of
+// the block; otherwise they are converted into the workspace, where rows that see no key of the
+// block, and rows with lse = −inf (fully masked), are zeroed, so NaN in memory the forward never
+// read (padding, hidden keys) cannot leak into the products. Tiles that
 // no row of the query tile sees (lengths, causal, window, block mask) are skipped. The loop order
 // and the chunks depend on the shape only: the results are bitwise identical for any thread count.
 // Not here: dbias (the driver refuses it, the reference computes it).
@@ -228,11 +230,27 @@ struct BwdKernel {
     }
   }
 
+  /// Where the tile's Q and dO rows are read from: the tensors themselves, or the workspace copies.
+  struct Rows {
+    const float* q;
+    std::int64_t ldq;
+    const float* dout;
+    std::int64_t lddo;
+  };
+
+  /// True when an fp32 view's rows can be read in place as a gemm operand of width `pitch`.
+  static bool in_place(const TensorView& t, std::int64_t n_el, std::int64_t pitch) {
+    return t.dtype == DType::f32 && t.strides[3] == 1 && n_el == pitch;
+  }
+
   /// Per-row ranges, lse, Δ and the Q and dO rows of one query tile; false when no row sees a key.
-  static bool load_rows(const BwdPlan& plan, const Tile& t, BwdWorkspace& ws) {
+  /// fp32 rows are read in place when every row of the tile sees a key of the block; otherwise
+  /// they are converted into the workspace, where rows that see none are zeroed (so NaN in rows
+  /// the forward never used cannot reach dK or dV through a 0 · NaN product).
+  static bool load_rows(const BwdPlan& plan, const Tile& t, BwdWorkspace& ws, Rows& rows) {
     const core::BackwardArgs& a = *plan.a;
     const core::SdpaProblem& p = a.p;
-    bool any = false;
+    std::int64_t live = 0;
     for (std::int64_t r = 0; r < t.br; ++r) {
       const std::int64_t i = t.i0 + r, n = p.tensor_row(t.b, i);
       const variants::RowRange rr = variants::window_range(p, t.b, i);
@@ -243,16 +261,30 @@ struct BwdKernel {
       ws.hi[r] = hi;
       ws.lse[r] = lse;
       ws.delta[r] = plan.delta[plan.row_id(p, t.tb, t.h, n)];
-      if (lo < hi) {
-        any = true;
-        load_row(p.q, t.tb, t.h, n, p.D, plan.Dp, ws.q.data() + r * plan.Dp);
-        load_row(a.dout, t.tb, t.h, n, p.Dv, plan.Dvp, ws.dout.data() + r * plan.Dvp);
-      } else {
-        std::fill(ws.q.begin() + r * plan.Dp, ws.q.begin() + (r + 1) * plan.Dp, 0.0f);
-        std::fill(ws.dout.begin() + r * plan.Dvp, ws.dout.begin() + (r + 1) * plan.Dvp, 0.0f);
+      live += lo < hi;
+    }
+    if (live == 0) return false;
+    const std::int64_t n0 = p.tensor_row(t.b, t.i0);
+    const bool q_in_place = live == t.br && in_place(p.q, p.D, plan.Dp);
+    const bool do_in_place = live == t.br && in_place(a.dout, p.Dv, plan.Dvp);
+    rows.q = q_in_place ? static_cast<const float*>(p.q.at(t.tb * p.q.strides[0] + t.h * p.q.strides[1] + n0 * p.q.strides[2])) : ws.q.data();
+    rows.ldq = q_in_place ? p.q.strides[2] : plan.Dp;
+    rows.dout = do_in_place ? static_cast<const float*>(a.dout.at(t.tb * a.dout.strides[0] + t.h * a.dout.strides[1] + n0 * a.dout.strides[2]))
+                            : ws.dout.data();
+    rows.lddo = do_in_place ? a.dout.strides[2] : plan.Dvp;
+    for (std::int64_t r = 0; r < t.br; ++r) {
+      const std::int64_t n = n0 + r;
+      const bool row_live = ws.lo[r] < ws.hi[r];
+      if (!q_in_place) {
+        if (row_live) load_row(p.q, t.tb, t.h, n, p.D, plan.Dp, ws.q.data() + r * plan.Dp);
+        else std::fill(ws.q.begin() + r * plan.Dp, ws.q.begin() + (r + 1) * plan.Dp, 0.0f);
+      }
+      if (!do_in_place) {
+        if (row_live) load_row(a.dout, t.tb, t.h, n, p.Dv, plan.Dvp, ws.dout.data() + r * plan.Dvp);
+        else std::fill(ws.dout.begin() + r * plan.Dvp, ws.dout.begin() + (r + 1) * plan.Dvp, 0.0f);
       }
     }
-    return any;
+    return true;
   }
 
   /// P = exp(S − lse) on each row's visible keys (scale applied here unless the element pass did).
@@ -299,9 +331,10 @@ struct BwdKernel {
 
   static void tile(const BwdPlan& plan, const Tile& t, BwdWorkspace& ws, float* dq) {
     const core::SdpaProblem& p = plan.a->p;
-    if (!load_rows(plan, t, ws)) return;
+    Rows rows{};
+    if (!load_rows(plan, t, ws, rows)) return;
     const std::int64_t ld = t.bcp;
-    gemm(t.br, ld, p.D, ws.q.data(), plan.Dp, 1, ws.kt.data(), ld, ws.s.data(), ld, false);  // S = Q·Kᵀ
+    gemm(t.br, ld, p.D, rows.q, rows.ldq, 1, ws.kt.data(), ld, ws.s.data(), ld, false);  // S = Q·Kᵀ
     if (plan.extras)
       for (std::int64_t r = 0; r < t.br; ++r)
         if (ws.lo[r] < ws.hi[r]) element_pass(p, t, r, ws);
@@ -315,10 +348,10 @@ struct BwdKernel {
       }
       pd = ws.pd.data();
     }
-    gemm(t.bc, plan.Dvp, t.br, pd, 1, ld, ws.dout.data(), plan.Dvp, ws.dv.data(), plan.Dvp, true);    // dV += P'ᵀ·dO
-    gemm(t.br, ld, p.Dv, ws.dout.data(), plan.Dvp, 1, ws.vt.data(), ld, ws.dp.data(), ld, false);     // dP = dO·Vᵀ
+    gemm(t.bc, plan.Dvp, t.br, pd, 1, ld, rows.dout, rows.lddo, ws.dv.data(), plan.Dvp, true);  // dV += P'ᵀ·dO
+    gemm(t.br, ld, p.Dv, rows.dout, rows.lddo, 1, ws.vt.data(), ld, ws.dp.data(), ld, false);   // dP = dO·Vᵀ
     grad_scores(plan, t, ws, p.has_dropout());                                                          // dS
-    gemm(t.bc, plan.Dp, t.br, ws.dp.data(), 1, ld, ws.q.data(), plan.Dp, ws.dk.data(), plan.Dp, true);  // dK += dSᵀ·Q
+    gemm(t.bc, plan.Dp, t.br, ws.dp.data(), 1, ld, rows.q, rows.ldq, ws.dk.data(), plan.Dp, true);  // dK += dSᵀ·Q
     gemm(t.br, plan.Dp, t.bc, ws.dp.data(), ld, 1, ws.k.data(), plan.Dp, dq, plan.Dp, true);            // dQ += dS·K
   }
 
