@@ -106,9 +106,11 @@ void sdpa_forward(const SdpaOutputs& outputs, const TensorView& q, const TensorV
                   const TensorView& v, const SdpaParams& params);
 
 /// Gradients of sdpa_forward given dout, and the forward's out and lse (lse is required).
+/// `dlse` (optional, [B, Hq, Nq], any float dtype) is the loss's gradient with respect to the
+/// returned lse; it adds dlse_i·P_ij to the score gradient (d lse_i / d s_ij = P_ij).
 void sdpa_backward(const SdpaGrads& grads, const TensorView& dout, const TensorView& q,
                    const TensorView& k, const TensorView& v, const TensorView& out,
-                   const TensorView& lse, const SdpaParams& params);
+                   const TensorView& lse, const SdpaParams& params, const TensorView& dlse = {});
 
 /// One backend's verdict on a call.
 struct BackendVerdict {
@@ -124,7 +126,7 @@ std::vector<BackendVerdict> explain(const SdpaOutputs& outputs, const TensorView
 /// The same for a backward call.
 std::vector<BackendVerdict> explain(const SdpaGrads& grads, const TensorView& dout, const TensorView& q,
                                     const TensorView& k, const TensorView& v, const TensorView& out,
-                                    const TensorView& lse, const SdpaParams& params);
+                                    const TensorView& lse, const SdpaParams& params, const TensorView& dlse = {});
 /// Human-readable form: one line per backend.
 std::string to_string(const std::vector<BackendVerdict>& verdicts);
 

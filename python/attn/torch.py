@@ -15,7 +15,7 @@ Philox stream (DESIGN.md §5), so the dropped positions differ from PyTorch's ow
 
 Differences from PyTorch, on purpose: a fully masked row gives 0 (PyTorch gives NaN); an
 ``attn_mask`` together with ``is_causal=True`` applies both (PyTorch refuses); the float mask may
-have any float dtype; the returned lse and MultiheadAttention's weights are not differentiable.
+have any float dtype; MultiheadAttention's returned weights are not differentiable (the returned lse is).
 """
 
 from __future__ import annotations
@@ -153,6 +153,7 @@ def _sdpa_bwd(
     v: Tensor,
     out: Tensor,
     lse: Tensor,
+    dlse: Optional[Tensor],
     bool_mask: Optional[Tensor],
     bias: Optional[Tensor],
     need_dbias: bool,
@@ -178,12 +179,12 @@ def _sdpa_bwd(
     params = _params(scale, dropout_p, rng, causal, window_left, window_right, bottom_right, alibi_slopes,
                      softcap, q_lengths, k_lengths, cu_seqlens_q, cu_seqlens_k, block_mask, block_q, block_k)
     _core.sdpa_backward(dq, dk, dv, dout, q, k, v, out, lse, dbias=dbias if dbias.numel() or need_dbias else None,
-                        bool_mask=bool_mask, bias=bias, **params)
+                        dlse=dlse, bool_mask=bool_mask, bias=bias, **params)
     return dq, dk, dv, dbias
 
 
 @_sdpa_bwd.register_fake
-def _(dout, q, k, v, out, lse, bool_mask, bias, need_dbias, *rest):
+def _(dout, q, k, v, out, lse, dlse, bool_mask, bias, need_dbias, *rest):
     dbias = torch.empty_like(bias) if need_dbias and bias is not None else q.new_empty((0,))
     return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), dbias
 
@@ -195,7 +196,7 @@ _PARAM_SLICE = slice(5, 21)  # scale .. block_k: the parameters shared by the tw
 def _setup_context(ctx, inputs, output):
     q, k, v, bool_mask, bias = inputs[:5]
     out, lse, probs = output
-    ctx.mark_non_differentiable(lse, probs)
+    ctx.mark_non_differentiable(probs)
     params = list(inputs[_PARAM_SLICE])
     tensor_slots = [i for i, x in enumerate(params) if isinstance(x, Tensor)]
     ctx.tensor_slots = tensor_slots
@@ -209,7 +210,9 @@ def _backward(ctx, dout, dlse, dprobs):
     for slot, t in zip(ctx.tensor_slots, saved):
         params[slot] = t
     need_dbias = bias is not None and ctx.needs_input_grad[4]
-    dq, dk, dv, dbias = _sdpa_bwd(dout, q, k, v, out, lse, bool_mask, bias, need_dbias, *params)
+    # lse's gradient (None when the loss does not use lse): d lse_i / d s_ij = P_ij.
+    dlse = dlse.contiguous() if dlse is not None else None
+    dq, dk, dv, dbias = _sdpa_bwd(dout, q, k, v, out, lse, dlse, bool_mask, bias, need_dbias, *params)
     return (dq, dk, dv, None, dbias if need_dbias else None) + (None,) * (_N_FWD_INPUTS - 5)
 
 

@@ -241,10 +241,11 @@ struct BackwardCall {
   Keep keep;
   Callbacks cb;
   SdpaGrads grads;
-  TensorView dout, q, k, v, out, lse;
+  TensorView dout, q, k, v, out, lse, dlse;
   SdpaParams params;
   BackwardCall(nb::handle dq, nb::handle dk, nb::handle dv, nb::handle dout_, nb::handle q_, nb::handle k_,
-               nb::handle v_, nb::handle out_, nb::handle lse_, nb::handle dbias, const nb::kwargs& kwargs) {
+               nb::handle v_, nb::handle out_, nb::handle lse_, nb::handle dbias, nb::handle dlse_,
+               const nb::kwargs& kwargs) {
     grads.dq = to_view(dq, "dq", keep);
     grads.dk = to_view(dk, "dk", keep);
     grads.dv = to_view(dv, "dv", keep);
@@ -255,6 +256,7 @@ struct BackwardCall {
     v = to_view(v_, "v", keep);
     out = to_view(out_, "out", keep);
     lse = to_view(lse_, "lse", keep);
+    dlse = to_optional_view(dlse_, "dlse", keep);
     params = parse_params(kwargs, keep, cb);
   }
 };
@@ -297,18 +299,19 @@ NB_MODULE(_core, m) {
   m.def(
       "sdpa_backward",
       [](nb::handle dq, nb::handle dk, nb::handle dv, nb::handle dout, nb::handle q, nb::handle k, nb::handle v,
-         nb::handle out, nb::handle lse, nb::handle dbias, nb::kwargs kwargs) {
-        BackwardCall c(dq, dk, dv, dout, q, k, v, out, lse, dbias, kwargs);
+         nb::handle out, nb::handle lse, nb::handle dbias, nb::handle dlse, nb::kwargs kwargs) {
+        BackwardCall c(dq, dk, dv, dout, q, k, v, out, lse, dbias, dlse, kwargs);
         {
           nb::gil_scoped_release release;
-          attn::sdpa_backward(c.grads, c.dout, c.q, c.k, c.v, c.out, c.lse, c.params);
+          attn::sdpa_backward(c.grads, c.dout, c.q, c.k, c.v, c.out, c.lse, c.params, c.dlse);
         }
         c.cb.rethrow();
       },
-      "dq"_a, "dk"_a, "dv"_a, "dout"_a, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a, "dbias"_a = nb::none(), "params"_a,
-      (std::string("sdpa_backward(dq, dk, dv, dout, q, k, v, out, lse, dbias=None, **params): gradients of\n"
-                   "sdpa_forward, written into dq, dk, dv (and dbias, shaped like params bias). Pass the\n"
-                   "forward's out and lse and the same parameters.") + kParamsDoc).c_str());
+      "dq"_a, "dk"_a, "dv"_a, "dout"_a, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a, "dbias"_a = nb::none(), "dlse"_a = nb::none(), "params"_a,
+      (std::string("sdpa_backward(dq, dk, dv, dout, q, k, v, out, lse, dbias=None, dlse=None, **params): gradients\n"
+                   "of sdpa_forward, written into dq, dk, dv (and dbias, shaped like params bias). Pass the\n"
+                   "forward's out and lse and the same parameters; dlse (shaped like lse) is the gradient\n"
+                   "with respect to lse, when the loss uses it.") + kParamsDoc).c_str());
 
   m.def(
       "explain",
@@ -323,11 +326,11 @@ NB_MODULE(_core, m) {
   m.def(
       "explain_backward",
       [](nb::handle dq, nb::handle dk, nb::handle dv, nb::handle dout, nb::handle q, nb::handle k, nb::handle v,
-         nb::handle out, nb::handle lse, nb::handle dbias, nb::kwargs kwargs) {
-        BackwardCall c(dq, dk, dv, dout, q, k, v, out, lse, dbias, kwargs);
-        return verdicts_to_python(attn::explain(c.grads, c.dout, c.q, c.k, c.v, c.out, c.lse, c.params));
+         nb::handle out, nb::handle lse, nb::handle dbias, nb::handle dlse, nb::kwargs kwargs) {
+        BackwardCall c(dq, dk, dv, dout, q, k, v, out, lse, dbias, dlse, kwargs);
+        return verdicts_to_python(attn::explain(c.grads, c.dout, c.q, c.k, c.v, c.out, c.lse, c.params, c.dlse));
       },
-      "dq"_a, "dk"_a, "dv"_a, "dout"_a, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a, "dbias"_a = nb::none(), "params"_a,
+      "dq"_a, "dk"_a, "dv"_a, "dout"_a, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a, "dbias"_a = nb::none(), "dlse"_a = nb::none(), "params"_a,
       "explain_backward(...): each backend's verdict on this backward call (arguments of sdpa_backward).");
 
   m.def("version", [] { return std::string(attn::version()); }, "The C++ library version.");

@@ -107,6 +107,31 @@ def test_extras_window_lengths_lse():
     check(attn_sdpa(q, k, v, alibi_slopes=slopes), F.scaled_dot_product_attention(q, k, v, attn_mask=alibi), 1e-12)
 
 
+@pytest.mark.parametrize("use_out", [True, False], ids=["out_and_lse", "lse_only"])
+def test_lse_gradient(use_out):
+    # GQA (4 query heads on 2 kv heads), causal with a longer key side: torch's math is the oracle.
+    q = torch.randn(2, 4, 7, 8, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(2, 2, 9, 8, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(2, 2, 9, 5, dtype=torch.float64, requires_grad=True)
+    w_out, w_lse = torch.randn(2, 4, 7, 5, dtype=torch.float64), torch.randn(2, 4, 7, dtype=torch.float64)
+    out, lse = attn_sdpa(q, k, v, is_causal=True, enable_gqa=True, return_lse=True)
+    loss = (lse * w_lse).sum() + ((out * w_out).sum() if use_out else 0.0)
+    got = torch.autograd.grad(loss, (q, k, v), allow_unused=True)
+    kr, vr = k.repeat_interleave(2, dim=1), v.repeat_interleave(2, dim=1)
+    keep = torch.ones(7, 9, dtype=torch.bool).tril()  # top-left causal, torch's is_causal
+    s = ((q @ kr.transpose(-1, -2)) / 8 ** 0.5).masked_fill(~keep, float("-inf"))
+    lse_ref = s.logsumexp(-1)
+    out_ref = torch.softmax(s, -1) @ vr
+    check(lse.double(), lse_ref, 1e-6)
+    loss_ref = (lse_ref * w_lse).sum() + ((out_ref * w_out).sum() if use_out else 0.0)
+    want = torch.autograd.grad(loss_ref, (q, k, v), allow_unused=True)
+    for name, a, b in zip("qkv", got, want):
+        if b is None:  # v does not reach lse
+            assert a is None or a.abs().max().item() == 0.0, name
+            continue
+        check(a, b, 1e-5)  # lse is fp32, so its gradient path carries ~1e-7 relative error
+
+
 def test_bad_inputs_raise_value_error():
     q, k = torch.randn(1, 4, 5, 8), torch.randn(1, 2, 5, 8)
     with pytest.raises(ValueError, match="enable_gqa=True"):

@@ -22,6 +22,7 @@ struct BackwardArgs {
   const TensorView& dout;
   const TensorView& out;
   const TensorView& lse;
+  const TensorView& dlse;  // optional: gradient with respect to lse (Δ_i −= dlse_i)
 };
 
 struct BackendOps {

@@ -101,9 +101,10 @@ void sdpa_forward(const SdpaOutputs& outputs, const TensorView& q, const TensorV
 }
 
 void sdpa_backward(const SdpaGrads& grads, const TensorView& dout, const TensorView& q, const TensorView& k,
-                   const TensorView& v, const TensorView& out, const TensorView& lse, const SdpaParams& params) {
-  const core::SdpaProblem p = core::validate_backward(grads, dout, q, k, v, out, lse, params);
-  const core::BackwardArgs args{p, grads, dout, out, lse};
+                   const TensorView& v, const TensorView& out, const TensorView& lse, const SdpaParams& params,
+                   const TensorView& dlse) {
+  const core::SdpaProblem p = core::validate_backward(grads, dout, q, k, v, out, lse, params, dlse);
+  const core::BackwardArgs args{p, grads, dout, out, lse, dlse};
   choose(params.backend, args, can_bwd).backward(args);
 }
 
@@ -115,9 +116,9 @@ std::vector<BackendVerdict> explain(const SdpaOutputs& outputs, const TensorView
 
 std::vector<BackendVerdict> explain(const SdpaGrads& grads, const TensorView& dout, const TensorView& q,
                                     const TensorView& k, const TensorView& v, const TensorView& out,
-                                    const TensorView& lse, const SdpaParams& params) {
-  const core::SdpaProblem p = core::validate_backward(grads, dout, q, k, v, out, lse, params);
-  return verdicts(core::BackwardArgs{p, grads, dout, out, lse}, can_bwd);
+                                    const TensorView& lse, const SdpaParams& params, const TensorView& dlse) {
+  const core::SdpaProblem p = core::validate_backward(grads, dout, q, k, v, out, lse, params, dlse);
+  return verdicts(core::BackwardArgs{p, grads, dout, out, lse, dlse}, can_bwd);
 }
 
 }  // namespace attn

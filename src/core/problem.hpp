@@ -52,9 +52,9 @@ struct SdpaProblem {
 /// Validates a forward call and resolves it. Throws attn::Error naming the argument.
 SdpaProblem validate_forward(const SdpaOutputs& outputs, const TensorView& q, const TensorView& k,
                              const TensorView& v, const SdpaParams& params);
-/// Validates a backward call (the forward's checks plus dout, out, lse and the gradients).
+/// Validates a backward call (the forward's checks plus dout, out, lse, dlse and the gradients).
 SdpaProblem validate_backward(const SdpaGrads& grads, const TensorView& dout, const TensorView& q,
                               const TensorView& k, const TensorView& v, const TensorView& out,
-                              const TensorView& lse, const SdpaParams& params);
+                              const TensorView& lse, const SdpaParams& params, const TensorView& dlse = {});
 
 }  // namespace attn::core

@@ -273,10 +273,16 @@ SdpaProblem validate_forward(const SdpaOutputs& o, const TensorView& q, const Te
 }
 
 SdpaProblem validate_backward(const SdpaGrads& g, const TensorView& dout, const TensorView& q, const TensorView& k,
-                              const TensorView& v, const TensorView& out, const TensorView& lse, const SdpaParams& params) {
+                              const TensorView& v, const TensorView& out, const TensorView& lse, const SdpaParams& params,
+                              const TensorView& dlse) {
   SdpaProblem p = check_qkv(q, k, v, params);
   check_out_lse(p, out, lse, "out");
   ATTN_CHECK(lse.defined(), "lse", "is required by sdpa_backward (pass the forward's lse)");
+  if (dlse.defined()) {
+    check_rank(dlse, "dlse", 3, "[B, Hq, Nq]");
+    check_float(dlse, "dlse");
+    check_same_shape(dlse, "dlse", lse, "lse");
+  }
   check_rank(dout, "dout", 4, "[B, Hq, Nq, Dv]");
   check_float(dout, "dout");
   check_same_shape(dout, "dout", out, "out");
@@ -295,7 +301,7 @@ SdpaProblem validate_backward(const SdpaGrads& g, const TensorView& dout, const 
   }
   const std::pair<const TensorView*, const char*> outs[] = {{&g.dq, "dq"}, {&g.dk, "dk"}, {&g.dv, "dv"}, {&g.dbias, "dbias"}};
   const std::pair<const TensorView*, const char*> ins[] = {{&q, "q"}, {&k, "k"}, {&v, "v"}, {&out, "out"}, {&lse, "lse"},
-                                                            {&dout, "dout"}, {&params.mask.bias, "params.mask.bias"},
+                                                            {&dout, "dout"}, {&dlse, "dlse"}, {&params.mask.bias, "params.mask.bias"},
                                                             {&params.mask.bool_mask, "params.mask.bool_mask"}};
   for (std::size_t a = 0; a < std::size(outs); ++a) {
     if (!outs[a].first->defined()) continue;

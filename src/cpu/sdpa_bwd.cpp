@@ -70,7 +70,7 @@ std::vector<BwdTask> make_tasks(const core::SdpaProblem& p, std::int64_t chunks,
   return order_tasks(tasks, cost);
 }
 
-/// Δ_i = Σ_d dO_id·O_id in fp32 for every query row that a sequence owns.
+/// Δ_i = Σ_d dO_id·O_id (− dlse_i when given) in fp32 for every query row that a sequence owns.
 void compute_delta(const core::BackwardArgs& a, const BwdPlan& plan, std::vector<float>& delta, int threads) {
   const core::SdpaProblem& p = a.p;
 #pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
@@ -85,6 +85,9 @@ void compute_delta(const core::BackwardArgs& a, const BwdPlan& plan, std::vector
         for (std::int64_t d = 0; d < p.Dv; ++d)
           sum += static_cast<float>(load_f64(a.dout, d_base + d * a.dout.strides[3])) *
                  static_cast<float>(load_f64(a.out, o_base + d * a.out.strides[3]));
+        // d lse_i / d s_ij = P_ij, so a gradient of lse enters as dS_ij += dlse_i·P_ij: Δ_i −= dlse_i.
+        if (a.dlse.defined())
+          sum -= static_cast<float>(load_f64(a.dlse, tb * a.dlse.strides[0] + h * a.dlse.strides[1] + n * a.dlse.strides[2]));
         delta[static_cast<std::size_t>(plan.row_id(p, tb, h, n))] = sum;
       }
     }

@@ -2,7 +2,8 @@
 // O and lse, per (b, h, i) it walks the forward's steps in reverse:
 //   4'. P·V      dV_j += P'_j dO_i,   dP'_j = dO_i·v_j,   Δ_i = dO_i·O_i  (= Σ_j P_j dP_j)
 //   3'. dropout  dP_j = keep_j / (1 - p) · dP'_j        (the forward's Philox keep bits, replayed)
-//   2'. softmax  P_j = exp(s_j - lse_i),   dS_j = P_j (dP_j - Δ_i)
+//   2'. softmax  P_j = exp(s_j - lse_i),   dS_j = P_j (dP_j - Δ_i)   (Δ_i −= dlse_i when the
+//                caller passes lse's gradient: d lse_i / d s_j = P_j)
 //   1'. scores   back through score_mod (grad), bias (dbias += dS), ALiBi (constant), softcap
 //                (1 - tanh²) and scale:  dq_i += scale·dT_j k_j,  dk_j += scale·dT_j q_i
 // Rows with lse = -inf (fully masked, padded) and hidden keys contribute nothing: their terms are
@@ -71,6 +72,7 @@ void backward_row(const core::BackwardArgs& a, std::int64_t b, std::int64_t h, s
       r.do_i[d] = load_f64(a.dout, a.dout.offset({tb, h, row, d}));
       delta += r.do_i[d] * load_f64(a.out, a.out.offset({tb, h, row, d}));
     }
+    if (a.dlse.defined()) delta -= load_f64(a.dlse, a.dlse.offset({tb, h, row}));  // + dlse_i·P_j in dS_j
     for (std::int64_t d = 0; d < p.D; ++d) r.q_i[d] = load_f64(p.q, p.q.offset({tb, h, row, d}));
     const double keep_scale = 1.0 / (1.0 - p.dropout_p);
     const auto& sm = p.mask().score_mod;

@@ -4,9 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
+#include <vector>
 
 #include <omp.h>
 
@@ -27,20 +29,47 @@ SdpaParams ref_params() {
   return p;
 }
 
-double loss(const Qkv& x, const SdpaParams& params, const TensorView& dout) {
+// lse of row (b, h, i) in fp64, computed here from q and k (the forward stores lse in fp32, too
+// coarse for finite differences). Only plain and causal calls: the dlse tests use nothing else.
+double lse_f64(const Qkv& x, const SdpaParams& params, std::int64_t b, std::int64_t h, std::int64_t i) {
+  const double scale = params.scale.value_or(1.0 / std::sqrt(static_cast<double>(x.D)));
+  const std::int64_t off = params.mask.alignment == Alignment::bottom_right ? x.Nk - x.Nq : 0;
+  const std::int64_t kvh = h / (x.Hq / x.Hkv), last = params.mask.causal ? std::min(x.Nk - 1, i + off) : x.Nk - 1;
+  if (last < 0) return -kInf;
+  std::vector<double> s;
+  for (std::int64_t j = 0; j <= last; ++j) {
+    double dot = 0.0;
+    for (std::int64_t d = 0; d < x.D; ++d) dot += at(x.q, b, h, i, d) * at(x.k, b, kvh, j, d);
+    s.push_back(dot * scale);
+  }
+  const double m = *std::max_element(s.begin(), s.end());
+  double sum = 0.0;
+  for (double v : s) sum += std::exp(v - m);
+  return m + std::log(sum);
+}
+
+// L = Σ dout∘out (+ Σ dlse∘lse over rows with a finite lse, when dlse is given).
+double loss(const Qkv& x, const SdpaParams& params, const TensorView& dout, const TensorView& dlse = {}) {
   const Outputs o = forward(x, params);
   double l = 0.0;
   for_each_element(dout, [&](const auto& idx, std::int64_t off) {
     const double g = load_f64(dout, off);
     if (!std::isnan(g)) l += g * at(o.out, idx[0], idx[1], idx[2], idx[3]);
   });
+  if (dlse.defined())
+    for (std::int64_t b = 0; b < x.B; ++b)
+      for (std::int64_t h = 0; h < x.Hq; ++h)
+        for (std::int64_t i = 0; i < x.Nq; ++i) {
+          const double lse = lse_f64(x, params, b, h, i);
+          if (std::isfinite(lse)) l += at(dlse, b, h, i) * lse;
+        }
   return l;
 }
 
 // Compares one analytic gradient with central differences of the loss over every element of `t`.
 // NaN or -inf elements (padding, hidden bias) must have a gradient of exactly 0.
 void check_tensor(const char* name, const TensorView& t, const TensorView& grad, const Qkv& x, const SdpaParams& params,
-                  const TensorView& dout) {
+                  const TensorView& dout, const TensorView& dlse = {}) {
   double worst = 0.0, largest = 0.0;
   for_each_element(t, [&](const auto& idx, std::int64_t off) {
     const double g = load_f64(grad, grad.offset({idx[0], idx[1], idx[2], idx[3]}));
@@ -51,9 +80,9 @@ void check_tensor(const char* name, const TensorView& t, const TensorView& grad,
       return;
     }
     store_f64(t, off, v0 + kStep);
-    const double lp = loss(x, params, dout);
+    const double lp = loss(x, params, dout, dlse);
     store_f64(t, off, v0 - kStep);
-    const double lm = loss(x, params, dout);
+    const double lm = loss(x, params, dout, dlse);
     store_f64(t, off, v0);
     const double fd = (lp - lm) / (2 * kStep);
     EXPECT_NEAR(g, fd, kAtol + kRtol * std::abs(fd))
@@ -230,6 +259,57 @@ TEST(RefGrad, Mqa) {
   SdpaParams p = ref_params();
   p.mask.causal = true;
   check_gradients(small(3, 1, 4, 5, Layout::bshd), p);
+}
+
+// The gradient of lse (dlse, e.g. from merging attention over split key ranges) on top of dout's.
+void check_gradients_with_dlse(const Qkv& x, const SdpaParams& params) {
+  const Outputs o = forward(x, params);
+  GuardedTensor dout = make_tensor4(DType::f64, x.B, x.Hq, x.Nq, x.Dv, x.layout);
+  fill_normal(dout, 31);
+  GuardedTensor dlse = make_tensor(DType::f64, {x.B, x.Hq, x.Nq});
+  fill_normal(dlse, 32);
+  const Grads g = make_grads(x, TensorView{});
+  sdpa_backward(g.views(), dout, x.q, x.k, x.v, o.out, o.lse, params, dlse);
+  SdpaParams fd_params = params;
+  fd_params.num_threads = 1;
+  check_tensor("dq", x.q, g.dq, x, fd_params, dout, dlse);
+  check_tensor("dk", x.k, g.dk, x, fd_params, dout, dlse);
+  check_tensor("dv", x.v, g.dv, x, fd_params, dout, dlse);
+  // dlse changes dq and dk: the same call without it must differ.
+  const Grads g0 = make_grads(x, TensorView{});
+  sdpa_backward(g0.views(), dout, x.q, x.k, x.v, o.out, o.lse, params);
+  EXPECT_GT(max_abs_diff(g.dq, g0.dq), 1e-3);
+}
+
+TEST(RefGrad, DlseNoMask) { check_gradients_with_dlse(small(), ref_params()); }
+
+TEST(RefGrad, DlseCausalBottomRightGqaWithFullyMaskedRow) {
+  SdpaParams p = ref_params();
+  p.mask.causal = true;
+  p.mask.alignment = Alignment::bottom_right;
+  check_gradients_with_dlse(small(4, 2, 5, 4, Layout::bshd), p);  // off = -1: row 0 sees no key
+}
+
+TEST(RefGrad, DlseWithDropout) {
+  SdpaParams p = ref_params();
+  p.dropout_p = 0.25;
+  p.dropout_seed = 77;
+  check_gradients_with_dlse(small(2, 2, 5, 6), p);
+}
+
+TEST(RefGrad, DlseShapeIsChecked) {
+  const Qkv x = small();
+  const Outputs o = forward(x, ref_params());
+  GuardedTensor dout = make_tensor4(DType::f64, x.B, x.Hq, x.Nq, x.Dv, x.layout);
+  fill_normal(dout, 3);
+  GuardedTensor dlse = make_tensor(DType::f64, {x.B, x.Hq, x.Nq + 1});
+  const Grads g = make_grads(x, TensorView{});
+  try {
+    sdpa_backward(g.views(), dout, x.q, x.k, x.v, o.out, o.lse, ref_params(), dlse);
+    ADD_FAILURE() << "a dlse of the wrong shape was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.argument(), "dlse") << e.what();
+  }
 }
 
 // Every feature at once, under GQA, lengths and BSHD strides.
