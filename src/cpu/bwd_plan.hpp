@@ -31,6 +31,7 @@ struct BwdPlan {
   bool extras = false;        // bias/bool/block mask, ALiBi, softcap or callbacks: element pass per tile
   float* dq_acc = nullptr;    // [chunks][Bt·Hq·Nq][Dp] fp32, zero-initialised
   const float* delta = nullptr;  // Δ = rowsum(dO∘O) per query row [Bt·Hq·Nq]
+  float* dbias_gather = nullptr;  // dbias asked for: score gradients [Bt][Hq][Nq][Nk] fp32, zero-initialised
   std::vector<BwdTask> tasks;
 
   /// Row index of tensor position n of query head h in tensor batch tb (dQ partials and Δ).
@@ -38,6 +39,10 @@ struct BwdPlan {
     return (tb * p.Hq + h) * p.Nq + n;
   }
   std::int64_t chunk_stride(const core::SdpaProblem& p) const { return p.q.shape[0] * p.Hq * p.Nq * Dp; }
+  /// Element (tb, h, tensor row n, tensor column m) of the dbias gather.
+  std::int64_t gather_offset(const core::SdpaProblem& p, std::int64_t tb, std::int64_t h, std::int64_t n, std::int64_t m) const {
+    return ((tb * p.Hq + h) * p.Nq + n) * p.Nk + m;
+  }
 };
 
 /// Per-thread scratch, sized once per call from the plan (O(Bc·D + Br·Bc) floats).
@@ -47,6 +52,7 @@ struct BwdWorkspace {
   std::vector<float> q, dout;        // Q [Br × Dp], dO [Br × Dvp] of one query tile
   std::vector<float> s, pd, dp;      // S then P, P after dropout, dP then dS: [Br × Bcp] each
   std::vector<float> z, f;           // dropout factors (0 or 1/(1−p)), d(score)/d(scale·dot): [Br × Bcp]
+  std::vector<float> fb;             // score_mod' (d score / d bias) when dbias is asked for: [Br × Bcp]
   std::vector<float> add, row;       // one row's additive terms; a conversion row
   std::vector<float> lse, delta;     // per tile row
   std::vector<std::int64_t> lo, hi;  // per tile row: visible keys, tile-relative ([0, 0) when empty)

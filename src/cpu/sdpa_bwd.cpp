@@ -4,7 +4,8 @@
 // threads, then sums the dQ partial buffers in chunk order. The chunk count is a function of the
 // shape only (enough tasks for ~16 threads when B·Hkv is small), so dQ, dK and dV are bitwise
 // identical for any thread count. Extra memory: per-thread tiles (O(Bc·D)), Δ (O(N)) and the
-// chunks' fp32 dQ partials (chunks × B·Hq·Nq·D).
+// chunks' fp32 dQ partials (chunks × B·Hq·Nq·D); with dbias, an fp32 gather of every score
+// gradient (B·Hq·Nq·Nk), reduced over the bias's broadcast axes in index order (as the reference).
 
 #include <omp.h>
 
@@ -116,6 +117,40 @@ void write_dq(const core::BackwardArgs& a, const BwdPlan& plan, int threads) {
   }
 }
 
+/// dbias = Σ over the bias's broadcast axes of the gathered score gradients, in fp64 and in index
+/// order (tb, h, row, col) for every output element: the same bits for any thread count.
+void reduce_dbias(const core::SdpaProblem& p, const TensorView& dbias, const float* gather, int threads) {
+  const std::int64_t full[4] = {p.q.shape[0], p.Hq, p.Nq, p.Nk};
+  std::int64_t shape[4] = {1, 1, 1, 1}, strides[4] = {0, 0, 0, 0};  // dbias right-aligned to 4 axes
+  for (int ax = 0; ax < dbias.rank; ++ax) {
+    shape[4 - dbias.rank + ax] = dbias.shape[ax];
+    strides[4 - dbias.rank + ax] = dbias.strides[ax];
+  }
+  const std::int64_t n_out = shape[0] * shape[1] * shape[2] * shape[3];
+  // Per axis: the range of full indices summed into an output index (all of them on broadcast axes).
+  auto span = [&](int ax, std::int64_t o) { return shape[ax] == 1 ? std::pair<std::int64_t, std::int64_t>{0, full[ax]} : std::pair{o, o + 1}; };
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (std::int64_t e = 0; e < n_out; ++e) {
+    std::int64_t o[4], rest = e;
+    for (int ax = 3; ax >= 0; --ax) {
+      o[ax] = rest % shape[ax];
+      rest /= shape[ax];
+    }
+    const auto [b0, b1] = span(0, o[0]);
+    const auto [h0, h1] = span(1, o[1]);
+    const auto [r0, r1] = span(2, o[2]);
+    const auto [c0, c1] = span(3, o[3]);
+    double sum = 0.0;
+    for (std::int64_t tb = b0; tb < b1; ++tb)
+      for (std::int64_t h = h0; h < h1; ++h)
+        for (std::int64_t row = r0; row < r1; ++row) {
+          const float* g = gather + ((tb * p.Hq + h) * p.Nq + row) * p.Nk;
+          for (std::int64_t col = c0; col < c1; ++col) sum += g[col];
+        }
+    store_f64(dbias, o[0] * strides[0] + o[1] * strides[1] + o[2] * strides[2] + o[3] * strides[3], sum);
+  }
+}
+
 /// dK/dV rows beyond Lk_b (padding outside varlen) are 0: no task owns them.
 void zero_padded_kv(const core::BackwardArgs& a) {
   const core::SdpaProblem& p = a.p;
@@ -134,7 +169,6 @@ bool can_backward(const core::BackwardArgs& a, core::Reasons& why) {
   const core::SdpaProblem& p = a.p;
   const std::size_t before = why.size();
   const CpuKernels* kernels = fast_path_reasons(p, why);
-  if (a.g.dbias.defined()) why.push_back("dbias is not computed by the cpu backward (the reference backend computes it)");
   if (p.mask().score_mod && !p.mask().score_mod.grad)
     why.push_back("score_mod has no grad, so its backward is undefined");
   if (kernels && !kernels->backward_task) why.push_back(std::string(kernels->name) + " has no backward kernel");
@@ -164,6 +198,11 @@ void backward(const core::BackwardArgs& a) {
   std::vector<float> dq_acc(static_cast<std::size_t>(plan.chunks * plan.chunk_stride(p)), 0.0f);
   plan.delta = delta.data();
   plan.dq_acc = dq_acc.data();
+  std::vector<float> dbias_gather;  // hidden, skipped and padded positions stay 0
+  if (a.g.dbias.defined()) {
+    dbias_gather.assign(static_cast<std::size_t>(p.q.shape[0] * p.Hq * p.Nq * p.Nk), 0.0f);
+    plan.dbias_gather = dbias_gather.data();
+  }
   compute_delta(a, plan, delta, threads);
   plan.tasks = make_tasks(p, plan.chunks, plan.Br, plan.Bc);
   const auto n_tasks = static_cast<std::int64_t>(plan.tasks.size());
@@ -181,6 +220,7 @@ void backward(const core::BackwardArgs& a) {
       size(ws.q, plan.Br * plan.Dp);
       size(ws.dout, plan.Br * plan.Dvp);
       for (auto* t : {&ws.s, &ws.pd, &ws.dp, &ws.z, &ws.f}) size(*t, plan.Br * bcp);
+      if (plan.dbias_gather && m.score_mod) size(ws.fb, plan.Br * bcp);
       size(ws.add, bcp);
       size(ws.row, plan.Dvp);
       size(ws.lse, plan.Br);
@@ -193,6 +233,7 @@ void backward(const core::BackwardArgs& a) {
   }
   write_dq(a, plan, threads);
   zero_padded_kv(a);
+  if (plan.dbias_gather) reduce_dbias(p, a.g.dbias, plan.dbias_gather, threads);
 }
 
 }  // namespace attn::cpu

@@ -12,6 +12,7 @@
 //     dV += P'ᵀ·dO
 //     dP  = dO·Vᵀ
 //     dS  = P∘(Z∘dP − Δ_i)∘F          Δ_i = rowsum(dO_i∘O_i) (driver), F = d score / d(scale·dot)
+//                                     (dbias: P∘(Z∘dP − Δ_i)∘score_mod', into the fp32 gather)
 //     dK += dSᵀ·Q                     (× scale at the end)
 //     dQ += dS·K                      into the task's chunk buffer (× scale in the driver)
 //   store dK·scale and dV in their dtypes and strides
@@ -24,7 +25,8 @@
 // read (padding, hidden keys) cannot leak into the products. Tiles that
 // no row of the query tile sees (lengths, causal, window, block mask) are skipped. The loop order
 // and the chunks depend on the shape only: the results are bitwise identical for any thread count.
-// Not here: dbias (the driver refuses it, the reference computes it).
+// dbias: each tile writes its score gradients into a full-size fp32 gather (every element has one
+// owner), which the driver reduces over the bias's broadcast axes in index order.
 
 #include <algorithm>
 #include <cmath>
@@ -173,12 +175,15 @@ struct BwdKernel {
   /// Steps 1–6 of the score pipeline on the raw dots of row r (visible columns only), and
   /// F = d score / d(scale·dot) (softcap's 1 − tanh², score_mod's grad). Callbacks run in fp64
   /// through variants::score, the rest in fp32.
-  static void element_pass(const core::SdpaProblem& p, const Tile& t, std::int64_t r, BwdWorkspace& ws) {
+  static void element_pass(const BwdPlan& plan, const Tile& t, std::int64_t r, BwdWorkspace& ws) {
+    const core::SdpaProblem& p = plan.a->p;
     const MaskSpec& m = p.mask();
     const std::int64_t lo = ws.lo[r], hi = ws.hi[r], i = t.i0 + r;
     float* s = ws.s.data() + r * t.bcp;
     float* f = ws.f.data() + r * t.bcp;
     std::fill(f, f + t.bcp, 0.0f);
+    float* fb = plan.dbias_gather && m.score_mod ? ws.fb.data() + r * t.bcp : nullptr;
+    if (fb) std::fill(fb, fb + t.bcp, 0.0f);
     if (m.mask_mod || m.score_mod) {
       for (std::int64_t c = lo; c < hi; ++c) {
         const std::int64_t j = t.j0 + c;
@@ -188,9 +193,9 @@ struct BwdKernel {
                              : -std::numeric_limits<double>::infinity();
         s[c] = static_cast<float>(x);
         if (x == -std::numeric_limits<double>::infinity()) continue;
-        double g = variants::softcap_grad(m.softcap, pre_cap);
-        if (m.score_mod) g *= m.score_mod.grad(pre_mod, t.b, t.h, i, j);
-        f[c] = static_cast<float>(g);
+        const double g_mod = m.score_mod ? m.score_mod.grad(pre_mod, t.b, t.h, i, j) : 1.0;
+        f[c] = static_cast<float>(variants::softcap_grad(m.softcap, pre_cap) * g_mod);
+        if (fb) fb[c] = static_cast<float>(g_mod);  // d score / d bias (bias enters before score_mod)
       }
       return;
     }
@@ -305,9 +310,12 @@ struct BwdKernel {
     }
   }
 
-  /// dS = P∘(Z∘dP − Δ)∘F in place of dP.
+  /// dS = P∘(Z∘dP − Δ)∘F in place of dP; with dbias, also P∘(Z∘dP − Δ)(∘score_mod') into the
+  /// gather row of each tile row.
   static void grad_scores(const BwdPlan& plan, const Tile& t, BwdWorkspace& ws, bool dropout) {
+    const core::SdpaProblem& p = plan.a->p;
     const bool factor = plan.extras;
+    const float* fb_all = plan.dbias_gather && p.mask().score_mod ? ws.fb.data() : nullptr;
     for (std::int64_t r = 0; r < t.br; ++r) {
       float* dp = ws.dp.data() + r * t.bcp;
       const float* pr = ws.s.data() + r * t.bcp;
@@ -315,16 +323,30 @@ struct BwdKernel {
       const float* f = ws.f.data() + r * t.bcp;
       if (ws.lo[r] >= ws.hi[r]) {
         std::fill(dp, dp + t.bcp, 0.0f);
-        continue;
+        continue;  // the gather is zero-initialised
       }
+      float* gather = plan.dbias_gather ? plan.dbias_gather + plan.gather_offset(p, t.tb, t.h, p.tensor_row(t.b, t.i0 + r),
+                                                                                  p.tensor_col(t.b, t.j0))
+                                        : nullptr;
       const V delta = I::set1(ws.delta[r]);
       for (std::int64_t c = 0; c < t.bcp; c += W) {
         V d = I::load(dp + c);
         if (dropout) d = I::mul(d, I::load(z + c));
         d = I::mul(I::load(pr + c), I::sub(d, delta));
-        if (factor) d = I::mul(d, I::load(f + c));
         // P is exactly 0 off the visible keys; select, so that a NaN dP there cannot leak.
-        I::store(dp + c, (c >= ws.lo[r] && c + W <= ws.hi[r]) ? d : I::keep_range(d, c, ws.lo[r], ws.hi[r], 0.0f));
+        if (!(c >= ws.lo[r] && c + W <= ws.hi[r])) d = I::keep_range(d, c, ws.lo[r], ws.hi[r], 0.0f);
+        if (gather) {
+          const V db = fb_all ? I::mul(d, I::load(fb_all + r * t.bcp + c)) : d;
+          if (c + W <= t.bc) {
+            I::store(gather + c, db);
+          } else {
+            alignas(64) float tmp[W];
+            I::store(tmp, db);
+            for (std::int64_t e = c; e < t.bc; ++e) gather[e] = tmp[e - c];
+          }
+        }
+        if (factor) d = I::mul(d, I::load(f + c));
+        I::store(dp + c, d);
       }
     }
   }
@@ -337,7 +359,7 @@ struct BwdKernel {
     gemm(t.br, ld, p.D, rows.q, rows.ldq, 1, ws.kt.data(), ld, ws.s.data(), ld, false);  // S = Q·Kᵀ
     if (plan.extras)
       for (std::int64_t r = 0; r < t.br; ++r)
-        if (ws.lo[r] < ws.hi[r]) element_pass(p, t, r, ws);
+        if (ws.lo[r] < ws.hi[r]) element_pass(plan, t, r, ws);
     probs(plan, t, ws);  // S -> P
     const float* pd = ws.s.data();
     if (p.has_dropout()) {

@@ -8,6 +8,8 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
+#include <numeric>
 
 #include "attn/error.hpp"
 
@@ -28,12 +30,16 @@ constexpr int kSampleDivisor = 1;
 // Floor of the tolerance, relative to the largest gradient of the reference.
 double floor_for(DType dt) { return dt == DType::f32 ? 2e-5 : dt == DType::f16 ? 2e-3 : 8e-3; }
 
-/// Gradients in guard memory shaped like q, k, v, in `dtype`.
-Grads make_grads_as(const Qkv& x, DType dtype) {
+/// Gradients in guard memory shaped like q, k, v (and the bias, when given), in `dtype`.
+Grads make_grads_as(const Qkv& x, DType dtype, const TensorView& bias = {}) {
   Grads g;
   g.dq = make_tensor4(dtype, x.B, x.Hq, x.Nq, x.D, x.layout);
   g.dk = make_tensor4(dtype, x.B, x.Hkv, x.Nk, x.D, x.layout);
   g.dv = make_tensor4(dtype, x.B, x.Hkv, x.Nk, x.Dv, x.layout);
+  if (bias.defined()) {
+    g.dbias = clone(bias, Layout::bhsd, dtype);
+    fill_value(g.dbias.view, kNaN);  // every element must be written
+  }
   return g;
 }
 
@@ -66,13 +72,24 @@ void check_case(const SdpaCase& c, DType grad_dtype) {
   const CaseSetup s = make_case(c);
   const Qkv& x = s.x;
   const BwdInputs in = make_bwd_inputs(s, c.seed + 555);
-  const Grads truth = make_grads(x);  // f64
+  const TensorView& bias = s.params.mask.bias;  // when the case has one, dbias is asked for too
+  const Grads truth = make_grads(x, bias);     // f64
   run_backward(truth, in, x, s.params, Backend::reference);
   const Grads naive = make_grads(x);
   naive_lowp_backward(naive.dq.view, naive.dk.view, naive.dv.view, in.dout.view, x.q, x.k, x.v, in.fwd.out.view,
                       s.params);
-  const Grads fast = make_grads_as(x, grad_dtype);
+  const Grads fast = make_grads_as(x, grad_dtype, bias);
   run_backward(fast, in, x, s.params, Backend::cpu);
+  if (bias.defined()) {
+    // dbias sums dS over its broadcast axes: up to B·Hq·Nq·Nk terms. No naive dbias exists, so the
+    // bound is the floor alone, grown with the number of summed terms.
+    const double terms = static_cast<double>(truth.dq.view.numel() / c.D * c.Nk) / static_cast<double>(bias.numel());
+    const double floor = floor_for(grad_dtype == DType::f32 ? DType::f32 : c.dtype) * (1.0 + max_abs(truth.dbias.view)) *
+                         std::sqrt(1.0 + terms);
+    EXPECT_LE(max_abs_diff(fast.dbias.view, truth.dbias.view), 3.0 * floor)
+        << "dbias, largest " << max_abs(truth.dbias.view) << ", NMSE " << nmse(fast.dbias.view, truth.dbias.view);
+    EXPECT_TRUE(fast.dbias.guards_intact()) << "a write landed outside dbias";
+  }
   const char* names[] = {"dq", "dk", "dv"};
   const GuardedTensor* t[] = {&truth.dq, &truth.dk, &truth.dv};
   const GuardedTensor* n[] = {&naive.dq, &naive.dk, &naive.dv};
@@ -180,23 +197,81 @@ TEST(CpuBwd, BitwiseDeterministicAcrossThreadCounts) {
   }
 }
 
-/// dbias: the cpu backward refuses with a named reason; auto falls back to the reference.
-TEST(CpuBwd, RefusesDbiasWithReason) {
+/// dbias on the cpu backend for each broadcast shape of the bias, with softcap, dropout, GQA and a
+/// score_mod (whose derivative enters dbias, while softcap's does not); against the reference,
+/// and bitwise the same for threads {1, 2, 3}.
+TEST(CpuBwd, DbiasMatchesReferenceForEveryBroadcastShape) {
+  const std::int64_t B = 2, Hq = 4, Hkv = 2, Nq = 70, Nk = 133;
+  const std::vector<std::vector<std::int64_t>> shapes{{B, Hq, Nq, Nk}, {1, 1, Nq, Nk}, {B, 1, 1, Nk}, {Hq, Nq, Nk}, {1, Nk}};
+  for (const std::string& isa : supported_isas()) {
+    IsaScope scope(isa);
+    for (std::size_t si = 0; si < shapes.size(); ++si) {
+      const auto& shape = shapes[si];
+      SCOPED_TRACE(isa + " bias shape #" + std::to_string(si));
+      CaseSetup s;
+      s.x = make_qkv(B, Hq, Hkv, Nq, Nk, 40, 24, DType::f32, si % 2 ? Layout::bshd : Layout::bhsd, 40 + si);
+      GuardedTensor bias;  // row-major, any rank, in NaN-guarded memory
+      bias.mem = Tensor::with_guard(DType::f32, {std::accumulate(shape.begin(), shape.end(), std::int64_t{1}, std::multiplies<>())}, kGuard);
+      bias.view = bias.mem.view();
+      bias.view.rank = static_cast<int>(shape.size());
+      for (int ax = bias.view.rank - 1, stride = 1; ax >= 0; stride *= static_cast<int>(shape[static_cast<std::size_t>(ax)]), --ax) {
+        bias.view.shape[ax] = shape[static_cast<std::size_t>(ax)];
+        bias.view.strides[ax] = stride;
+      }
+      fill_normal(bias.view, 50 + si);
+      SdpaParams& params = s.params;
+      params.mask.bias = bias.view;
+      params.mask.causal = si % 2 == 0;
+      params.mask.softcap = si == 1 ? 5.0 : 0.0;
+      params.dropout_p = si == 2 ? 0.2 : 0.0;
+      params.dropout_seed = 3;
+      if (si == 3) {
+        params.mask.score_mod.value = [](double sc, std::int64_t, std::int64_t h, std::int64_t, std::int64_t) {
+          return sc * (1.0 + 0.25 * static_cast<double>(h));
+        };
+        params.mask.score_mod.grad = [](double, std::int64_t, std::int64_t h, std::int64_t, std::int64_t) {
+          return 1.0 + 0.25 * static_cast<double>(h);
+        };
+      }
+      const BwdInputs in = make_bwd_inputs(s, 60 + si);
+      const Grads truth = make_grads(s.x, bias.view);
+      run_backward(truth, in, s.x, params, Backend::reference);
+      std::vector<float> first;
+      for (int threads : {1, 2, 3}) {
+        params.num_threads = threads;
+        const Grads fast = make_grads_as(s.x, DType::f32, bias.view);
+        run_backward(fast, in, s.x, params, Backend::cpu);
+        const double terms = static_cast<double>(B * Hq * Nq * Nk) / static_cast<double>(bias.view.numel());
+        const double tol = 3.0 * floor_for(DType::f32) * (1.0 + max_abs(truth.dbias.view)) * std::sqrt(1.0 + terms);
+        EXPECT_LE(max_abs_diff(fast.dbias.view, truth.dbias.view), tol) << "threads " << threads;
+        EXPECT_GT(max_abs(truth.dbias.view), 1e-3);
+        EXPECT_LE(max_abs_diff(fast.dq.view, truth.dq.view), 1e-4 * (1.0 + max_abs(truth.dq.view)));
+        EXPECT_TRUE(fast.dbias.guards_intact());
+        const auto* p = static_cast<const float*>(fast.dbias.mem.storage());
+        std::vector<float> bits(p, p + fast.dbias.mem.storage_elems());
+        if (first.empty()) first = bits;
+        else
+          for (std::size_t e = 0; e < bits.size(); ++e)
+            if (std::memcmp(&first[e], &bits[e], sizeof(float)) != 0) {
+              ADD_FAILURE() << "threads " << threads << ": dbias element " << e << " is " << bits[e] << ", " << first[e]
+                            << " with one thread";
+              break;
+            }
+      }
+    }
+  }
+}
+
+/// With dbias asked for, the automatic choice is still the cpu backend.
+TEST(CpuBwd, AutoPicksCpuWithDbias) {
   SdpaCase c{2, 2, 1, 9, 11, 8, 8, DType::f32, MaskKind::bias, Layout::bhsd, 3};
   const CaseSetup s = make_case(c);
   const BwdInputs in = make_bwd_inputs(s, 4);
-  Grads g = make_grads(s.x, s.params.mask.bias);
-  SdpaParams params = s.params;
-  params.backend = Backend::cpu;
-  try {
-    sdpa_backward(g.views(), in.dout.view, s.x.q, s.x.k, s.x.v, in.fwd.out.view, in.fwd.lse.view, params);
-    FAIL() << "expected attn::Error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("dbias"), std::string::npos) << e.what();
-  }
-  params.backend = Backend::automatic;
-  EXPECT_NO_THROW(sdpa_backward(g.views(), in.dout.view, s.x.q, s.x.k, s.x.v, in.fwd.out.view, in.fwd.lse.view, params));
-  EXPECT_FALSE(has_nan(g.dbias.view));
+  const Grads g = make_grads(s.x, s.params.mask.bias);
+  const auto verdicts = explain(g.views(), in.dout.view, s.x.q, s.x.k, s.x.v, in.fwd.out.view, in.fwd.lse.view, s.params);
+  bool cpu_ok = false;
+  for (const auto& v : verdicts) cpu_ok |= v.backend == Backend::cpu && v.can_run;
+  EXPECT_TRUE(cpu_ok) << to_string(verdicts);
 }
 
 /// Without dbias the automatic choice is the cpu backend.
