@@ -20,6 +20,8 @@ struct BwdTask {
   std::int64_t kb0 = 0;       // KV blocks [kb0, kb1) of Bc keys (within the sequence)
   std::int64_t kb1 = 0;
   std::int64_t chunk = 0;     // which dQ partial buffer it adds to
+  bool q_pass = false;        // second-pass dQ scheme: a query tile [q0, q0 + Br) instead of KV blocks
+  std::int64_t q0 = 0;
 };
 
 struct BwdPlan {
@@ -29,6 +31,7 @@ struct BwdPlan {
   std::int64_t chunks = 1;    // dQ partial buffers
   std::int64_t Dp = 0, Dvp = 0;  // D and Dv rounded up to the vector width (row pitch of the tiles)
   bool extras = false;        // bias/bool/block mask, ALiBi, softcap or callbacks: element pass per tile
+  bool dq_second_pass = false;  // dQ by a second pass over query tiles (ATTN_BWD_DQ=second_pass), not chunk partials
   float* dq_acc = nullptr;    // [chunks][Bt·Hq·Nq][Dp] fp32, zero-initialised
   const float* delta = nullptr;  // Δ = rowsum(dO∘O) per query row [Bt·Hq·Nq]
   float* dbias_gather = nullptr;  // dbias asked for: score gradients [Bt][Hq][Nq][Nk] fp32, zero-initialised

@@ -34,6 +34,16 @@ constexpr std::int64_t kTargetTasks = 16;
 // tile's Q, dO, S/P, dP in L2 (KERNELS.md §8.2).
 constexpr std::int64_t kBr = 64, kBc = 64;
 
+/// ATTN_BWD_DQ=second_pass computes dQ in a second pass over query tiles (recomputing S, P and dP)
+/// instead of the default fixed-chunk partial buffers; kept to measure the two (issue 5).
+bool second_pass_dq() {
+  static const bool second = [] {
+    const char* env = std::getenv("ATTN_BWD_DQ");
+    return env && std::string(env) == "second_pass";
+  }();
+  return second;
+}
+
 /// ATTN_BWD_TILES=Br,Bc overrides the tile sizes, for sweeps (as ATTN_TILES for the forward).
 TileSizes backward_tiles() {
   static const TileSizes tiles = [] {
@@ -175,6 +185,10 @@ bool can_backward(const core::BackwardArgs& a, core::Reasons& why) {
   return why.size() == before;
 }
 
+namespace {
+void run_tasks(const BwdPlan& plan, const CpuKernels& kernels, int threads, const std::vector<BwdTask>& tasks);
+}  // namespace
+
 void backward(const core::BackwardArgs& a) {
   const core::SdpaProblem& p = a.p;
   const CpuKernels& kernels = active_kernels();
@@ -194,6 +208,8 @@ void backward(const core::BackwardArgs& a) {
   for (std::int64_t b = 0; b < p.B; ++b) max_nkb = std::max(max_nkb, (p.Lk[b] + plan.Bc - 1) / plan.Bc);
   const std::int64_t units = std::max<std::int64_t>(1, p.B * p.Hkv);
   plan.chunks = std::clamp<std::int64_t>((kTargetTasks + units - 1) / units, 1, max_nkb);
+  plan.dq_second_pass = second_pass_dq();
+  if (plan.dq_second_pass) plan.chunks = 1;  // the first pass writes no dQ; the second owns its rows
   std::vector<float> delta(static_cast<std::size_t>(p.q.shape[0] * p.Hq * p.Nq), 0.0f);
   std::vector<float> dq_acc(static_cast<std::size_t>(plan.chunks * plan.chunk_stride(p)), 0.0f);
   plan.delta = delta.data();
@@ -205,7 +221,30 @@ void backward(const core::BackwardArgs& a) {
   }
   compute_delta(a, plan, delta, threads);
   plan.tasks = make_tasks(p, plan.chunks, plan.Br, plan.Bc);
-  const auto n_tasks = static_cast<std::int64_t>(plan.tasks.size());
+  std::vector<BwdTask> q_tasks;  // second-pass dQ scheme: one task per (b, kv head, query tile)
+  if (plan.dq_second_pass)
+    for (std::int64_t b = 0; b < p.B; ++b)
+      for (std::int64_t kvh = 0; kvh < p.Hkv; ++kvh)
+        for (std::int64_t i0 = 0; i0 < p.Lq[b]; i0 += plan.Br) {
+          BwdTask t{b, kvh, 0, 0, 0};
+          t.q_pass = true;
+          t.q0 = i0;
+          q_tasks.push_back(t);
+        }
+  run_tasks(plan, kernels, threads, plan.tasks);
+  run_tasks(plan, kernels, threads, q_tasks);
+  write_dq(a, plan, threads);
+  zero_padded_kv(a);
+  if (plan.dbias_gather) reduce_dbias(p, a.g.dbias, plan.dbias_gather, threads);
+}
+
+namespace {
+
+/// Runs `tasks` on OpenMP threads (dynamic schedule), each thread with its own workspace.
+void run_tasks(const BwdPlan& plan, const CpuKernels& kernels, int threads, const std::vector<BwdTask>& tasks) {
+  const core::SdpaProblem& p = plan.a->p;
+  const std::int64_t W = 16;
+  const auto n_tasks = static_cast<std::int64_t>(tasks.size());
   if (n_tasks > 0) {
 #pragma omp parallel num_threads(static_cast<int>(std::min<std::int64_t>(threads, n_tasks)))
     {
@@ -220,7 +259,7 @@ void backward(const core::BackwardArgs& a) {
       size(ws.q, plan.Br * plan.Dp);
       size(ws.dout, plan.Br * plan.Dvp);
       for (auto* t : {&ws.s, &ws.pd, &ws.dp, &ws.z, &ws.f}) size(*t, plan.Br * bcp);
-      if (plan.dbias_gather && m.score_mod) size(ws.fb, plan.Br * bcp);
+      if (plan.dbias_gather && p.mask().score_mod) size(ws.fb, plan.Br * bcp);
       size(ws.add, bcp);
       size(ws.row, plan.Dvp);
       size(ws.lse, plan.Br);
@@ -228,12 +267,11 @@ void backward(const core::BackwardArgs& a) {
       ws.lo.resize(static_cast<std::size_t>(plan.Br));
       ws.hi.resize(static_cast<std::size_t>(plan.Br));
 #pragma omp for schedule(dynamic, 1)
-      for (std::int64_t t = 0; t < n_tasks; ++t) kernels.backward_task(plan, plan.tasks[static_cast<std::size_t>(t)], ws);
+      for (std::int64_t t = 0; t < n_tasks; ++t) kernels.backward_task(plan, tasks[static_cast<std::size_t>(t)], ws);
     }
   }
-  write_dq(a, plan, threads);
-  zero_padded_kv(a);
-  if (plan.dbias_gather) reduce_dbias(p, a.g.dbias, plan.dbias_gather, threads);
 }
+
+}  // namespace
 
 }  // namespace attn::cpu

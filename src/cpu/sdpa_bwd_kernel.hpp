@@ -351,7 +351,11 @@ struct BwdKernel {
     }
   }
 
-  static void tile(const BwdPlan& plan, const Tile& t, BwdWorkspace& ws, float* dq) {
+  /// Which products a tile runs: all five (dQ into chunk partials), dV and dK only (first pass of
+  /// the second-pass scheme), or dQ only (its second pass, which recomputes S, P and dP).
+  enum class Products { all, kv, q };
+
+  static void tile(const BwdPlan& plan, const Tile& t, BwdWorkspace& ws, float* dq, Products what = Products::all) {
     const core::SdpaProblem& p = plan.a->p;
     Rows rows{};
     if (!load_rows(plan, t, ws, rows)) return;
@@ -370,11 +374,11 @@ struct BwdKernel {
       }
       pd = ws.pd.data();
     }
-    gemm(t.bc, plan.Dvp, t.br, pd, 1, ld, rows.dout, rows.lddo, ws.dv.data(), plan.Dvp, true);  // dV += P'ᵀ·dO
-    gemm(t.br, ld, p.Dv, rows.dout, rows.lddo, 1, ws.vt.data(), ld, ws.dp.data(), ld, false);   // dP = dO·Vᵀ
-    grad_scores(plan, t, ws, p.has_dropout());                                                          // dS
-    gemm(t.bc, plan.Dp, t.br, ws.dp.data(), 1, ld, rows.q, rows.ldq, ws.dk.data(), plan.Dp, true);  // dK += dSᵀ·Q
-    gemm(t.br, plan.Dp, t.bc, ws.dp.data(), ld, 1, ws.k.data(), plan.Dp, dq, plan.Dp, true);            // dQ += dS·K
+    if (what != Products::q) gemm(t.bc, plan.Dvp, t.br, pd, 1, ld, rows.dout, rows.lddo, ws.dv.data(), plan.Dvp, true);  // dV += P'ᵀ·dO
+    gemm(t.br, ld, p.Dv, rows.dout, rows.lddo, 1, ws.vt.data(), ld, ws.dp.data(), ld, false);  // dP = dO·Vᵀ
+    grad_scores(plan, t, ws, p.has_dropout());                                                         // dS
+    if (what != Products::q) gemm(t.bc, plan.Dp, t.br, ws.dp.data(), 1, ld, rows.q, rows.ldq, ws.dk.data(), plan.Dp, true);  // dK += dSᵀ·Q
+    if (what != Products::kv) gemm(t.br, plan.Dp, t.bc, ws.dp.data(), ld, 1, ws.k.data(), plan.Dp, dq, plan.Dp, true);  // dQ += dS·K
   }
 
   /// K, Kᵀ, Vᵀ of keys j0 .. j0 + bc in fp32, zero-padded.
@@ -405,10 +409,36 @@ struct BwdKernel {
     return true;
   }
 
+  /// Second pass of the second-pass dQ scheme: query tile [q0, q0 + Br) of every head of the kv
+  /// group against each KV block it sees, in block order, dQ accumulated in the task's own rows.
+  static void run_dq(const BwdPlan& plan, const BwdTask& task, BwdWorkspace& ws) {
+    const core::SdpaProblem& p = plan.a->p;
+    const std::int64_t b = task.b, tb = p.tensor_b[b], Lk = p.Lk[b];
+    const std::int64_t i0 = task.q0, br = std::min(plan.Br, p.Lq[b] - i0);
+    const auto first = variants::window_range(p, b, i0), last = variants::window_range(p, b, i0 + br - 1);
+    for (std::int64_t j0 = first.lo / plan.Bc * plan.Bc; j0 < std::min(last.hi, Lk); j0 += plan.Bc) {
+      const std::int64_t bc = std::min(plan.Bc, Lk - j0);
+      Tile t{b, tb, 0, i0, br, j0, bc, (bc + W - 1) / W * W};
+      bool loaded = false;
+      for (std::int64_t h = task.kvh * p.G; h < (task.kvh + 1) * p.G; ++h) {
+        t.h = h;
+        if (block_mask_skips(p, t)) continue;
+        if (!loaded) load_kv(plan, t, task.kvh, ws);
+        loaded = true;
+        tile(plan, t, ws, plan.dq_acc + plan.row_id(p, tb, h, p.tensor_row(b, i0)) * plan.Dp, Products::q);
+      }
+    }
+  }
+
   static void run(const BwdPlan& plan, const BwdTask& task, BwdWorkspace& ws) {
+    if (task.q_pass) {
+      run_dq(plan, task, ws);
+      return;
+    }
     const core::BackwardArgs& a = *plan.a;
     const core::SdpaProblem& p = a.p;
     const std::int64_t b = task.b, tb = p.tensor_b[b], Lq = p.Lq[b], Lk = p.Lk[b];
+    const Products what = plan.dq_second_pass ? Products::kv : Products::all;
     float* dq_chunk = plan.dq_acc + task.chunk * plan.chunk_stride(p);
     for (std::int64_t kb = task.kb0; kb < task.kb1; ++kb) {
       const std::int64_t j0 = kb * plan.Bc, bc = std::min(plan.Bc, Lk - j0);
@@ -426,7 +456,7 @@ struct BwdKernel {
           if (last.hi <= j0) continue;
           if (first.lo >= j0 + bc) break;
           if (block_mask_skips(p, t)) continue;
-          tile(plan, t, ws, dq_chunk + plan.row_id(p, tb, h, p.tensor_row(b, i0)) * plan.Dp);
+          tile(plan, t, ws, dq_chunk + plan.row_id(p, tb, h, p.tensor_row(b, i0)) * plan.Dp, what);
         }
       }
       for (std::int64_t c = 0; c < bc; ++c) {
