@@ -15,7 +15,8 @@ Philox stream (DESIGN.md §5), so the dropped positions differ from PyTorch's ow
 
 Differences from PyTorch, on purpose: a fully masked row gives 0 (PyTorch gives NaN); an
 ``attn_mask`` together with ``is_causal=True`` applies both (PyTorch refuses); the float mask may
-have any float dtype; MultiheadAttention's returned weights are not differentiable (the returned lse is).
+have any float dtype; the returned lse is differentiable, and so are MultiheadAttention's weights
+when dropout is off (their gradient is then computed with torch ops on the [B, H, L, S] weights).
 """
 
 from __future__ import annotations
@@ -196,16 +197,35 @@ _PARAM_SLICE = slice(5, 21)  # scale .. block_k: the parameters shared by the tw
 def _setup_context(ctx, inputs, output):
     q, k, v, bool_mask, bias = inputs[:5]
     out, lse, probs = output
-    ctx.mark_non_differentiable(probs)
     params = list(inputs[_PARAM_SLICE])
     tensor_slots = [i for i, x in enumerate(params) if isinstance(x, Tensor)]
     ctx.tensor_slots = tensor_slots
     ctx.params = [None if i in tensor_slots else x for i, x in enumerate(params)]
-    ctx.save_for_backward(q, k, v, out, lse, bool_mask, bias, *[params[i] for i in tensor_slots])
+    ctx.save_for_backward(q, k, v, out, lse, probs, bool_mask, bias, *[params[i] for i in tensor_slots])
+
+
+def _probs_grad(q, k, probs, dprobs, scale, dropout_p, softcap, cu_seqlens_q):
+    """Score gradient of the returned weights: dS = P∘(dW − rowsum(P∘dW)) (softmax's Jacobian), in
+    torch ops on the [B, Hq, L, S] tensors that returning the weights already materialised. Needs
+    the weights to be the softmax itself: no dropout (the dropped entries' P is not kept), no
+    softcap, no varlen packing."""
+    if dropout_p > 0 or softcap > 0 or cu_seqlens_q is not None:
+        raise ValueError("gradients through the returned attention weights need dropout_p = 0, no softcap and no "
+                         "cu_seqlens (detach the weights, or compute them with torch in this case)")
+    p = probs.to(torch.float32 if probs.dtype != torch.float64 else torch.float64)
+    dw = dprobs.to(p.dtype)
+    ds = p * (dw - (p * dw).sum(-1, keepdim=True))
+    g = q.shape[1] // k.shape[1]
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    k_exp = k.to(p.dtype).repeat_interleave(g, dim=1)
+    dq = scale * (ds @ k_exp)
+    dk = scale * (ds.transpose(-1, -2) @ q.to(p.dtype))
+    dk = dk.view(k.shape[0], k.shape[1], g, *dk.shape[2:]).sum(2)
+    return ds, dq, dk
 
 
 def _backward(ctx, dout, dlse, dprobs):
-    q, k, v, out, lse, bool_mask, bias, *saved = ctx.saved_tensors
+    q, k, v, out, lse, probs, bool_mask, bias, *saved = ctx.saved_tensors
     params = list(ctx.params)
     for slot, t in zip(ctx.tensor_slots, saved):
         params[slot] = t
@@ -213,6 +233,12 @@ def _backward(ctx, dout, dlse, dprobs):
     # lse's gradient (None when the loss does not use lse): d lse_i / d s_ij = P_ij.
     dlse = dlse.contiguous() if dlse is not None else None
     dq, dk, dv, dbias = _sdpa_bwd(dout, q, k, v, out, lse, dlse, bool_mask, bias, need_dbias, *params)
+    if dprobs is not None and dprobs.numel() > 0 and bool(dprobs.any()):
+        scale, dropout_p, softcap, cu_seqlens_q = params[0], params[1], params[8], params[11]
+        ds, dq_w, dk_w = _probs_grad(q, k, probs, dprobs, scale, dropout_p, softcap, cu_seqlens_q)
+        dq, dk = (dq + dq_w).to(dq.dtype), (dk + dk_w).to(dk.dtype)
+        if need_dbias:
+            dbias = (dbias + ds.sum_to_size(bias.shape)).to(dbias.dtype)
     return (dq, dk, dv, None, dbias if need_dbias else None) + (None,) * (_N_FWD_INPUTS - 5)
 
 
@@ -371,8 +397,8 @@ class MultiheadAttention(nn.Module):
     num_kv_heads·head_dim, the fused ``in_proj_weight`` is [E + 2·Ekv, E], and such a module cannot
     load into ``torch.nn.MultiheadAttention`` (torch reports the size mismatch) nor load an MHA
     state dict (a ValueError says why). Differences: ``is_causal=True`` works without attn_mask
-    (top-left causal); a fully masked row gives 0 where torch gives NaN; the weights are not
-    differentiable.
+    (top-left causal); a fully masked row gives 0 where torch gives NaN; gradients through the
+    returned weights need dropout off (in eval mode or dropout=0; otherwise backward raises).
     """
 
     __constants__ = ["batch_first"]

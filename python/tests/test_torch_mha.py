@@ -131,6 +131,42 @@ def test_dropout_weights_are_post_dropout():
     close(w.sum(-1), torch.ones(1, 32, dtype=torch.float64), 1e-12)
 
 
+@pytest.mark.parametrize("average", [True, False], ids=["averaged", "per_head"])
+@pytest.mark.parametrize("masks", ["none", "float_and_padding"])
+def test_gradients_through_weights(average, masks):
+    E, H, N, L, S = 16, 4, 2, 7, 9
+    ours, ref = pair(E, H, torch.float64, batch_first=True)
+    query = torch.randn(N, L, E, dtype=torch.float64, requires_grad=True)
+    key = torch.randn(N, S, E, dtype=torch.float64, requires_grad=True)
+    attn_mask = kpm = None
+    if masks != "none":
+        attn_mask = torch.randn(L, S, dtype=torch.float64)
+        kpm = torch.zeros(N, S, dtype=torch.float64)
+        kpm[1, -3:] = float("-inf")
+    got, gw = ours(query, key, key, key_padding_mask=kpm, attn_mask=attn_mask, average_attn_weights=average)
+    want, ww = ref(query, key, key, key_padding_mask=kpm, attn_mask=attn_mask, average_attn_weights=average)
+    dout, dw = torch.randn_like(want), torch.randn_like(ww)
+    wrt_got = [query, key, *ours.parameters()]
+    wrt_want = [query, key, *ref.parameters()]
+    for loss_got, loss_want in (((gw * dw).sum(), (ww * dw).sum()),  # weights only
+                                ((got * dout).sum() + (gw * dw).sum(), (want * dout).sum() + (ww * dw).sum())):
+        g_got = torch.autograd.grad(loss_got, wrt_got, retain_graph=True, allow_unused=True)
+        g_want = torch.autograd.grad(loss_want, wrt_want, retain_graph=True, allow_unused=True)
+        for a, b in zip(g_got, g_want):
+            if b is None:  # out_proj does not reach the weights
+                assert a is None or a.abs().max().item() == 0.0
+                continue
+            close(a, b, 1e-6)
+
+
+def test_gradients_through_dropped_weights_raise():
+    m = MultiheadAttention(8, 2, dropout=0.5, batch_first=True, dtype=torch.float64)
+    x = torch.randn(1, 5, 8, dtype=torch.float64, requires_grad=True)
+    _, w = m(x, x, x)
+    with pytest.raises(ValueError, match="dropout_p = 0"):
+        w.sum().backward()
+
+
 def test_bad_inputs():
     with pytest.raises(ValueError, match="num_kv_heads"):
         MultiheadAttention(16, 4, num_kv_heads=3)
