@@ -108,9 +108,9 @@ void sdpa_forward(const SdpaOutputs& outputs, const TensorView& q, const TensorV
 /// Gradients of sdpa_forward given dout, and the forward's out and lse (lse is required).
 /// `dlse` (optional, [B, Hq, Nq], any float dtype) is the loss's gradient with respect to the
 /// returned lse; it adds dlse_i·P_ij to the score gradient (d lse_i / d s_ij = P_ij).
-void sdpa_backward(const SdpaGrads& grads, const TensorView& dout, const TensorView& q,
-                   const TensorView& k, const TensorView& v, const TensorView& out,
-                   const TensorView& lse, const SdpaParams& params, const TensorView& dlse = {});
+void sdpa_backward(const SdpaGrads& grads, const TensorView& dout, const TensorView& q, const TensorView& k,
+                   const TensorView& v, const TensorView& out, const TensorView& lse, const SdpaParams& params,
+                   const TensorView& dlse = {});
 
 /// One backend's verdict on a call.
 struct BackendVerdict {

@@ -307,11 +307,14 @@ NB_MODULE(_core, m) {
         }
         c.cb.rethrow();
       },
-      "dq"_a, "dk"_a, "dv"_a, "dout"_a, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a, "dbias"_a = nb::none(), "dlse"_a = nb::none(), "params"_a,
+      "dq"_a, "dk"_a, "dv"_a, "dout"_a, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a, "dbias"_a = nb::none(),
+      "dlse"_a = nb::none(), "params"_a,
       (std::string("sdpa_backward(dq, dk, dv, dout, q, k, v, out, lse, dbias=None, dlse=None, **params): gradients\n"
                    "of sdpa_forward, written into dq, dk, dv (and dbias, shaped like params bias). Pass the\n"
                    "forward's out and lse and the same parameters; dlse (shaped like lse) is the gradient\n"
-                   "with respect to lse, when the loss uses it.") + kParamsDoc).c_str());
+                   "with respect to lse, when the loss uses it.") +
+       kParamsDoc)
+          .c_str());
 
   m.def(
       "explain",
@@ -330,7 +333,8 @@ NB_MODULE(_core, m) {
         BackwardCall c(dq, dk, dv, dout, q, k, v, out, lse, dbias, dlse, kwargs);
         return verdicts_to_python(attn::explain(c.grads, c.dout, c.q, c.k, c.v, c.out, c.lse, c.params, c.dlse));
       },
-      "dq"_a, "dk"_a, "dv"_a, "dout"_a, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a, "dbias"_a = nb::none(), "dlse"_a = nb::none(), "params"_a,
+      "dq"_a, "dk"_a, "dv"_a, "dout"_a, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a, "dbias"_a = nb::none(),
+      "dlse"_a = nb::none(), "params"_a,
       "explain_backward(...): each backend's verdict on this backward call (arguments of sdpa_backward).");
 
   m.def("version", [] { return std::string(attn::version()); }, "The C++ library version.");

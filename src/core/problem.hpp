@@ -53,8 +53,8 @@ struct SdpaProblem {
 SdpaProblem validate_forward(const SdpaOutputs& outputs, const TensorView& q, const TensorView& k,
                              const TensorView& v, const SdpaParams& params);
 /// Validates a backward call (the forward's checks plus dout, out, lse, dlse and the gradients).
-SdpaProblem validate_backward(const SdpaGrads& grads, const TensorView& dout, const TensorView& q,
-                              const TensorView& k, const TensorView& v, const TensorView& out,
-                              const TensorView& lse, const SdpaParams& params, const TensorView& dlse = {});
+SdpaProblem validate_backward(const SdpaGrads& grads, const TensorView& dout, const TensorView& q, const TensorView& k,
+                              const TensorView& v, const TensorView& out, const TensorView& lse,
+                              const SdpaParams& params, const TensorView& dlse = {});
 
 }  // namespace attn::core

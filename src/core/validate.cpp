@@ -273,8 +273,8 @@ SdpaProblem validate_forward(const SdpaOutputs& o, const TensorView& q, const Te
 }
 
 SdpaProblem validate_backward(const SdpaGrads& g, const TensorView& dout, const TensorView& q, const TensorView& k,
-                              const TensorView& v, const TensorView& out, const TensorView& lse, const SdpaParams& params,
-                              const TensorView& dlse) {
+                              const TensorView& v, const TensorView& out, const TensorView& lse,
+                              const SdpaParams& params, const TensorView& dlse) {
   SdpaProblem p = check_qkv(q, k, v, params);
   check_out_lse(p, out, lse, "out");
   ATTN_CHECK(lse.defined(), "lse", "is required by sdpa_backward (pass the forward's lse)");
@@ -300,9 +300,15 @@ SdpaProblem validate_backward(const SdpaGrads& g, const TensorView& dout, const 
     check_same_shape(g.dbias, "dbias", params.mask.bias, "params.mask.bias");
   }
   const std::pair<const TensorView*, const char*> outs[] = {{&g.dq, "dq"}, {&g.dk, "dk"}, {&g.dv, "dv"}, {&g.dbias, "dbias"}};
-  const std::pair<const TensorView*, const char*> ins[] = {{&q, "q"}, {&k, "k"}, {&v, "v"}, {&out, "out"}, {&lse, "lse"},
-                                                            {&dout, "dout"}, {&dlse, "dlse"}, {&params.mask.bias, "params.mask.bias"},
-                                                            {&params.mask.bool_mask, "params.mask.bool_mask"}};
+  const std::pair<const TensorView*, const char*> ins[] = {{&q, "q"},
+                                                           {&k, "k"},
+                                                           {&v, "v"},
+                                                           {&out, "out"},
+                                                           {&lse, "lse"},
+                                                           {&dout, "dout"},
+                                                           {&dlse, "dlse"},
+                                                           {&params.mask.bias, "params.mask.bias"},
+                                                           {&params.mask.bool_mask, "params.mask.bool_mask"}};
   for (std::size_t a = 0; a < std::size(outs); ++a) {
     if (!outs[a].first->defined()) continue;
     check_not_self_overlapping(*outs[a].first, outs[a].second);

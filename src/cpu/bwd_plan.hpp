@@ -43,7 +43,8 @@ struct BwdPlan {
   }
   std::int64_t chunk_stride(const core::SdpaProblem& p) const { return p.q.shape[0] * p.Hq * p.Nq * Dp; }
   /// Element (tb, h, tensor row n, tensor column m) of the dbias gather.
-  std::int64_t gather_offset(const core::SdpaProblem& p, std::int64_t tb, std::int64_t h, std::int64_t n, std::int64_t m) const {
+  std::int64_t gather_offset(const core::SdpaProblem& p, std::int64_t tb, std::int64_t h, std::int64_t n,
+                             std::int64_t m) const {
     return ((tb * p.Hq + h) * p.Nq + n) * p.Nk + m;
   }
 };

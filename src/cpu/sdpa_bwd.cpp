@@ -98,7 +98,8 @@ void compute_delta(const core::BackwardArgs& a, const BwdPlan& plan, std::vector
                  static_cast<float>(load_f64(a.out, o_base + d * a.out.strides[3]));
         // d lse_i / d s_ij = P_ij, so a gradient of lse enters as dS_ij += dlse_i·P_ij: Δ_i −= dlse_i.
         if (a.dlse.defined())
-          sum -= static_cast<float>(load_f64(a.dlse, tb * a.dlse.strides[0] + h * a.dlse.strides[1] + n * a.dlse.strides[2]));
+          sum -= static_cast<float>(
+              load_f64(a.dlse, tb * a.dlse.strides[0] + h * a.dlse.strides[1] + n * a.dlse.strides[2]));
         delta[static_cast<std::size_t>(plan.row_id(p, tb, h, n))] = sum;
       }
     }
@@ -138,7 +139,9 @@ void reduce_dbias(const core::SdpaProblem& p, const TensorView& dbias, const flo
   }
   const std::int64_t n_out = shape[0] * shape[1] * shape[2] * shape[3];
   // Per axis: the range of full indices summed into an output index (all of them on broadcast axes).
-  auto span = [&](int ax, std::int64_t o) { return shape[ax] == 1 ? std::pair<std::int64_t, std::int64_t>{0, full[ax]} : std::pair{o, o + 1}; };
+  auto span = [&](int ax, std::int64_t o) {
+    return shape[ax] == 1 ? std::pair<std::int64_t, std::int64_t>{0, full[ax]} : std::pair{o, o + 1};
+  };
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (std::int64_t e = 0; e < n_out; ++e) {
     std::int64_t o[4], rest = e;

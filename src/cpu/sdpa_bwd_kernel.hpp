@@ -272,21 +272,28 @@ struct BwdKernel {
     const std::int64_t n0 = p.tensor_row(t.b, t.i0);
     const bool q_in_place = live == t.br && in_place(p.q, p.D, plan.Dp);
     const bool do_in_place = live == t.br && in_place(a.dout, p.Dv, plan.Dvp);
-    rows.q = q_in_place ? static_cast<const float*>(p.q.at(t.tb * p.q.strides[0] + t.h * p.q.strides[1] + n0 * p.q.strides[2])) : ws.q.data();
+    rows.q = q_in_place
+                 ? static_cast<const float*>(p.q.at(t.tb * p.q.strides[0] + t.h * p.q.strides[1] + n0 * p.q.strides[2]))
+                 : ws.q.data();
     rows.ldq = q_in_place ? p.q.strides[2] : plan.Dp;
-    rows.dout = do_in_place ? static_cast<const float*>(a.dout.at(t.tb * a.dout.strides[0] + t.h * a.dout.strides[1] + n0 * a.dout.strides[2]))
+    rows.dout = do_in_place ? static_cast<const float*>(a.dout.at(t.tb * a.dout.strides[0] + t.h * a.dout.strides[1] +
+                                                                  n0 * a.dout.strides[2]))
                             : ws.dout.data();
     rows.lddo = do_in_place ? a.dout.strides[2] : plan.Dvp;
     for (std::int64_t r = 0; r < t.br; ++r) {
       const std::int64_t n = n0 + r;
       const bool row_live = ws.lo[r] < ws.hi[r];
       if (!q_in_place) {
-        if (row_live) load_row(p.q, t.tb, t.h, n, p.D, plan.Dp, ws.q.data() + r * plan.Dp);
-        else std::fill(ws.q.begin() + r * plan.Dp, ws.q.begin() + (r + 1) * plan.Dp, 0.0f);
+        if (row_live)
+          load_row(p.q, t.tb, t.h, n, p.D, plan.Dp, ws.q.data() + r * plan.Dp);
+        else
+          std::fill(ws.q.begin() + r * plan.Dp, ws.q.begin() + (r + 1) * plan.Dp, 0.0f);
       }
       if (!do_in_place) {
-        if (row_live) load_row(a.dout, t.tb, t.h, n, p.Dv, plan.Dvp, ws.dout.data() + r * plan.Dvp);
-        else std::fill(ws.dout.begin() + r * plan.Dvp, ws.dout.begin() + (r + 1) * plan.Dvp, 0.0f);
+        if (row_live)
+          load_row(a.dout, t.tb, t.h, n, p.Dv, plan.Dvp, ws.dout.data() + r * plan.Dvp);
+        else
+          std::fill(ws.dout.begin() + r * plan.Dvp, ws.dout.begin() + (r + 1) * plan.Dvp, 0.0f);
       }
     }
     return true;
@@ -325,9 +332,10 @@ struct BwdKernel {
         std::fill(dp, dp + t.bcp, 0.0f);
         continue;  // the gather is zero-initialised
       }
-      float* gather = plan.dbias_gather ? plan.dbias_gather + plan.gather_offset(p, t.tb, t.h, p.tensor_row(t.b, t.i0 + r),
-                                                                                  p.tensor_col(t.b, t.j0))
-                                        : nullptr;
+      float* gather = plan.dbias_gather
+                          ? plan.dbias_gather +
+                                plan.gather_offset(p, t.tb, t.h, p.tensor_row(t.b, t.i0 + r), p.tensor_col(t.b, t.j0))
+                          : nullptr;
       const V delta = I::set1(ws.delta[r]);
       for (std::int64_t c = 0; c < t.bcp; c += W) {
         V d = I::load(dp + c);
@@ -374,11 +382,14 @@ struct BwdKernel {
       }
       pd = ws.pd.data();
     }
-    if (what != Products::q) gemm(t.bc, plan.Dvp, t.br, pd, 1, ld, rows.dout, rows.lddo, ws.dv.data(), plan.Dvp, true);  // dV += P'ᵀ·dO
-    gemm(t.br, ld, p.Dv, rows.dout, rows.lddo, 1, ws.vt.data(), ld, ws.dp.data(), ld, false);  // dP = dO·Vᵀ
-    grad_scores(plan, t, ws, p.has_dropout());                                                         // dS
-    if (what != Products::q) gemm(t.bc, plan.Dp, t.br, ws.dp.data(), 1, ld, rows.q, rows.ldq, ws.dk.data(), plan.Dp, true);  // dK += dSᵀ·Q
-    if (what != Products::kv) gemm(t.br, plan.Dp, t.bc, ws.dp.data(), ld, 1, ws.k.data(), plan.Dp, dq, plan.Dp, true);  // dQ += dS·K
+    if (what != Products::q)
+      gemm(t.bc, plan.Dvp, t.br, pd, 1, ld, rows.dout, rows.lddo, ws.dv.data(), plan.Dvp, true);  // dV += P'ᵀ·dO
+    gemm(t.br, ld, p.Dv, rows.dout, rows.lddo, 1, ws.vt.data(), ld, ws.dp.data(), ld, false);     // dP = dO·Vᵀ
+    grad_scores(plan, t, ws, p.has_dropout());                                                    // dS
+    if (what != Products::q)
+      gemm(t.bc, plan.Dp, t.br, ws.dp.data(), 1, ld, rows.q, rows.ldq, ws.dk.data(), plan.Dp, true);  // dK += dSᵀ·Q
+    if (what != Products::kv)
+      gemm(t.br, plan.Dp, t.bc, ws.dp.data(), ld, 1, ws.k.data(), plan.Dp, dq, plan.Dp, true);  // dQ += dS·K
   }
 
   /// K, Kᵀ, Vᵀ of keys j0 .. j0 + bc in fp32, zero-padded.

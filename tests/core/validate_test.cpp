@@ -52,9 +52,9 @@ struct Problem {
 struct BwdProblem : Problem {
   Tensor doutt{DType::f32, {B, Hq, Nq, Dv}}, dqt{DType::f32, {B, Hq, Nq, D}}, dkt{DType::f32, {B, Hkv, Nk, D}},
       dvt{DType::f32, {B, Hkv, Nk, Dv}};
-  TensorView dout = doutt, dq = dqt, dk = dkt, dv = dvt, dbias;
+  TensorView dout = doutt, dq = dqt, dk = dkt, dv = dvt, dbias, dlse;
   std::function<void()> bwd() const {
-    return [this] { attn::sdpa_backward({dq, dk, dv, dbias}, dout, q, k, v, out, lse, params); };
+    return [this] { attn::sdpa_backward({dq, dk, dv, dbias}, dout, q, k, v, out, lse, params, dlse); };
   }
 };
 
@@ -440,6 +440,26 @@ TEST(CoreValidate, BackwardDbiasWithoutBias) {
   Tensor dbias(DType::f32, {p.B, p.Hq, p.Nq, p.Nk});
   p.dbias = dbias;
   expect_error(p.bwd(), "dbias", {"params.mask.bias is not given"});
+}
+
+TEST(CoreValidate, BackwardDlseShapeMismatch) {
+  BwdProblem p;
+  Tensor dlse(DType::f32, {p.B, p.Hq + 1, p.Nq});
+  p.dlse = dlse;
+  expect_error(p.bwd(), "dlse", {"shape of lse"});
+}
+
+TEST(CoreValidate, BackwardDlseNotFloat) {
+  BwdProblem p;
+  Tensor dlse(DType::i8, {p.B, p.Hq, p.Nq});
+  p.dlse = dlse;
+  expect_error(p.bwd(), "dlse", {"i8"});
+}
+
+TEST(CoreValidate, BackwardDqOverlapsDlse) {
+  BwdProblem p;
+  p.dlse = with_shape(p.dq, {p.B, p.Hq, p.Nq});  // the first elements of dq, read as dlse
+  expect_error(p.bwd(), "dq", {"dlse"});
 }
 
 TEST(CoreValidate, BackwardMissingLse) {

@@ -73,7 +73,7 @@ void check_case(const SdpaCase& c, DType grad_dtype) {
   const Qkv& x = s.x;
   const BwdInputs in = make_bwd_inputs(s, c.seed + 555);
   const TensorView& bias = s.params.mask.bias;  // when the case has one, dbias is asked for too
-  const Grads truth = make_grads(x, bias);     // f64
+  const Grads truth = make_grads(x, bias);      // f64
   run_backward(truth, in, x, s.params, Backend::reference);
   const Grads naive = make_grads(x);
   naive_lowp_backward(naive.dq.view, naive.dk.view, naive.dv.view, in.dout.view, x.q, x.k, x.v, in.fwd.out.view,
@@ -84,8 +84,8 @@ void check_case(const SdpaCase& c, DType grad_dtype) {
     // dbias sums dS over its broadcast axes: up to B·Hq·Nq·Nk terms. No naive dbias exists, so the
     // bound is the floor alone, grown with the number of summed terms.
     const double terms = static_cast<double>(truth.dq.view.numel() / c.D * c.Nk) / static_cast<double>(bias.numel());
-    const double floor = floor_for(grad_dtype == DType::f32 ? DType::f32 : c.dtype) * (1.0 + max_abs(truth.dbias.view)) *
-                         std::sqrt(1.0 + terms);
+    const double floor = floor_for(grad_dtype == DType::f32 ? DType::f32 : c.dtype) *
+                         (1.0 + max_abs(truth.dbias.view)) * std::sqrt(1.0 + terms);
     EXPECT_LE(max_abs_diff(fast.dbias.view, truth.dbias.view), 3.0 * floor)
         << "dbias, largest " << max_abs(truth.dbias.view) << ", NMSE " << nmse(fast.dbias.view, truth.dbias.view);
     EXPECT_TRUE(fast.dbias.guards_intact()) << "a write landed outside dbias";
@@ -202,7 +202,8 @@ TEST(CpuBwd, BitwiseDeterministicAcrossThreadCounts) {
 /// and bitwise the same for threads {1, 2, 3}.
 TEST(CpuBwd, DbiasMatchesReferenceForEveryBroadcastShape) {
   const std::int64_t B = 2, Hq = 4, Hkv = 2, Nq = 70, Nk = 133;
-  const std::vector<std::vector<std::int64_t>> shapes{{B, Hq, Nq, Nk}, {1, 1, Nq, Nk}, {B, 1, 1, Nk}, {Hq, Nq, Nk}, {1, Nk}};
+  const std::vector<std::vector<std::int64_t>> shapes{
+      {B, Hq, Nq, Nk}, {1, 1, Nq, Nk}, {B, 1, 1, Nk}, {Hq, Nq, Nk}, {1, Nk}};
   for (const std::string& isa : supported_isas()) {
     IsaScope scope(isa);
     for (std::size_t si = 0; si < shapes.size(); ++si) {
@@ -211,10 +212,12 @@ TEST(CpuBwd, DbiasMatchesReferenceForEveryBroadcastShape) {
       CaseSetup s;
       s.x = make_qkv(B, Hq, Hkv, Nq, Nk, 40, 24, DType::f32, si % 2 ? Layout::bshd : Layout::bhsd, 40 + si);
       GuardedTensor bias;  // row-major, any rank, in NaN-guarded memory
-      bias.mem = Tensor::with_guard(DType::f32, {std::accumulate(shape.begin(), shape.end(), std::int64_t{1}, std::multiplies<>())}, kGuard);
+      bias.mem = Tensor::with_guard(
+          DType::f32, {std::accumulate(shape.begin(), shape.end(), std::int64_t{1}, std::multiplies<>())}, kGuard);
       bias.view = bias.mem.view();
       bias.view.rank = static_cast<int>(shape.size());
-      for (int ax = bias.view.rank - 1, stride = 1; ax >= 0; stride *= static_cast<int>(shape[static_cast<std::size_t>(ax)]), --ax) {
+      for (int ax = bias.view.rank - 1, stride = 1; ax >= 0;
+           stride *= static_cast<int>(shape[static_cast<std::size_t>(ax)]), --ax) {
         bias.view.shape[ax] = shape[static_cast<std::size_t>(ax)];
         bias.view.strides[ax] = stride;
       }
@@ -249,7 +252,8 @@ TEST(CpuBwd, DbiasMatchesReferenceForEveryBroadcastShape) {
         EXPECT_TRUE(fast.dbias.guards_intact());
         const auto* p = static_cast<const float*>(fast.dbias.mem.storage());
         std::vector<float> bits(p, p + fast.dbias.mem.storage_elems());
-        if (first.empty()) first = bits;
+        if (first.empty())
+          first = bits;
         else
           for (std::size_t e = 0; e < bits.size(); ++e)
             if (std::memcmp(&first[e], &bits[e], sizeof(float)) != 0) {
@@ -268,7 +272,8 @@ TEST(CpuBwd, AutoPicksCpuWithDbias) {
   const CaseSetup s = make_case(c);
   const BwdInputs in = make_bwd_inputs(s, 4);
   const Grads g = make_grads(s.x, s.params.mask.bias);
-  const auto verdicts = explain(g.views(), in.dout.view, s.x.q, s.x.k, s.x.v, in.fwd.out.view, in.fwd.lse.view, s.params);
+  const auto verdicts =
+      explain(g.views(), in.dout.view, s.x.q, s.x.k, s.x.v, in.fwd.out.view, in.fwd.lse.view, s.params);
   bool cpu_ok = false;
   for (const auto& v : verdicts) cpu_ok |= v.backend == Backend::cpu && v.can_run;
   EXPECT_TRUE(cpu_ok) << to_string(verdicts);
