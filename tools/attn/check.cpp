@@ -9,6 +9,11 @@
 //   f16   out 5e-3, lse 1e-3  one f16 ulp at |out| < 4 is 2^-11·2 ≈ 2e-3
 // lse is compared in f32 for every dtype: both sides compute S from the same rounded inputs.
 // Equal infinities (lse = -inf on fully masked rows) count as no error; NaN counts as infinite error.
+//
+// Backward (second table): the same cases, the reference's out and lse and a random dout; each
+// backend writes dq, dk, dv (and dbias on bias cases) in f32, compared with the reference's as
+// max |error| / (1 + max |reference gradient|) ≤ 1e-4 for f32 and 1e-3 for bf16/f16 inputs (both
+// sides read the same rounded inputs, so only the fp32 accumulation differs).
 
 #include <attn/error.hpp>
 #include <attn/sdpa.hpp>
@@ -71,6 +76,41 @@ CheckOutputs run(const CheckCase& c, const CheckProblem& p, attn::Backend backen
   return o;
 }
 
+double max_abs(const attn::TensorView& t) {
+  double m = 0.0;
+  std::array<std::int64_t, attn::kMaxRank> n{1, 1, 1, 1};
+  for (int ax = 0; ax < t.rank; ++ax) n[4 - t.rank + ax] = t.shape[ax];
+  for (std::int64_t i0 = 0; i0 < n[0]; ++i0)
+    for (std::int64_t i1 = 0; i1 < n[1]; ++i1)
+      for (std::int64_t i2 = 0; i2 < n[2]; ++i2)
+        for (std::int64_t i3 = 0; i3 < n[3]; ++i3) {
+          const std::int64_t idx[4] = {i0, i1, i2, i3};
+          std::int64_t o = 0;
+          for (int ax = 0; ax < t.rank; ++ax) o += idx[4 - t.rank + ax] * t.strides[ax];
+          m = std::max(m, std::abs(attn::load_f64(t, o)));
+        }
+  return m;
+}
+
+/// Largest relative gradient error of `got` against `ref`: dq, dk, dv and dbias when present.
+double grad_error(const CheckGrads& got, const CheckGrads& ref) {
+  double err = 0.0;
+  const attn::TensorView* g[] = {&got.views.dq, &got.views.dk, &got.views.dv, &got.views.dbias};
+  const attn::TensorView* r[] = {&ref.views.dq, &ref.views.dk, &ref.views.dv, &ref.views.dbias};
+  for (int t = 0; t < 4; ++t)
+    if (r[t]->defined()) err = std::max(err, max_abs_diff(*g[t], *r[t]) / (1.0 + max_abs(*r[t])));
+  return err;
+}
+
+CheckGrads run_backward(const CheckCase& c, const CheckProblem& p, const CheckOutputs& fwd, const CheckOutputs& dout,
+                        attn::Backend backend) {
+  CheckGrads g = make_grads(c, p);
+  attn::SdpaParams params = p.params;
+  params.backend = backend;
+  attn::sdpa_backward(g.views, dout.outv, p.qv, p.kv, p.vv, fwd.outv, fwd.lse, params);
+  return g;
+}
+
 struct Row {
   std::string case_name, backend;
   double out_err = 0.0, lse_err = 0.0;
@@ -83,8 +123,40 @@ void print_row(const Row& r) {
               r.tol.out, r.status.c_str());
 }
 
+/// Backward rows of one case: every backend that can run its backward, against the reference.
+void check_backward(const CheckCase& c, const CheckProblem& p, const CheckOutputs& ref_fwd, std::uint64_t seed,
+                    bool verbose, std::vector<Row>& rows, int& skipped) {
+  const CheckOutputs dout = make_dout(c, seed);
+  const double tol = c.dtype == attn::DType::f32 ? 1e-4 : 1e-3;
+  const CheckGrads ref = run_backward(c, p, ref_fwd, dout, attn::Backend::reference);
+  const CheckGrads probe = make_grads(c, p);
+  for (const attn::BackendVerdict& v :
+       attn::explain(probe.views, dout.outv, p.qv, p.kv, p.vv, ref_fwd.outv, ref_fwd.lse, p.params)) {
+    if (v.backend == attn::Backend::reference) continue;
+    if (!v.can_run) {
+      ++skipped;
+      if (verbose) {
+        std::string why;
+        for (const auto& r : v.reasons) why += (why.empty() ? "" : "; ") + r;
+        rows.push_back({c.name(), attn::backend_name(v.backend), NAN, NAN, {tol, 0.0}, "skip: " + why});
+      }
+      continue;
+    }
+    Row row{c.name(), attn::backend_name(v.backend), 0.0, NAN, {tol, 0.0}, "pass"};
+    try {
+      row.out_err = grad_error(run_backward(c, p, ref_fwd, dout, v.backend), ref);
+      if (!(row.out_err <= tol)) row.status = "FAIL";
+    } catch (const std::exception& e) {
+      row.status = std::string("ERROR: ") + e.what();
+    }
+    rows.push_back(row);
+  }
+}
+
 int run_check(int count, std::uint64_t seed, bool verbose) {
   const std::vector<CheckCase> cases = make_cases(count, seed);
+  std::vector<Row> bwd_rows;
+  int bwd_skipped = 0;
   std::printf("attn %s check: %zu cases, seed %llu\n\n", attn::version(), cases.size(),
               static_cast<unsigned long long>(seed));
   std::printf("%-38s %-10s %10s %10s %9s  %s\n", "case", "backend", "out err", "lse err", "tol", "result");
@@ -125,7 +197,21 @@ int run_check(int count, std::uint64_t seed, bool verbose) {
       if (row.status != "pass") ++failed;
       print_row(row);
     }
+    check_backward(c, *problem, ref, seed + ci + 7919, verbose, bwd_rows, bwd_skipped);
   }
+  std::printf("\nbackward: dq, dk, dv (and dbias) in f32, max |err| / (1 + max |reference|)\n");
+  std::printf("%-38s %-10s %10s %9s  %s\n", "case", "backend", "grad err", "tol", "result");
+  for (const Row& r : bwd_rows) {
+    if (r.status.rfind("skip", 0) == 0) {
+      std::printf("%-38s %-10s %10s %9s  %s\n", r.case_name.c_str(), r.backend.c_str(), "-", "-", r.status.c_str());
+      continue;
+    }
+    ++compared;
+    if (r.status != "pass") ++failed;
+    std::printf("%-38s %-10s %10.3g %9.1g  %s\n", r.case_name.c_str(), r.backend.c_str(), r.out_err, r.tol.out,
+                r.status.c_str());
+  }
+  skipped += bwd_skipped;
   std::printf("\n");
   if (compared == 0) {
     std::printf(

@@ -182,6 +182,27 @@ std::unique_ptr<CheckProblem> build_problem(const CheckCase& c, std::uint64_t se
   return p;
 }
 
+CheckGrads make_grads(const CheckCase& c, const CheckProblem& p) {
+  CheckGrads g;
+  const std::int64_t tb = c.feature == F::varlen ? 1 : c.B;
+  g.dq = alloc4(DType::f32, tb, c.Hq, c.Nq, c.D, c.bshd, g.views.dq);
+  g.dk = alloc4(DType::f32, tb, c.Hkv, c.Nk, c.D, c.bshd, g.views.dk);
+  g.dv = alloc4(DType::f32, tb, c.Hkv, c.Nk, c.Dv, c.bshd, g.views.dv);
+  if (p.bias.numel() > 0) {
+    const attn::TensorView& b = p.bias.view();
+    g.dbias = attn::Tensor::with_guard(DType::f32, {b.shape[0], b.shape[1], b.shape[2], b.shape[3]}, 0);
+    g.views.dbias = g.dbias.view();
+  }
+  return g;
+}
+
+CheckOutputs make_dout(const CheckCase& c, std::uint64_t seed) {
+  CheckOutputs d = make_outputs(c);
+  std::mt19937_64 rng(seed);
+  fill_normal(d.out, rng, 1.0);
+  return d;
+}
+
 CheckOutputs make_outputs(const CheckCase& c) {
   CheckOutputs o;
   const std::int64_t tb = c.feature == F::varlen ? 1 : c.B;

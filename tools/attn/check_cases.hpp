@@ -46,4 +46,15 @@ struct CheckOutputs {
 };
 CheckOutputs make_outputs(const CheckCase& c);
 
+/// Gradients of one backward run, in f32 (so the comparison sees the kernels' accumulation, not a
+/// final rounding): dq, dk, dv in the layout of q, k, v, and dbias shaped like the bias (when the
+/// case has one). NaN-filled before the call.
+struct CheckGrads {
+  attn::Tensor dq, dk, dv, dbias;
+  attn::SdpaGrads views;
+};
+CheckGrads make_grads(const CheckCase& c, const CheckProblem& p);
+/// A random dout (dtype and layout of out), seeded.
+CheckOutputs make_dout(const CheckCase& c, std::uint64_t seed);
+
 }  // namespace attn_cli
