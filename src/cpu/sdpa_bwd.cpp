@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,9 +31,6 @@ namespace {
 
 // Tasks the chunking aims for when B·Hkv is small (a machine larger than this 2-core one).
 constexpr std::int64_t kTargetTasks = 16;
-// KV block and query tile sizes: 64 × 64 keeps K, Kᵀ, Vᵀ, dK, dV (5 × 32 KiB at D = 128) and the
-// tile's Q, dO, S/P, dP in L2 (KERNELS.md §8.2).
-constexpr std::int64_t kBr = 64, kBc = 64;
 
 /// ATTN_BWD_DQ=second_pass computes dQ in a second pass over query tiles (recomputing S, P and dP)
 /// instead of the default fixed-chunk partial buffers; kept to measure the two (issue 5).
@@ -44,15 +42,18 @@ bool second_pass_dq() {
   return second;
 }
 
-/// ATTN_BWD_TILES=Br,Bc overrides the tile sizes, for sweeps (as ATTN_TILES for the forward).
-TileSizes backward_tiles() {
-  static const TileSizes tiles = [] {
+/// Tile sizes: tile_sizes.hpp's table, or ATTN_BWD_TILES=Br,Bc for sweeps (as ATTN_TILES for the forward).
+TileSizes backward_tiles(const core::SdpaProblem& p) {
+  static const std::optional<TileSizes> forced = []() -> std::optional<TileSizes> {
     const char* env = std::getenv("ATTN_BWD_TILES");
     long br = 0, bc = 0;
-    if (!env || std::sscanf(env, "%ld,%ld", &br, &bc) != 2 || br < 1 || bc < 1) return TileSizes{kBr, kBc};
+    if (!env || std::sscanf(env, "%ld,%ld", &br, &bc) != 2 || br < 1 || bc < 1) return std::nullopt;
     return TileSizes{br, bc};
   }();
-  return tiles;
+  if (forced) return *forced;
+  std::int64_t max_keys = 0;
+  for (std::int64_t b = 0; b < p.B; ++b) max_keys = std::max(max_keys, p.Lk[b]);
+  return backward_tile_sizes(max_keys);
 }
 
 std::int64_t round_up(std::int64_t x, std::int64_t m) { return (x + m - 1) / m * m; }
@@ -200,7 +201,7 @@ void backward(const core::BackwardArgs& a) {
   const std::int64_t W = 16;  // row pitch of the tiles: a multiple of every ISA's vector width
   BwdPlan plan;
   plan.a = &a;
-  const TileSizes tiles = backward_tiles();
+  const TileSizes tiles = backward_tiles(p);
   plan.Br = tiles.Br;
   plan.Bc = tiles.Bc;
   plan.Dp = round_up(p.D, W);

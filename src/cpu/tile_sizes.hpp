@@ -30,4 +30,13 @@ inline TileSizes forward_tile_sizes(std::int64_t D, std::int64_t G) {
   return {Br, Bc};
 }
 
+// Backward tiles (Br query positions × Bc keys per KV block). Measured on AMD EPYC (Zen 3), 2026-11-24,
+// B=1 H=16, fp32, 2 threads, medians of 3–4 interleaved runs on a noisy machine, GFLOP/s:
+//   64×64 vs 64×128:  D=128 N=1024 115 vs 98;  D=128 N=2048 causal 112 vs 99;
+//                     D=128 N=4096 94 vs 112;  D=128 N=4096 causal 86 vs 99;  D=64 N=4096 103 vs 109.
+// 96×96, 128×64, 32×64, 32×32 and 64×32 at N=2048 were within noise of 64×64 or below it. Past ~4k
+// keys the Q, dO and dQ rows that every KV block streams no longer stay in cache, and a wider
+// block halves that traffic per flop.
+inline TileSizes backward_tile_sizes(std::int64_t max_keys) { return {64, max_keys >= 4096 ? 128 : 64}; }
+
 }  // namespace attn::cpu
