@@ -35,6 +35,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "core/float_io.hpp"
 #include "core/half.hpp"
 #include "core/philox.hpp"
 #include "cpu/bwd_plan.hpp"
@@ -95,15 +96,7 @@ struct BwdKernel {
     }
   }
 
-  static float load_one(const void* base, DType dt, std::int64_t off) {
-    switch (dt) {
-      case DType::f32: return static_cast<const float*>(base)[off];
-      case DType::bf16: return core::bf16_to_f32(static_cast<const std::uint16_t*>(base)[off]);
-      case DType::f16: return core::f16_to_f32(static_cast<const std::uint16_t*>(base)[off]);
-      case DType::f64: return static_cast<float>(static_cast<const double*>(base)[off]);
-      default: return 0.0f;
-    }
-  }
+  static float load_one(const void* base, DType dt, std::int64_t off) { return core::load_float(base, dt, off); }
 
   /// Row (tb, h, n) of a rank-4 view as n_el fp32 values, then zeros up to `pitch`.
   static void load_row(const TensorView& t, std::int64_t tb, std::int64_t h, std::int64_t n, std::int64_t n_el,
@@ -127,17 +120,7 @@ struct BwdKernel {
   static void store_row(const TensorView& t, std::int64_t tb, std::int64_t h, std::int64_t n, std::int64_t n_el,
                         const float* src, float mul) {
     const std::int64_t base = tb * t.strides[0] + h * t.strides[1] + n * t.strides[2], cs = t.strides[3];
-    for (std::int64_t c = 0; c < n_el; ++c) {
-      const float x = src[c] * mul;
-      void* ptr = t.at(base + c * cs);
-      switch (t.dtype) {
-        case DType::f32: *static_cast<float*>(ptr) = x; break;
-        case DType::f64: *static_cast<double*>(ptr) = x; break;
-        case DType::bf16: *static_cast<std::uint16_t*>(ptr) = core::f32_to_bf16(x); break;
-        case DType::f16: *static_cast<std::uint16_t*>(ptr) = core::f32_to_f16(x); break;
-        default: break;
-      }
-    }
+    for (std::int64_t c = 0; c < n_el; ++c) core::store_float(t.dtype, t.at(base + c * cs), src[c] * mul);
   }
 
   /// Where one tile lives: batch row, query head, first query position and key, sizes.

@@ -29,6 +29,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "core/float_io.hpp"
 #include "core/half.hpp"
 #include "core/philox.hpp"
 #include "cpu/fwd_plan.hpp"
@@ -300,14 +301,7 @@ struct FwdKernel {
     }
   }
 
-  static float load_float(const void* base, DType dt, std::int64_t off) {
-    switch (dt) {
-      case DType::f32: return static_cast<const float*>(base)[off];
-      case DType::bf16: return core::bf16_to_f32(static_cast<const std::uint16_t*>(base)[off]);
-      case DType::f16: return core::f16_to_f32(static_cast<const std::uint16_t*>(base)[off]);
-      default: return static_cast<float>(static_cast<const double*>(base)[off]);
-    }
-  }
+  static float load_float(const void* base, DType dt, std::int64_t off) { return core::load_float(base, dt, off); }
 
   /// One row's additive term per key, add[c] = ALiBi + bias, −inf where the bias, the bool mask or
   /// the block mask hides key j0 + c.
@@ -465,16 +459,7 @@ struct FwdKernel {
     return any && !block_mask_skips(R, j0, bc);
   }
 
-  static void store_value(const TensorView& t, std::int64_t off, float x) {
-    void* ptr = t.at(off);
-    switch (t.dtype) {
-      case DType::f32: *static_cast<float*>(ptr) = x; break;
-      case DType::f64: *static_cast<double*>(ptr) = x; break;
-      case DType::bf16: *static_cast<std::uint16_t*>(ptr) = core::f32_to_bf16(x); break;
-      case DType::f16: *static_cast<std::uint16_t*>(ptr) = core::f32_to_f16(x); break;
-      default: break;
-    }
-  }
+  static void store_value(const TensorView& t, std::int64_t off, float x) { core::store_float(t.dtype, t.at(off), x); }
 
   static void epilogue(const Rows& R, const FwdPlan& plan, Workspace& ws) {
     const TensorView& out = plan.o->out;

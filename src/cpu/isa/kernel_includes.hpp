@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/float_io.hpp"
 #include "core/half.hpp"
 #include "core/philox.hpp"
 #include "cpu/bwd_plan.hpp"
