@@ -111,6 +111,13 @@ CheckGrads run_backward(const CheckCase& c, const CheckProblem& p, const CheckOu
   return g;
 }
 
+/// Why a backend cannot run a call, as one line.
+std::string reasons(const attn::BackendVerdict& v) {
+  std::string why;
+  for (const auto& r : v.reasons) why += (why.empty() ? "" : "; ") + r;
+  return why;
+}
+
 struct Row {
   std::string case_name, backend;
   double out_err = 0.0, lse_err = 0.0;
@@ -135,11 +142,7 @@ void check_backward(const CheckCase& c, const CheckProblem& p, const CheckOutput
     if (v.backend == attn::Backend::reference) continue;
     if (!v.can_run) {
       ++skipped;
-      if (verbose) {
-        std::string why;
-        for (const auto& r : v.reasons) why += (why.empty() ? "" : "; ") + r;
-        rows.push_back({c.name(), attn::backend_name(v.backend), NAN, NAN, {tol, 0.0}, "skip: " + why});
-      }
+      if (verbose) rows.push_back({c.name(), attn::backend_name(v.backend), NAN, NAN, {tol, 0.0}, "skip: " + reasons(v)});
       continue;
     }
     Row row{c.name(), attn::backend_name(v.backend), 0.0, NAN, {tol, 0.0}, "pass"};
@@ -176,12 +179,9 @@ int run_check(int count, std::uint64_t seed, bool verbose) {
       if (v.backend == attn::Backend::reference) continue;
       if (!v.can_run) {
         ++skipped;
-        if (verbose) {
-          std::string why;
-          for (const auto& r : v.reasons) why += (why.empty() ? "" : "; ") + r;
+        if (verbose)
           std::printf("%-38s %-10s %10s %10s %9s  skip: %s\n", c.name().c_str(), attn::backend_name(v.backend), "-",
-                      "-", "-", why.c_str());
-        }
+                      "-", "-", reasons(v).c_str());
         continue;
       }
       Row row{c.name(), attn::backend_name(v.backend), 0.0, 0.0, tolerance(c.dtype), "pass"};
