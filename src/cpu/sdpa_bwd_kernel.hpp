@@ -96,7 +96,6 @@ struct BwdKernel {
     }
   }
 
-  static float load_one(const void* base, DType dt, std::int64_t off) { return core::load_float(base, dt, off); }
 
   /// Row (tb, h, n) of a rank-4 view as n_el fp32 values, then zeros up to `pitch`.
   static void load_row(const TensorView& t, std::int64_t tb, std::int64_t h, std::int64_t n, std::int64_t n_el,
@@ -113,7 +112,7 @@ struct BwdKernel {
       else
         for (; c + W <= n_el; c += W) I::store(dst + c, I::load_f16(x + c));
     }
-    for (; c < n_el; ++c) dst[c] = load_one(t.data, t.dtype, base + c * cs);
+    for (; c < n_el; ++c) dst[c] = core::load_float(t.data, t.dtype, base + c * cs);
     std::fill(dst + n_el, dst + pitch, 0.0f);
   }
 
@@ -136,7 +135,7 @@ struct BwdKernel {
     std::fill(add + lo, add + hi, 0.0f);
     if (p.bias.defined()) {
       const std::int64_t base = p.bias.offset(t.tb, t.h, p.tensor_row(t.b, i), p.tensor_col(t.b, t.j0));
-      for (std::int64_t c = lo; c < hi; ++c) add[c] = load_one(p.bias.view.data, p.bias.view.dtype, base + c * p.bias.strides[3]);
+      for (std::int64_t c = lo; c < hi; ++c) add[c] = core::load_float(p.bias.view.data, p.bias.view.dtype, base + c * p.bias.strides[3]);
     }
     if (!m.alibi_slopes.empty()) {
       const float slope = -static_cast<float>(m.alibi_slopes[static_cast<std::size_t>(t.h)]);

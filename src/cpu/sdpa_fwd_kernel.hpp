@@ -301,8 +301,6 @@ struct FwdKernel {
     }
   }
 
-  static float load_float(const void* base, DType dt, std::int64_t off) { return core::load_float(base, dt, off); }
-
   /// One row's additive term per key, add[c] = ALiBi + bias, −inf where the bias, the bool mask or
   /// the block mask hides key j0 + c.
   static void additive_row(const Rows& R, std::int64_t r, std::int64_t j0, std::int64_t lo, std::int64_t hi, float* add) {
