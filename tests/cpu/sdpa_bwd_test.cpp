@@ -109,7 +109,7 @@ void check_case(const SdpaCase& c, DType grad_dtype) {
   }
 }
 
-class CpuBwdSample : public ::testing::TestWithParam<std::tuple<std::string, DType>> {};
+class CpuBwdSample : public ::testing::TestWithParam<IsaDtype> {};
 
 TEST_P(CpuBwdSample, MatchesReference) {
   const auto& [isa, dtype] = GetParam();
@@ -122,16 +122,7 @@ TEST_P(CpuBwdSample, MatchesReference) {
   }
 }
 
-std::vector<std::tuple<std::string, DType>> sample_params() {
-  std::vector<std::tuple<std::string, DType>> r;
-  for (const auto& isa : supported_isas())
-    for (DType dt : {DType::f32, DType::bf16, DType::f16}) r.emplace_back(isa, dt);
-  return r;
-}
-
-INSTANTIATE_TEST_SUITE_P(Isas, CpuBwdSample, ::testing::ValuesIn(sample_params()), [](const auto& param_info) {
-  return std::get<0>(param_info.param) + "_" + dtype_name(std::get<1>(param_info.param));
-});
+INSTANTIATE_TEST_SUITE_P(Isas, CpuBwdSample, ::testing::ValuesIn(isa_dtype_params()), isa_dtype_name);
 
 /// A gradient of lse (dlse) on top of dout: the cpu backward against the reference's, on every
 /// compiled ISA, over a covering sample (all mask kinds) with a random dlse in f32.

@@ -4,12 +4,15 @@
 // axis appears, and cases are chosen greedily to cover as many not-yet-covered pairs of axis
 // values as possible (all pairs, given enough cases).
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <random>
 #include <set>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "common/test_util.hpp"
@@ -64,6 +67,19 @@ inline std::vector<std::string> supported_isas() {
   for (const auto& name : cpu::compiled_isas())
     if (cpu::isa_supported(name)) r.push_back(name);
   return r;
+}
+
+/// (ISA, dtype) parameters of the covering-sample suites: every runnable ISA × f32/bf16/f16.
+using IsaDtype = std::tuple<std::string, DType>;
+inline std::vector<IsaDtype> isa_dtype_params() {
+  std::vector<IsaDtype> r;
+  for (const auto& isa : supported_isas())
+    for (DType dt : {DType::f32, DType::bf16, DType::f16}) r.emplace_back(isa, dt);
+  return r;
+}
+/// gtest name of one parameter: "avx2_bf16".
+inline std::string isa_dtype_name(const ::testing::TestParamInfo<IsaDtype>& info) {
+  return std::get<0>(info.param) + "_" + dtype_name(std::get<1>(info.param));
 }
 
 /// Forces an ISA for the scope's lifetime.

@@ -55,7 +55,7 @@ void check_case(const SdpaCase& c, DType out_dtype) {
   EXPECT_TRUE(fast.out.guards_intact() && fast.lse.guards_intact()) << "a write landed outside out/lse";
 }
 
-class CpuFwdSample : public ::testing::TestWithParam<std::tuple<std::string, DType>> {};
+class CpuFwdSample : public ::testing::TestWithParam<IsaDtype> {};
 
 TEST_P(CpuFwdSample, MatchesReference) {
   const auto& [isa, dtype] = GetParam();
@@ -68,16 +68,7 @@ TEST_P(CpuFwdSample, MatchesReference) {
   }
 }
 
-std::vector<std::tuple<std::string, DType>> sample_params() {
-  std::vector<std::tuple<std::string, DType>> r;
-  for (const auto& isa : supported_isas())
-    for (DType dt : {DType::f32, DType::bf16, DType::f16}) r.emplace_back(isa, dt);
-  return r;
-}
-
-INSTANTIATE_TEST_SUITE_P(Isas, CpuFwdSample, ::testing::ValuesIn(sample_params()), [](const auto& param_info) {
-  return std::get<0>(param_info.param) + "_" + dtype_name(std::get<1>(param_info.param));
-});
+INSTANTIATE_TEST_SUITE_P(Isas, CpuFwdSample, ::testing::ValuesIn(isa_dtype_params()), isa_dtype_name);
 
 TEST(CpuFwd, ForcedBackendRefusesF64WithReason) {
   Qkv x = make_qkv(1, 2, 2, 5, 6, 8, 8, DType::f64, Layout::bhsd, 3);
