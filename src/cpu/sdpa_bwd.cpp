@@ -56,6 +56,9 @@ TileSizes backward_tiles(const core::SdpaProblem& p) {
   return backward_tile_sizes(max_keys);
 }
 
+// Row pitch of the tiles (D, Dv and Bc rounded up): a multiple of every ISA's vector width.
+constexpr std::int64_t kPitch = 16;
+
 std::int64_t round_up(std::int64_t x, std::int64_t m) { return (x + m - 1) / m * m; }
 
 /// Tasks of every (b, kv head): `chunks` runs of consecutive KV blocks, longest first within
@@ -177,6 +180,37 @@ void zero_padded_kv(const core::BackwardArgs& a) {
       }
 }
 
+/// Runs `tasks` on OpenMP threads (dynamic schedule), each thread with its own workspace.
+void run_tasks(const BwdPlan& plan, const CpuKernels& kernels, int threads, const std::vector<BwdTask>& tasks) {
+  const core::SdpaProblem& p = plan.a->p;
+  const auto n_tasks = static_cast<std::int64_t>(tasks.size());
+  if (n_tasks > 0) {
+#pragma omp parallel num_threads(static_cast<int>(std::min<std::int64_t>(threads, n_tasks)))
+    {
+      BwdWorkspace ws;
+      const std::int64_t bcp = round_up(plan.Bc, kPitch);
+      auto size = [](std::vector<float>& x, std::int64_t n) { x.resize(static_cast<std::size_t>(n)); };
+      size(ws.k, plan.Bc * plan.Dp);
+      size(ws.kt, p.D * bcp);
+      size(ws.vt, p.Dv * bcp);
+      size(ws.dk, plan.Bc * plan.Dp);
+      size(ws.dv, plan.Bc * plan.Dvp);
+      size(ws.q, plan.Br * plan.Dp);
+      size(ws.dout, plan.Br * plan.Dvp);
+      for (auto* t : {&ws.s, &ws.pd, &ws.dp, &ws.z, &ws.f}) size(*t, plan.Br * bcp);
+      if (plan.dbias_gather && p.mask().score_mod) size(ws.fb, plan.Br * bcp);
+      size(ws.add, bcp);
+      size(ws.row, plan.Dvp);
+      size(ws.lse, plan.Br);
+      size(ws.delta, plan.Br);
+      ws.lo.resize(static_cast<std::size_t>(plan.Br));
+      ws.hi.resize(static_cast<std::size_t>(plan.Br));
+#pragma omp for schedule(dynamic, 1)
+      for (std::int64_t t = 0; t < n_tasks; ++t) kernels.backward_task(plan, tasks[static_cast<std::size_t>(t)], ws);
+    }
+  }
+}
+
 }  // namespace
 
 bool can_backward(const core::BackwardArgs& a, core::Reasons& why) {
@@ -189,23 +223,18 @@ bool can_backward(const core::BackwardArgs& a, core::Reasons& why) {
   return why.size() == before;
 }
 
-namespace {
-void run_tasks(const BwdPlan& plan, const CpuKernels& kernels, int threads, const std::vector<BwdTask>& tasks);
-}  // namespace
-
 void backward(const core::BackwardArgs& a) {
   const core::SdpaProblem& p = a.p;
   const CpuKernels& kernels = active_kernels();
   const MaskSpec& m = p.mask();
   const int threads = p.params->num_threads > 0 ? p.params->num_threads : omp_get_max_threads();
-  const std::int64_t W = 16;  // row pitch of the tiles: a multiple of every ISA's vector width
   BwdPlan plan;
   plan.a = &a;
   const TileSizes tiles = backward_tiles(p);
   plan.Br = tiles.Br;
   plan.Bc = tiles.Bc;
-  plan.Dp = round_up(p.D, W);
-  plan.Dvp = round_up(p.Dv, W);
+  plan.Dp = round_up(p.D, kPitch);
+  plan.Dvp = round_up(p.Dv, kPitch);
   plan.extras = p.bias.defined() || p.bool_mask.defined() || m.block_mask || !m.alibi_slopes.empty() || m.softcap > 0.0 ||
                 static_cast<bool>(m.mask_mod) || static_cast<bool>(m.score_mod);
   std::int64_t max_nkb = 1;
@@ -241,41 +270,5 @@ void backward(const core::BackwardArgs& a) {
   zero_padded_kv(a);
   if (plan.dbias_gather) reduce_dbias(p, a.g.dbias, plan.dbias_gather, threads);
 }
-
-namespace {
-
-/// Runs `tasks` on OpenMP threads (dynamic schedule), each thread with its own workspace.
-void run_tasks(const BwdPlan& plan, const CpuKernels& kernels, int threads, const std::vector<BwdTask>& tasks) {
-  const core::SdpaProblem& p = plan.a->p;
-  const std::int64_t W = 16;
-  const auto n_tasks = static_cast<std::int64_t>(tasks.size());
-  if (n_tasks > 0) {
-#pragma omp parallel num_threads(static_cast<int>(std::min<std::int64_t>(threads, n_tasks)))
-    {
-      BwdWorkspace ws;
-      const std::int64_t bcp = round_up(plan.Bc, W);
-      auto size = [](std::vector<float>& x, std::int64_t n) { x.resize(static_cast<std::size_t>(n)); };
-      size(ws.k, plan.Bc * plan.Dp);
-      size(ws.kt, p.D * bcp);
-      size(ws.vt, p.Dv * bcp);
-      size(ws.dk, plan.Bc * plan.Dp);
-      size(ws.dv, plan.Bc * plan.Dvp);
-      size(ws.q, plan.Br * plan.Dp);
-      size(ws.dout, plan.Br * plan.Dvp);
-      for (auto* t : {&ws.s, &ws.pd, &ws.dp, &ws.z, &ws.f}) size(*t, plan.Br * bcp);
-      if (plan.dbias_gather && p.mask().score_mod) size(ws.fb, plan.Br * bcp);
-      size(ws.add, bcp);
-      size(ws.row, plan.Dvp);
-      size(ws.lse, plan.Br);
-      size(ws.delta, plan.Br);
-      ws.lo.resize(static_cast<std::size_t>(plan.Br));
-      ws.hi.resize(static_cast<std::size_t>(plan.Br));
-#pragma omp for schedule(dynamic, 1)
-      for (std::int64_t t = 0; t < n_tasks; ++t) kernels.backward_task(plan, tasks[static_cast<std::size_t>(t)], ws);
-    }
-  }
-}
-
-}  // namespace
 
 }  // namespace attn::cpu
