@@ -48,23 +48,29 @@ double element_error(double a, double b) {
   return std::abs(a - b);
 }
 
-// Max abs difference of two views of the same logical shape (any strides).
-double max_abs_diff(const attn::TensorView& a, const attn::TensorView& b) {
+// Calls f(a[idx], b[idx]) over every logical index of `a` (b has a's logical shape; any strides).
+template <class F>
+void for_each_pair(const attn::TensorView& a, const attn::TensorView& b, F&& f) {
   std::array<std::int64_t, attn::kMaxRank> n{1, 1, 1, 1};
   for (int ax = 0; ax < a.rank; ++ax) n[4 - a.rank + ax] = a.shape[ax];
-  auto off = [](const attn::TensorView& t, std::int64_t i0, std::int64_t i1, std::int64_t i2, std::int64_t i3) {
-    const std::int64_t idx[4] = {i0, i1, i2, i3};
+  auto off = [](const attn::TensorView& t, const std::int64_t (&idx)[4]) {
     std::int64_t o = 0;
     for (int ax = 0; ax < t.rank; ++ax) o += idx[4 - t.rank + ax] * t.strides[ax];
     return o;
   };
-  double err = 0.0;
   for (std::int64_t i0 = 0; i0 < n[0]; ++i0)
     for (std::int64_t i1 = 0; i1 < n[1]; ++i1)
       for (std::int64_t i2 = 0; i2 < n[2]; ++i2)
-        for (std::int64_t i3 = 0; i3 < n[3]; ++i3)
-          err = std::max(
-              err, element_error(attn::load_f64(a, off(a, i0, i1, i2, i3)), attn::load_f64(b, off(b, i0, i1, i2, i3))));
+        for (std::int64_t i3 = 0; i3 < n[3]; ++i3) {
+          const std::int64_t idx[4] = {i0, i1, i2, i3};
+          f(attn::load_f64(a, off(a, idx)), attn::load_f64(b, off(b, idx)));
+        }
+}
+
+// Max abs difference of two views of the same logical shape (any strides).
+double max_abs_diff(const attn::TensorView& a, const attn::TensorView& b) {
+  double err = 0.0;
+  for_each_pair(a, b, [&](double x, double y) { err = std::max(err, element_error(x, y)); });
   return err;
 }
 
@@ -78,17 +84,7 @@ CheckOutputs run(const CheckCase& c, const CheckProblem& p, attn::Backend backen
 
 double max_abs(const attn::TensorView& t) {
   double m = 0.0;
-  std::array<std::int64_t, attn::kMaxRank> n{1, 1, 1, 1};
-  for (int ax = 0; ax < t.rank; ++ax) n[4 - t.rank + ax] = t.shape[ax];
-  for (std::int64_t i0 = 0; i0 < n[0]; ++i0)
-    for (std::int64_t i1 = 0; i1 < n[1]; ++i1)
-      for (std::int64_t i2 = 0; i2 < n[2]; ++i2)
-        for (std::int64_t i3 = 0; i3 < n[3]; ++i3) {
-          const std::int64_t idx[4] = {i0, i1, i2, i3};
-          std::int64_t o = 0;
-          for (int ax = 0; ax < t.rank; ++ax) o += idx[4 - t.rank + ax] * t.strides[ax];
-          m = std::max(m, std::abs(attn::load_f64(t, o)));
-        }
+  for_each_pair(t, t, [&](double x, double) { m = std::max(m, std::abs(x)); });
   return m;
 }
 
