@@ -107,22 +107,28 @@ inline GuardedTensor make_tensor(DType dtype, std::initializer_list<std::int64_t
   return t;
 }
 
+/// A row-major tensor of a shape known at run time (rank 1..4) in NaN-filled guard memory.
+inline GuardedTensor make_row_major(DType dtype, const std::int64_t* shape, int rank) {
+  std::int64_t numel = 1;
+  for (int a = 0; a < rank; ++a) numel *= shape[a];
+  GuardedTensor t;
+  t.mem = Tensor::with_guard(dtype, {numel}, kGuard);
+  t.view = t.mem.view();
+  t.view.rank = rank;
+  std::int64_t stride = 1;
+  for (int a = rank - 1; a >= 0; --a) {
+    t.view.shape[a] = shape[a];
+    t.view.strides[a] = stride;
+    stride *= shape[a];
+  }
+  return t;
+}
+
 /// A deep copy of `src` into fresh guard memory (same logical shape; BHSD/BSHD order for rank 4).
 inline GuardedTensor clone(const TensorView& src, Layout layout = Layout::bhsd, DType dtype = DType::f64) {
-  GuardedTensor t;
-  if (src.rank == 4) {
-    t = make_tensor4(dtype, src.shape[0], src.shape[1], src.shape[2], src.shape[3], layout);
-  } else {
-    t.mem = Tensor::with_guard(dtype, {src.numel()}, kGuard);
-    t.view = t.mem.view();
-    t.view.rank = src.rank;
-    std::int64_t stride = 1;
-    for (int a = src.rank - 1; a >= 0; --a) {
-      t.view.shape[a] = src.shape[a];
-      t.view.strides[a] = stride;
-      stride *= src.shape[a];
-    }
-  }
+  GuardedTensor t = src.rank == 4
+                        ? make_tensor4(dtype, src.shape[0], src.shape[1], src.shape[2], src.shape[3], layout)
+                        : make_row_major(dtype, src.shape.data(), src.rank);
   for_each_element(src, [&](const auto& idx, std::int64_t off) {
     store_f64(t.view, t.view.offset({idx[0], idx[1], idx[2], idx[3]}), load_f64(src, off));
   });

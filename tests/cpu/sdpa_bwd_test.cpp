@@ -8,8 +8,6 @@
 
 #include <cmath>
 #include <cstring>
-#include <functional>
-#include <numeric>
 
 #include "attn/error.hpp"
 
@@ -202,16 +200,7 @@ TEST(CpuBwd, DbiasMatchesReferenceForEveryBroadcastShape) {
       SCOPED_TRACE(isa + " bias shape #" + std::to_string(si));
       CaseSetup s;
       s.x = make_qkv(B, Hq, Hkv, Nq, Nk, 40, 24, DType::f32, si % 2 ? Layout::bshd : Layout::bhsd, 40 + si);
-      GuardedTensor bias;  // row-major, any rank, in NaN-guarded memory
-      bias.mem = Tensor::with_guard(
-          DType::f32, {std::accumulate(shape.begin(), shape.end(), std::int64_t{1}, std::multiplies<>())}, kGuard);
-      bias.view = bias.mem.view();
-      bias.view.rank = static_cast<int>(shape.size());
-      for (int ax = bias.view.rank - 1, stride = 1; ax >= 0;
-           stride *= static_cast<int>(shape[static_cast<std::size_t>(ax)]), --ax) {
-        bias.view.shape[ax] = shape[static_cast<std::size_t>(ax)];
-        bias.view.strides[ax] = stride;
-      }
+      GuardedTensor bias = make_row_major(DType::f32, shape.data(), static_cast<int>(shape.size()));
       fill_normal(bias.view, 50 + si);
       SdpaParams& params = s.params;
       params.mask.bias = bias.view;
