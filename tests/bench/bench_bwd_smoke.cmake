@@ -4,12 +4,7 @@
 #   cmake -DATTN=<attn binary> -DOUT=<json path prefix> -P bench_bwd_smoke.cmake
 cmake_minimum_required(VERSION 3.25)
 
-function(expect_type json type)
-  string(JSON got ERROR_VARIABLE error TYPE "${json}" ${ARGN})
-  if(error OR NOT got STREQUAL type)
-    message(FATAL_ERROR "${ARGN} should be ${type}, got '${got}' ${error}")
-  endif()
-endfunction()
+include(${CMAKE_CURRENT_LIST_DIR}/expect_json.cmake)
 
 foreach(op bwd fwdbwd)
   set(path ${OUT}_${op}.json)
