@@ -15,7 +15,7 @@ Philox stream (DESIGN.md §5), so the dropped positions differ from PyTorch's ow
 
 Differences from PyTorch, on purpose: a fully masked row gives 0 (PyTorch gives NaN); an
 ``attn_mask`` together with ``is_causal=True`` applies both (PyTorch refuses); the float mask may
-have any float dtype; the returned lse is differentiable, and so are MultiheadAttention's weights
+have any float dtype (an integer mask is a TypeError, as in PyTorch); the returned lse is differentiable, and so are MultiheadAttention's weights
 when dropout is off (their gradient is then computed with torch ops on the [B, H, L, S] weights).
 """
 
@@ -270,6 +270,13 @@ def _draw_dropout_rng() -> Tensor:
     return torch.randint(-(2**63), 2**63 - 1, (2,), dtype=torch.int64)
 
 
+def _check_mask_dtype(name: str, mask: Optional[Tensor], meaning: str) -> None:
+    """torch's rule for masks: bool or floating (an integer mask would otherwise pass as a bias)."""
+    if mask is not None and mask.dtype != torch.bool and not mask.is_floating_point():
+        raise TypeError(f"{name}: has dtype {mask.dtype}, expected torch.bool ({meaning}) or a floating dtype "
+                        "(added to the scores)")
+
+
 def _to_4d(t: Tensor, name: str) -> Tensor:
     if t.dim() == 4:
         return t
@@ -325,6 +332,7 @@ def scaled_dot_product_attention(
     lead = query.shape[:-3] if query.dim() >= 3 else ()
     q4, k4, v4 = _to_4d(query, "query"), _to_4d(key, "key"), _to_4d(value, "value")
     bool_mask = bias = None
+    _check_mask_dtype("attn_mask", attn_mask, "True = attend")
     if attn_mask is not None:
         m = attn_mask
         if query.dim() > 4:
@@ -399,6 +407,19 @@ class MultiheadAttention(nn.Module):
     state dict (a ValueError says why). Differences: ``is_causal=True`` works without attn_mask
     (top-left causal); a fully masked row gives 0 where torch gives NaN; gradients through the
     returned weights need dropout off (in eval mode or dropout=0; otherwise backward raises).
+
+    Inputs follow torch's rules, checked with errors naming the shapes: (L, E) unbatched,
+    (B, L, E) with batch_first, (L, B, E) without; key and value of one batch size and length,
+    the query's batch size, last dims embed_dim/kdim/vdim; masks bool (True = blocked) or
+    floating (added), never integer. Nested [B, L_b, E] inputs (batch_first, no masks, no
+    weights) attend within each row's length.
+
+    Inside ``torch.nn.TransformerEncoderLayer``/``TransformerEncoder``/``TransformerDecoderLayer``
+    it runs in training, eval + no_grad and inference_mode: torch's encoder layer would replace
+    the module's call by its own fused kernel in eval without grad unless a submodule has hooks,
+    so this module registers a no-op forward pre-hook (``_decline_fused_fast_path``) that keeps
+    attn's kernels running; TransformerEncoder's nested tensors (from src_key_padding_mask) are
+    accepted as above. Results match torch's layers with the same weights.
     """
 
     __constants__ = ["batch_first"]
@@ -447,6 +468,7 @@ class MultiheadAttention(nn.Module):
         self.add_zero_attn = add_zero_attn
         self._reset_parameters()
         self._register_load_state_dict_pre_hook(self._check_state_dict)
+        self.register_forward_pre_hook(_decline_fused_fast_path)
 
     def _reset_parameters(self):
         if self._qkv_same_embed_dim:
@@ -488,9 +510,34 @@ class MultiheadAttention(nn.Module):
             wq, wk, wv = self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
         return F.linear(query, wq, bq), F.linear(key, wk, bk), F.linear(value, wv, bv)
 
+    def _check_inputs(self, query: Tensor, key: Tensor, value: Tensor) -> None:
+        """torch's shape rules for query/key/value (the batch axis is 0 with batch_first, else 1)."""
+        if query.dim() not in (2, 3):
+            raise ValueError(f"query: has shape {list(query.shape)}, {_LAYOUTS}")
+        for name, t in (("key", key), ("value", value)):
+            if t.dim() != query.dim():
+                raise ValueError(f"{name}: has shape {list(t.shape)}, but query has shape {list(query.shape)} (query, "
+                                 f"key and value share one layout: {_LAYOUTS[len('expected '):]})")
+        for name, t, e, what in (("query", query, self.embed_dim, "embed_dim"), ("key", key, self.kdim, "kdim"),
+                                 ("value", value, self.vdim, "vdim")):
+            if t.shape[-1] != e:
+                raise ValueError(f"{name}: has shape {list(t.shape)}, expected a last dim of {what} = {e}")
+        axis = None if query.dim() == 2 else (0 if self.batch_first else 1)
+        if axis is not None and key.shape[axis] != query.shape[axis]:
+            raise ValueError(f"key: has shape {list(key.shape)}, but query has shape {list(query.shape)} (their batch "
+                             f"sizes, dim {axis}, must match: {key.shape[axis]} != {query.shape[axis]})")
+        if key.shape[:-1] != value.shape[:-1]:
+            raise ValueError(f"value: has shape {list(value.shape)}, but key has shape {list(key.shape)} (key and value "
+                             "must agree in batch size and length)")
+
     def forward(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask: Optional[Tensor] = None,
                 need_weights: bool = True, attn_mask: Optional[Tensor] = None, average_attn_weights: bool = True,
                 is_causal: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
+        if query.is_nested or key.is_nested or value.is_nested:
+            return self._forward_nested(query, key, value, key_padding_mask, need_weights, attn_mask, is_causal)
+        self._check_inputs(query, key, value)
+        _check_mask_dtype("attn_mask", attn_mask, "True = blocked")
+        _check_mask_dtype("key_padding_mask", key_padding_mask, "True = padding")
         unbatched = query.dim() == 2
         if unbatched:
             query, key, value = query.unsqueeze(0), key.unsqueeze(0), value.unsqueeze(0)
@@ -498,8 +545,6 @@ class MultiheadAttention(nn.Module):
                 key_padding_mask = key_padding_mask.unsqueeze(0)
         elif not self.batch_first:  # [L, N, E] -> [N, L, E] (views)
             query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
-        if query.shape[-1] != self.embed_dim:
-            raise ValueError(f"query has embedding size {query.shape[-1]}, expected embed_dim = {self.embed_dim}")
         n, l, _ = query.shape
         h, hkv, d = self.num_heads, self.num_kv_heads, self.head_dim
         q, k, v = self._projections(query, key, value)
@@ -533,3 +578,36 @@ class MultiheadAttention(nn.Module):
         if unbatched:
             return out.squeeze(0), weights
         return (out if self.batch_first else out.transpose(0, 1)), weights
+
+    def _forward_nested(self, query, key, value, key_padding_mask, need_weights, attn_mask, is_causal):
+        """Nested [B, L_b, E] inputs (what torch.nn.TransformerEncoder builds from src_key_padding_mask in
+        eval mode without grad): padded to [B, max L_b, E], the keys beyond each L_b masked, the
+        output nested again with query's lengths."""
+        if not (query.is_nested and key.is_nested and value.is_nested):
+            raise ValueError("query, key and value: some are nested tensors and some are not, expected all or none")
+        if not self.batch_first:
+            raise ValueError("query: is a nested tensor, which needs batch_first=True ([B, L_b, E])")
+        if key_padding_mask is not None or attn_mask is not None:
+            raise ValueError("key_padding_mask/attn_mask: given with nested inputs, which carry their own lengths "
+                             "(expected None)")
+        if need_weights:
+            raise ValueError("need_weights: is True with nested inputs, expected False (weights are dense)")
+        q_lengths = [t.shape[0] for t in query.unbind()]
+        k_lengths = [t.shape[0] for t in key.unbind()]
+        padded = [torch.nested.to_padded_tensor(t, 0.0) for t in (query, key, value)]
+        s = padded[1].shape[1]
+        padding = torch.arange(s, device=padded[1].device)[None, :] >= torch.tensor(k_lengths)[:, None]
+        out, _ = self.forward(*padded, key_padding_mask=padding, need_weights=False, is_causal=is_causal)
+        rows = [out[b, :n] for b, n in enumerate(q_lengths)]
+        return torch.nested.as_nested_tensor(rows, layout=query.layout), None
+
+
+def _decline_fused_fast_path(module, args):
+    """A no-op forward pre-hook. torch.nn.TransformerEncoderLayer replaces its self_attn call by
+    torch's fused kernel (torch._transformer_encoder_layer_fwd, through self_attn.merge_masks) in
+    eval mode without grad, unless a submodule has hooks: this hook keeps the layer calling
+    attn's module, so attn's kernels run in every mode."""
+    return None
+
+
+_LAYOUTS = "expected (L, E) unbatched, (B, L, E) with batch_first=True or (L, B, E) with batch_first=False"

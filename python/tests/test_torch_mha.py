@@ -176,3 +176,47 @@ def test_bad_inputs():
         m(x, x, x, attn_mask=torch.zeros(3, 5, 5, dtype=torch.bool))
     with pytest.raises(ValueError, match="key_padding_mask has shape"):
         m(x, x, x, key_padding_mask=torch.zeros(5, 2, dtype=torch.bool))
+
+
+def test_mismatched_key_value_shapes_raise():
+    m = MultiheadAttention(32, 4, batch_first=True)
+    q = torch.randn(2, 6, 32)
+    kv = torch.randn(3, 6, 32)
+    with pytest.raises(ValueError, match=r"key: has shape \[3, 6, 32\].*query has shape \[2, 6, 32\]"):
+        m(q, kv, kv)  # a batch of 3 keys for 2 queries (torch raises; reshaping would mix rows)
+    with pytest.raises(ValueError, match=r"value: has shape \[2, 5, 32\].*key has shape \[2, 6, 32\]"):
+        m(q, q, torch.randn(2, 5, 32))
+    with pytest.raises(ValueError, match=r"key: has shape \[2, 6, 8\].*kdim = 32"):
+        m(q, torch.randn(2, 6, 8), q)
+    m = MultiheadAttention(16, 4, kdim=6, vdim=10)  # [L, N, E]
+    q, k, v = torch.randn(5, 2, 16), torch.randn(7, 2, 6), torch.randn(7, 2, 10)
+    assert m(q, k, v)[0].shape == (5, 2, 16)
+    with pytest.raises(ValueError, match=r"value: has shape \[7, 2, 6\].*vdim = 10"):
+        m(q, k, k)
+    with pytest.raises(ValueError, match=r"key: has shape \[7, 3, 6\].*query has shape \[5, 2, 16\]"):
+        m(q, torch.randn(7, 3, 6), torch.randn(7, 3, 10))
+    with pytest.raises(ValueError, match=r"query: has shape \[5, 2, 8\].*embed_dim = 16"):
+        m(torch.randn(5, 2, 8), k, v)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.uint8, torch.int8])
+@pytest.mark.parametrize("which", ["attn_mask", "key_padding_mask"])
+def test_integer_masks_raise(which, dtype):
+    m = MultiheadAttention(16, 4, batch_first=True)
+    x = torch.randn(2, 5, 16)
+    mask = torch.zeros((5, 5) if which == "attn_mask" else (2, 5), dtype=dtype)
+    with pytest.raises(TypeError, match=rf"{which}: has dtype {dtype}, expected torch.bool .* or a floating dtype"):
+        m(x, x, x, **{which: mask})
+
+
+def test_wrong_rank_inputs_raise():
+    m = MultiheadAttention(16, 4, batch_first=True)
+    x4 = torch.randn(2, 3, 5, 16)
+    layouts = r"expected \(L, E\) unbatched, \(B, L, E\) with batch_first=True or \(L, B, E\) with batch_first=False"
+    with pytest.raises(ValueError, match=r"query: has shape \[2, 3, 5, 16\].*" + layouts):
+        m(x4, x4, x4)
+    with pytest.raises(ValueError, match=r"query: has shape \[16\].*" + layouts):
+        m(torch.randn(16), torch.randn(16), torch.randn(16))
+    x = torch.randn(2, 5, 16)
+    with pytest.raises(ValueError, match=r"key: has shape \[5, 16\], but query has shape \[2, 5, 16\]"):
+        m(x, x[0], x[0])

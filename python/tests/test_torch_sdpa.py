@@ -146,6 +146,13 @@ def test_bad_inputs_raise_value_error():
         attn_sdpa(q, q.double(), q)
 
 
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int8, torch.int64])
+def test_integer_attn_mask_names_its_dtype(dtype):
+    q = torch.randn(1, 2, 5, 8)
+    with pytest.raises(TypeError, match=rf"attn_mask: has dtype {dtype}, expected torch.bool .* or a floating dtype"):
+        attn_sdpa(q, q, q, attn_mask=torch.ones(5, 5, dtype=dtype))
+
+
 def dropped_probs(q, k, p, seed):
     """The post-dropout probabilities attn used: v = identity makes out = P∘M/(1-p)."""
     B, H, L, E = q.shape
