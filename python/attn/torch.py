@@ -9,6 +9,8 @@
 The attention core is a pair of ``torch.library`` custom ops, ``attn::sdpa_fwd`` and
 ``attn::sdpa_bwd``, with fake kernels (same shapes and strides as the real ones) and
 ``register_autograd``, so autograd, ``torch.compile(fullgraph=True)`` and ``torch.export`` work.
+Their schemas, and every packing of their arguments, come by name from attn's one parameter
+table (``attn._params``); ``_attention`` is the entry point that functions and modules call.
 Dropout draws (seed, offset) from torch's default generator (``torch.manual_seed`` reproduces a
 run) and passes them to the ops as a tensor that backward reuses; the keep decision is attn's
 Philox stream (DESIGN.md §5), so the dropped positions differ from PyTorch's own.
@@ -21,14 +23,14 @@ when dropout is off (their gradient is then computed with torch ops on the [B, H
 
 from __future__ import annotations
 
-import math
-from typing import List, Optional, Sequence, Tuple, Union
+import inspect
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import _core
+from . import _core, _params
 
 __all__ = ["scaled_dot_product_attention", "MultiheadAttention", "set_num_threads"]
 
@@ -44,7 +46,7 @@ def set_num_threads(n: int) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Custom ops
+# Custom ops: schemas generated from the parameter table (attn/_params.py), arguments by name.
 
 
 def _out_like(q: Tensor, last: int, dtype: torch.dtype) -> Tensor:
@@ -54,154 +56,59 @@ def _out_like(q: Tensor, last: int, dtype: torch.dtype) -> Tensor:
     return torch.empty_permuted(shape, order, dtype=dtype, device=q.device)
 
 
-def _params(
-    scale: Optional[float],
-    dropout_p: float,
-    rng: Optional[Tensor],
-    causal: bool,
-    window_left: int,
-    window_right: int,
-    bottom_right: bool,
-    alibi_slopes: Optional[Tensor],
-    softcap: float,
-    q_lengths: Optional[Tensor],
-    k_lengths: Optional[Tensor],
-    cu_seqlens_q: Optional[Tensor],
-    cu_seqlens_k: Optional[Tensor],
-    block_mask: Optional[Tensor],
-    block_q: int,
-    block_k: int,
-) -> dict:
-    p = dict(
-        scale=scale,
-        causal=causal,
-        window_left=window_left,
-        window_right=window_right,
-        alignment="bottom_right" if bottom_right else "top_left",
-        softcap=softcap,
-        dropout_p=dropout_p,
-        num_threads=_num_threads,
-    )
-    if rng is not None:
-        seed, offset = (int(x) for x in rng.tolist())
-        p["dropout_seed"] = seed & (2**64 - 1)
-        p["dropout_offset"] = offset & (2**64 - 1)
-    for name, t in (
-        ("alibi_slopes", alibi_slopes),
-        ("q_lengths", q_lengths),
-        ("k_lengths", k_lengths),
-        ("cu_seqlens_q", cu_seqlens_q),
-        ("cu_seqlens_k", cu_seqlens_k),
-    ):
-        if t is not None:
-            p[name] = t.tolist()
-    if block_mask is not None:
-        p["block_mask"] = block_mask
-        p["block_size"] = (block_q, block_k)
-    return p
+_FWD = _params.OpArgs(head=[("Tensor", "q"), ("Tensor", "k"), ("Tensor", "v")],
+                      extra=[("bool", "need_probs", False)], returns="(Tensor, Tensor, Tensor)")
+_BWD = _params.OpArgs(head=[("Tensor", n) for n in ("dout", "q", "k", "v", "out", "lse")] + [("Tensor?", "dlse")],
+                      extra=[("bool", "need_dbias", False)], returns="(Tensor, Tensor, Tensor, Tensor)")
 
 
-@torch.library.custom_op("attn::sdpa_fwd", mutates_args=(), device_types="cpu")
-def _sdpa_fwd(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    bool_mask: Optional[Tensor],
-    bias: Optional[Tensor],
-    scale: Optional[float],
-    dropout_p: float,
-    rng: Optional[Tensor],
-    causal: bool,
-    window_left: int,
-    window_right: int,
-    bottom_right: bool,
-    alibi_slopes: Optional[Tensor],
-    softcap: float,
-    q_lengths: Optional[Tensor],
-    k_lengths: Optional[Tensor],
-    cu_seqlens_q: Optional[Tensor],
-    cu_seqlens_k: Optional[Tensor],
-    block_mask: Optional[Tensor],
-    block_q: int,
-    block_k: int,
-    need_probs: bool,
-) -> Tuple[Tensor, Tensor, Tensor]:
-    out = _out_like(q, v.shape[3], q.dtype)
-    lse = torch.empty(q.shape[:3], dtype=torch.float32, device=q.device)
-    probs = q.new_empty((q.shape[0], q.shape[1], q.shape[2], k.shape[2]) if need_probs else (0,))
-    params = _params(scale, dropout_p, rng, causal, window_left, window_right, bottom_right, alibi_slopes,
-                     softcap, q_lengths, k_lengths, cu_seqlens_q, cu_seqlens_k, block_mask, block_q, block_k)
-    _core.sdpa_forward(out, q, k, v, lse=lse, probs=probs if need_probs else None, bool_mask=bool_mask,
-                       bias=bias, probs_kind="post_dropout", **params)
-    return out, lse, probs
-
-
-@_sdpa_fwd.register_fake
-def _(q, k, v, bool_mask, bias, scale, dropout_p, rng, causal, window_left, window_right, bottom_right,
-      alibi_slopes, softcap, q_lengths, k_lengths, cu_seqlens_q, cu_seqlens_k, block_mask, block_q, block_k,
-      need_probs):
+def _fwd_outputs(a: dict) -> Tuple[Tensor, Tensor, Tensor]:
+    q, k, v = a["q"], a["k"], a["v"]
     out = _out_like(q, v.shape[3], q.dtype)
     lse = q.new_empty(q.shape[:3], dtype=torch.float32)
-    probs = q.new_empty((q.shape[0], q.shape[1], q.shape[2], k.shape[2]) if need_probs else (0,))
+    probs = q.new_empty((q.shape[0], q.shape[1], q.shape[2], k.shape[2]) if a["need_probs"] else (0,))
     return out, lse, probs
 
 
-@torch.library.custom_op("attn::sdpa_bwd", mutates_args=(), device_types="cpu")
-def _sdpa_bwd(
-    dout: Tensor,
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    out: Tensor,
-    lse: Tensor,
-    dlse: Optional[Tensor],
-    bool_mask: Optional[Tensor],
-    bias: Optional[Tensor],
-    need_dbias: bool,
-    scale: Optional[float],
-    dropout_p: float,
-    rng: Optional[Tensor],
-    causal: bool,
-    window_left: int,
-    window_right: int,
-    bottom_right: bool,
-    alibi_slopes: Optional[Tensor],
-    softcap: float,
-    q_lengths: Optional[Tensor],
-    k_lengths: Optional[Tensor],
-    cu_seqlens_q: Optional[Tensor],
-    cu_seqlens_k: Optional[Tensor],
-    block_mask: Optional[Tensor],
-    block_q: int,
-    block_k: int,
-) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    dbias = torch.empty_like(bias) if need_dbias and bias is not None else q.new_empty((0,))
-    params = _params(scale, dropout_p, rng, causal, window_left, window_right, bottom_right, alibi_slopes,
-                     softcap, q_lengths, k_lengths, cu_seqlens_q, cu_seqlens_k, block_mask, block_q, block_k)
-    _core.sdpa_backward(dq, dk, dv, dout, q, k, v, out, lse, dbias=dbias if dbias.numel() or need_dbias else None,
-                        dlse=dlse, bool_mask=bool_mask, bias=bias, **params)
+def _sdpa_fwd_cpu(*args, **kwargs):
+    a = _FWD.bind(args, kwargs)
+    out, lse, probs = _fwd_outputs(a)
+    _core.sdpa_forward(out, a["q"], a["k"], a["v"], lse=lse, probs=probs if a["need_probs"] else None,
+                       **_params.to_core(a))
+    return out, lse, probs
+
+
+def _bwd_outputs(a: dict) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    q, bias = a["q"], a["bias"]
+    dbias = torch.empty_like(bias) if a["need_dbias"] and bias is not None else q.new_empty((0,))
+    return torch.empty_like(q), torch.empty_like(a["k"]), torch.empty_like(a["v"]), dbias
+
+
+def _sdpa_bwd_cpu(*args, **kwargs):
+    a = _BWD.bind(args, kwargs)
+    dq, dk, dv, dbias = _bwd_outputs(a)
+    _core.sdpa_backward(dq, dk, dv, a["dout"], a["q"], a["k"], a["v"], a["out"], a["lse"],
+                        dbias=dbias if a["need_dbias"] and a["bias"] is not None else None, dlse=a["dlse"],
+                        **_params.to_core(a))
     return dq, dk, dv, dbias
 
 
-@_sdpa_bwd.register_fake
-def _(dout, q, k, v, out, lse, dlse, bool_mask, bias, need_dbias, *rest):
-    dbias = torch.empty_like(bias) if need_dbias and bias is not None else q.new_empty((0,))
-    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), dbias
+_sdpa_fwd = torch.library.custom_op("attn::sdpa_fwd", _sdpa_fwd_cpu, mutates_args=(), device_types="cpu",
+                                    schema=_FWD.schema)
+_sdpa_fwd.register_fake(lambda *args, **kwargs: _fwd_outputs(_FWD.bind(args, kwargs)))
+_sdpa_bwd = torch.library.custom_op("attn::sdpa_bwd", _sdpa_bwd_cpu, mutates_args=(), device_types="cpu",
+                                    schema=_BWD.schema)
+_sdpa_bwd.register_fake(lambda *args, **kwargs: _bwd_outputs(_BWD.bind(args, kwargs)))
 
 
-_N_FWD_INPUTS = 22  # inputs of attn::sdpa_fwd
-_PARAM_SLICE = slice(5, 21)  # scale .. block_k: the parameters shared by the two ops
-
-
-def _setup_context(ctx, inputs, output):
-    q, k, v, bool_mask, bias = inputs[:5]
-    out, lse, probs = output
-    params = list(inputs[_PARAM_SLICE])
-    tensor_slots = [i for i, x in enumerate(params) if isinstance(x, Tensor)]
-    ctx.tensor_slots = tensor_slots
-    ctx.params = [None if i in tensor_slots else x for i, x in enumerate(params)]
-    ctx.save_for_backward(q, k, v, out, lse, probs, bool_mask, bias, *[params[i] for i in tensor_slots])
+def _setup_context(ctx, inputs, keyword_only_inputs, output):
+    a = _FWD.bind(inputs, keyword_only_inputs)
+    _, lse, probs = output
+    tensors = [n for n in _FWD.positional if isinstance(a[n], Tensor)]
+    ctx.tensor_names = tensors
+    ctx.values = {n: x for n, x in a.items() if n not in tensors}
+    ctx.save_for_backward(output[0], lse, probs, *[a[n] for n in tensors])
+    ctx.set_materialize_grads(False)  # an output the loss does not use gets None, not zeros
 
 
 def _probs_grad(q, k, probs, dprobs, scale, dropout_p, softcap, cu_seqlens_q):
@@ -225,49 +132,61 @@ def _probs_grad(q, k, probs, dprobs, scale, dropout_p, softcap, cu_seqlens_q):
 
 
 def _backward(ctx, dout, dlse, dprobs):
-    q, k, v, out, lse, probs, bool_mask, bias, *saved = ctx.saved_tensors
-    params = list(ctx.params)
-    for slot, t in zip(ctx.tensor_slots, saved):
-        params[slot] = t
-    need_dbias = bias is not None and ctx.needs_input_grad[4]
-    # lse's gradient (None when the loss does not use lse): d lse_i / d s_ij = P_ij.
-    dlse = dlse.contiguous() if dlse is not None else None
-    dq, dk, dv, dbias = _sdpa_bwd(dout, q, k, v, out, lse, dlse, bool_mask, bias, need_dbias, *params)
-    if dprobs is not None and dprobs.numel() > 0 and bool(dprobs.any()):
-        scale, dropout_p, softcap, cu_seqlens_q = params[0], params[1], params[8], params[11]
-        ds, dq_w, dk_w = _probs_grad(q, k, probs, dprobs, scale, dropout_p, softcap, cu_seqlens_q)
+    out, lse, probs, *saved = ctx.saved_tensors
+    a = dict(ctx.values, **dict(zip(ctx.tensor_names, saved)))
+    q, k, bias = a["q"], a["k"], a["bias"]
+    bias_slot = _FWD.positional.index("bias")
+    need_dbias = bias is not None and ctx.needs_input_grad[bias_slot]
+    b = {n: a[n] for n in _BWD.defaults if n in a}  # the table's entries, by name
+    b.update(dout=torch.zeros_like(out) if dout is None else dout, q=q, k=k, v=a["v"], out=out, lse=lse,
+             need_dbias=need_dbias, dlse=dlse.contiguous() if dlse is not None else None)  # d lse_i/d s_ij = P_ij
+    args, kwargs = _BWD.split(b)
+    dq, dk, dv, dbias = _sdpa_bwd(*args, **kwargs)
+    if dprobs is not None and dprobs.numel() > 0:
+        ds, dq_w, dk_w = _probs_grad(q, k, probs, dprobs, a["scale"], a["dropout_p"], a["softcap"], a["cu_seqlens_q"])
         dq, dk = (dq + dq_w).to(dq.dtype), (dk + dk_w).to(dk.dtype)
         if need_dbias:
             dbias = (dbias + ds.sum_to_size(bias.shape)).to(dbias.dtype)
-    return (dq, dk, dv, None, dbias if need_dbias else None) + (None,) * (_N_FWD_INPUTS - 5)
+    grads = {"q": dq, "k": dk, "v": dv, "bias": dbias if need_dbias else None}
+    return tuple(grads.get(n) for n in _FWD.positional)
 
 
-torch.library.register_autograd("attn::sdpa_fwd", _backward, setup_context=_setup_context)
+_sdpa_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+# attn.torch's defaults where they are not the table's, as its signatures show them (applied in _attention).
+_TORCH_DEFAULTS = {
+    "alignment": ("top_left", "PyTorch's rule"),
+    "num_threads": (None, "None = set_num_threads's setting"),
+    "dropout_seed": (None, "None = drawn from torch's default generator, so torch.manual_seed reproduces it"),
+}
+
+
+def _attention(q: Tensor, k: Tensor, v: Tensor, *, bool_mask: Optional[Tensor] = None, bias: Optional[Tensor] = None,
+               need_probs: bool = False, **params) -> Tuple[Tensor, Tensor, Tensor]:
+    """The one entry point of attn.torch's functions and modules: attn::sdpa_fwd on q [B, Hq, L, D],
+    k [B, Hkv, S, D], v [B, Hkv, S, Dv] (any strides) with any parameter of the table by name, as a
+    user gives it (sequences or tensors for lengths and slopes). attn.torch's defaults: alignment
+    'top_left' (PyTorch's rule), num_threads from set_num_threads, and dropout's (seed, offset)
+    drawn from torch's default generator unless given. Returns (out, lse, probs); bias is
+    differentiable, probs is [B, Hq, L, S] post-dropout when need_probs (else empty)."""
+    if params.get("alignment") is None:
+        params["alignment"] = "top_left"
+    if params.get("num_threads") is None:
+        params["num_threads"] = _num_threads
+    if params.get("dropout_p", 0.0) > 0 and params.get("dropout_seed") is None:
+        rng = torch.randint(-(2**63), 2**63 - 1, (2,), dtype=torch.int64)
+        params["dropout_seed"] = rng[0]
+        if params.get("dropout_offset") is None:
+            params["dropout_offset"] = rng[1]
+    a = _params.to_op(params, "attn.torch's sdpa")
+    a.update(q=q, k=k, v=v, bool_mask=bool_mask, bias=bias, need_probs=need_probs)
+    args, kwargs = _FWD.split(a)
+    return _sdpa_fwd(*args, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------
 # scaled_dot_product_attention
-
-
-def _as_index_tensor(x) -> Optional[Tensor]:
-    if x is None:
-        return None
-    if isinstance(x, Tensor):
-        return x.detach().to("cpu", torch.int64)
-    return torch.tensor(list(x), dtype=torch.int64)
-
-
-def _as_float_tensor(x) -> Optional[Tensor]:
-    if x is None:
-        return None
-    if isinstance(x, Tensor):
-        return x.detach().to("cpu", torch.float64)
-    return torch.tensor([float(s) for s in x], dtype=torch.float64)
-
-
-def _draw_dropout_rng() -> Tensor:
-    """(seed, offset) from torch's default generator, so torch.manual_seed reproduces dropout."""
-    return torch.randint(-(2**63), 2**63 - 1, (2,), dtype=torch.int64)
 
 
 def _check_mask_dtype(name: str, mask: Optional[Tensor], meaning: str) -> None:
@@ -287,48 +206,31 @@ def _to_4d(t: Tensor, name: str) -> Tensor:
     return t.reshape(-1, *t.shape[-3:])
 
 
-def scaled_dot_product_attention(
-    query: Tensor,
-    key: Tensor,
-    value: Tensor,
-    attn_mask: Optional[Tensor] = None,
-    dropout_p: float = 0.0,
-    is_causal: bool = False,
-    scale: Optional[float] = None,
-    enable_gqa: bool = False,
-    *,
-    window_left: int = -1,
-    window_right: int = -1,
-    alignment: str = "top_left",
-    alibi_slopes: Union[Tensor, Sequence[float], None] = None,
-    softcap: float = 0.0,
-    q_lengths: Union[Tensor, Sequence[int], None] = None,
-    k_lengths: Union[Tensor, Sequence[int], None] = None,
-    cu_seqlens_q: Union[Tensor, Sequence[int], None] = None,
-    cu_seqlens_k: Union[Tensor, Sequence[int], None] = None,
-    block_mask: Optional[Tensor] = None,
-    block_size: Union[int, Tuple[int, int]] = 128,
-    return_lse: bool = False,
-):
+# Table entries that torch's own arguments of scaled_dot_product_attention set.
+_SDPA_TORCH_ARGS = {"bool_mask", "bias", "causal", "dropout_p", "scale"}
+
+
+def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Optional[Tensor] = None,
+                                 dropout_p: float = 0.0, is_causal: bool = False, scale: Optional[float] = None,
+                                 enable_gqa: bool = False, *, return_lse: bool = False, **params):
     """``torch.nn.functional.scaled_dot_product_attention`` computed by attn.
 
     query [N, ..., Hq, L, E], key [N, ..., Hkv, S, E], value [N, ..., Hkv, S, Ev] (torch's layout
     (N, H, L, E) is attn's [B, H, N, D]); returns [N, ..., Hq, L, Ev] in query's dimension order.
     attn_mask: bool (True = attend) or float (added), broadcast to [N, Hq, L, S]. is_causal:
-    top-left causal. enable_gqa: allow Hkv dividing Hq.
+    top-left causal. enable_gqa: allow Hkv dividing Hq. return_lse: also return lse [..., Hq, L]
+    in float32, natural log.
 
-    Extras (keyword-only): window_left/window_right (-1 = unbounded), alignment ('top_left' or
-    'bottom_right', for causal/window/ALiBi), alibi_slopes (one per query head), softcap (c > 0:
-    s -> c·tanh(s/c)), q_lengths/k_lengths (per-batch lengths, right padding), cu_seqlens_q/_k
-    (packed varlen, N = 1), block_mask (keep bits [N|1, Hq|1, ⌈L/qb⌉, ⌈S/kb⌉]) with block_size
-    (qb, kb), return_lse (also return lse [..., Hq, L] in float32, natural log).
+    Extras (keyword-only; attn's parameter table, see help(attn.sdpa_forward)):
     """
-    if alignment not in ("top_left", "bottom_right"):
-        raise ValueError(f"alignment = {alignment!r}, expected 'top_left' or 'bottom_right'")
     hq, hkv = query.shape[-3] if query.dim() >= 3 else 1, key.shape[-3] if key.dim() >= 3 else 1
     if hq != hkv and not enable_gqa:
         raise ValueError(f"query has {hq} heads but key has {hkv}: pass enable_gqa=True for GQA/MQA "
                          "(as torch.nn.functional.scaled_dot_product_attention)")
+    for name in params:
+        if name in _SDPA_TORCH_ARGS:
+            raise TypeError(f"{name}: is set by torch's arguments of scaled_dot_product_attention (attn_mask, "
+                            "is_causal, dropout_p, scale), not by keyword")
     lead = query.shape[:-3] if query.dim() >= 3 else ()
     q4, k4, v4 = _to_4d(query, "query"), _to_4d(key, "key"), _to_4d(value, "value")
     bool_mask = bias = None
@@ -341,20 +243,30 @@ def scaled_dot_product_attention(
             bool_mask = m
         else:
             bias = m
-    if isinstance(block_size, int):
-        block_q = block_k = block_size
-    else:
-        block_q, block_k = block_size
-    rng = _draw_dropout_rng() if dropout_p > 0 else None
-    out, lse, _ = _sdpa_fwd(
-        q4, k4, v4, bool_mask, bias, scale, float(dropout_p), rng, bool(is_causal), int(window_left),
-        int(window_right), alignment == "bottom_right", _as_float_tensor(alibi_slopes), float(softcap),
-        _as_index_tensor(q_lengths), _as_index_tensor(k_lengths), _as_index_tensor(cu_seqlens_q),
-        _as_index_tensor(cu_seqlens_k), block_mask, int(block_q), int(block_k), False)
+    out, lse, _ = _attention(q4, k4, v4, bool_mask=bool_mask, bias=bias, scale=scale, dropout_p=float(dropout_p),
+                             causal=bool(is_causal), **params)
     if query.dim() != 4:
         out = out.reshape(*query.shape[:-1], value.shape[-1])
         lse = lse.reshape(query.shape[:-1])
     return (out, lse) if return_lse else out
+
+
+def _sdpa_signature() -> None:
+    """help(scaled_dot_product_attention) shows the table's extras with attn.torch's defaults."""
+    sig = inspect.signature(scaled_dot_product_attention)
+    ps = [p for p in sig.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
+    lines = []
+    for p in _params.OP_PARAMS:
+        if p.name in _SDPA_TORCH_ARGS:
+            continue
+        default, note = _TORCH_DEFAULTS.get(p.name, (p.default, ""))
+        ps.append(inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=default))
+        lines.append(f"    {p.name}: {p.type} = {default!r} ({p.doc}{'; ' + note if note else ''})")
+    scaled_dot_product_attention.__signature__ = sig.replace(parameters=ps)
+    scaled_dot_product_attention.__doc__ = scaled_dot_product_attention.__doc__.rstrip() + "\n" + "\n".join(lines) + "\n"
+
+
+_sdpa_signature()
 
 
 # --------------------------------------------------------------------------------------------
@@ -565,9 +477,8 @@ class MultiheadAttention(nn.Module):
         s = k.shape[2]
         bool_mask, bias = _merge_masks(attn_mask, key_padding_mask, n, h, l, s, q.dtype)
         dropout_p = self.dropout if self.training else 0.0
-        rng = _draw_dropout_rng() if dropout_p > 0 else None
-        out, _, probs = _sdpa_fwd(q, k, v, bool_mask, bias, None, float(dropout_p), rng, bool(is_causal), -1, -1,
-                                  False, None, 0.0, None, None, None, None, None, 128, 128, bool(need_weights))
+        out, _, probs = _attention(q, k, v, bool_mask=bool_mask, bias=bias, need_probs=bool(need_weights),
+                                   dropout_p=float(dropout_p), causal=bool(is_causal))
         out = out.transpose(1, 2).reshape(n, l, self.embed_dim)  # a view: out has q's order [N, L, H, D]
         out = F.linear(out, self.out_proj.weight, self.out_proj.bias)
         weights = None

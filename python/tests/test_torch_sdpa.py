@@ -220,9 +220,15 @@ def test_torch_compile_fullgraph_and_export():
     check(ep.module()(q, k, v), f(q, k, v), 1e-6)
 
 
-def test_opcheck():
-    from attn.torch import _sdpa_fwd
+@pytest.mark.parametrize("extra", ["causal", "bias_and_lengths", "bool_mask_and_probs"])
+def test_opcheck(extra):
+    from attn.torch import _FWD, _sdpa_fwd
 
     q, k, v = (torch.randn(1, 2, 5, 8, requires_grad=True) for _ in range(3))
-    args = (q, k, v, None, None, None, 0.0, None, True, -1, -1, False, None, 0.0, None, None, None, None, None, 128, 128, False)
-    torch.library.opcheck(_sdpa_fwd, args)
+    named = {
+        "causal": dict(causal=True, alignment="top_left"),
+        "bias_and_lengths": dict(bias=torch.randn(1, 2, 5, 5, requires_grad=True), k_lengths=torch.tensor([4])),
+        "bool_mask_and_probs": dict(bool_mask=torch.rand(5, 5) < 0.7, need_probs=True, window_left=2),
+    }[extra]
+    args, kwargs = _FWD.split(dict(q=q, k=k, v=v, **named))  # by name: no positions written here
+    torch.library.opcheck(_sdpa_fwd, args, kwargs)
