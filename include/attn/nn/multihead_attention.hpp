@@ -1,0 +1,151 @@
+#pragma once
+/// nn::MultiheadAttention (docs/nn.md): MHA (num_kv_heads = num_heads), GQA (num_kv_heads divides
+/// num_heads) and MQA (num_kv_heads = 1), with an explicit forward and backward.
+///   q = x_q·W_qᵀ + b_q [Lq, E]   k = x_k·W_kᵀ + b_k [Lk, Hkv·hd]   v = x_v·W_vᵀ + b_v [Lk, Hkv·hd]
+///   (RoPE on q and k)  ctx = SDPA(q, k, v) per head   out = ctx·W_oᵀ + b_o
+/// hd = embed_dim / num_heads. The SDPA runs through attn::sdpa_forward/sdpa_backward, reading the
+/// projections in place as strided [B, H, L, hd] views. One fused QKV GEMM when query, key and
+/// value are the same view (one fused KV GEMM when key and value are); separate ones otherwise.
+///
+/// Layouts: rank 3 is (B, L, E) when batch_first, else (L, B, E) (torch's default); rank 2 is
+/// unbatched (L, E). Outputs and input gradients have the layout of their input, row-major.
+/// Parameters (names fixed): q_proj.weight [E, E], k_proj.weight [Hkv·hd, kdim],
+/// v_proj.weight [Hkv·hd, vdim], out_proj.weight [E, E], and `.bias` of each ([rows]) when bias.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "attn/kv_cache.hpp"
+#include "attn/nn/linear.hpp"
+#include "attn/nn/module.hpp"
+#include "attn/nn/rotary.hpp"
+#include "attn/sdpa.hpp"
+#include "attn/tensor.hpp"
+
+namespace attn::nn {
+
+struct MhaConfig {
+  std::int64_t embed_dim = 0;     ///< E
+  std::int64_t num_heads = 1;     ///< Hq; divides E
+  std::int64_t num_kv_heads = 0;  ///< Hkv; divides Hq; 0 = num_heads
+  std::int64_t kdim = 0;          ///< key input width; 0 = E
+  std::int64_t vdim = 0;          ///< value input width; 0 = E
+  bool bias = true;
+  double dropout = 0.0;                ///< attention-probability dropout while training, in [0, 1)
+  bool batch_first = false;            ///< rank-3 inputs are (B, L, E) when true, (L, B, E) when false
+  std::optional<RotaryConfig> rotary;  ///< RoPE on q and k after projection
+  std::uint64_t seed = 0;              ///< weight initialisation and dropout (Philox key)
+};
+
+/// Per-call options. Masks follow attn's C++ contract (docs/contract.md): bool true = attend.
+struct MhaOptions {
+  /// bool (true = attend) or float (added to the scores before the softmax; −inf hides), any
+  /// dtype attn accepts, broadcast by PyTorch's right-aligned rules to [B, num_heads, Lq, Lk]
+  /// ([Lq, Lk], [B, 1, Lq, Lk], [B, 1, 1, Lk], [num_heads, Lq, Lk] ...).
+  TensorView attn_mask;
+  /// Per-batch-row key lengths (padding on the right), size B; empty = Lk for every row.
+  std::vector<std::int64_t> key_lengths;
+  /// Query i sees keys j ≤ i + off. When Lq = Lk, off = 0. When Lq ≠ Lk, causal_alignment must be
+  /// given: top_left (off = 0, PyTorch's is_causal) or bottom_right (off = Lk − Lq, the last query
+  /// sees every key: decoding with a prefix).
+  bool is_causal = false;
+  std::optional<Alignment> causal_alignment;
+  /// Return the attention weights (post-dropout, as PyTorch): [B, Lq, Lk] averaged over heads,
+  /// or [B, num_heads, Lq, Lk] when !average_attn_weights (unbatched: no B axis).
+  bool need_weights = false;
+  bool average_attn_weights = true;
+  /// RoPE position offsets (see RotaryEmbedding): q and k token n of row b sit at offsets[b] + n.
+  std::vector<std::int64_t> positions;
+  /// Dropout: Philox counter offset of this call (key = MhaConfig::seed), so that every call is
+  /// reproducible; backward uses the forward's.
+  std::uint64_t dropout_offset = 0;
+};
+
+struct MhaOutput {
+  Tensor out;      ///< layout of query: (B, Lq, E), (Lq, B, E) or (Lq, E)
+  Tensor weights;  ///< when need_weights (dtype T)
+};
+
+/// Gradients of the inputs of the last forward. When query, key and value were the same view
+/// (fused QKV), dquery holds the whole gradient of that input and dkey, dvalue are empty; when only
+/// key and value were (fused KV), dkey holds theirs and dvalue is empty.
+struct MhaGrads {
+  Tensor dquery, dkey, dvalue;
+};
+
+/// T = float (f32; the fast cpu SDPA) or double (f64; the reference SDPA, for gradient checks).
+template <class T>
+class MultiheadAttention : public Module {
+ public:
+  /// Throws attn::Error for num_heads not dividing embed_dim, num_kv_heads not dividing num_heads,
+  /// sizes < 1, dropout outside [0, 1) or an invalid rotary config. Weights Xavier-uniform (each
+  /// matrix on its own fans, from `seed`), biases zero.
+  explicit MultiheadAttention(const MhaConfig& config);
+  ~MultiheadAttention() override;
+  MultiheadAttention(MultiheadAttention&&) noexcept;
+  MultiheadAttention& operator=(MultiheadAttention&&) noexcept;
+
+  const MhaConfig& config() const { return config_; }
+  std::int64_t embed_dim() const { return E_; }
+  std::int64_t num_heads() const { return Hq_; }
+  std::int64_t num_kv_heads() const { return Hkv_; }
+  std::int64_t head_dim() const { return hd_; }
+  Linear<T>& q_proj() { return q_proj_; }
+  Linear<T>& k_proj() { return k_proj_; }
+  Linear<T>& v_proj() { return v_proj_; }
+  Linear<T>& out_proj() { return out_proj_; }
+  const Linear<T>& q_proj() const { return q_proj_; }
+  const Linear<T>& k_proj() const { return k_proj_; }
+  const Linear<T>& v_proj() const { return v_proj_; }
+  const Linear<T>& out_proj() const { return out_proj_; }
+  const RotaryEmbedding* rotary() const { return rotary_ ? &*rotary_ : nullptr; }
+  /// Dropout acts only while training (default true, as torch).
+  void set_training(bool training) { training_ = training; }
+  bool training() const { return training_; }
+
+  /// query [.., Lq, .., E], key [.., Lk, .., kdim], value [.., Lk, .., vdim] (dtype T, any
+  /// strides). Keeps what backward needs (projections, ctx, lse) and views of the inputs and the
+  /// mask: they must stay alive and unchanged until backward.
+  MhaOutput forward(const TensorView& query, const TensorView& key, const TensorView& value,
+                    const MhaOptions& options = {});
+  /// dout (shape of the forward's out) -> input gradients; adds every weight's and bias's gradient.
+  MhaGrads backward(const TensorView& dout);
+
+  /// A cache for incremental decoding: [batch, num_kv_heads, capacity, head_dim].
+  KvCache make_cache(std::int64_t batch, std::int64_t capacity, DType dtype = DType::f32,
+                     KvLayout layout = KvLayout::contiguous) const;
+  /// One decoding step (inference: no dropout, no backward): projects query/key/value (this
+  /// step's L new tokens per row), applies RoPE at positions cache.length(b) + n, appends K/V to
+  /// the cache and runs attn::decode (bottom-right causal: query n of row b sees its row's cached
+  /// keys up to and including its own position). attn_mask / key_lengths / need_weights are not
+  /// supported here (attn::Error).
+  Tensor forward_cached(const TensorView& query, const TensorView& key, const TensorView& value, KvCache& cache,
+                        const MhaOptions& options = {});
+  /// Cross-attention memory projected once: K/V of memory [.., Ls, .., kdim] (kdim = vdim) as a
+  /// read-only cache (attn::project_cross_kv), row b keeping its first src_lengths[b] tokens.
+  KvCache project_kv(const TensorView& memory, const std::vector<std::int64_t>& src_lengths = {},
+                     DType dtype = DType::f32) const;
+  /// Attention of query to a project_kv cache (every cached key visible; no RoPE: an attn::Error
+  /// when the module has rotary).
+  Tensor forward_cross_cached(const TensorView& query, const KvCache& memory_kv) const;
+
+  std::vector<Parameter> parameters() const override;
+
+  struct Saved;
+
+ private:
+  MhaConfig config_;
+  std::int64_t E_ = 0, Hq_ = 0, Hkv_ = 0, hd_ = 0, kdim_ = 0, vdim_ = 0;
+  Tensor params_, grads_;  // W_q, W_k, W_v, W_o, b_q, b_k, b_v, b_o (contiguous in this order)
+  Linear<T> q_proj_, k_proj_, v_proj_, out_proj_;
+  std::optional<RotaryEmbedding> rotary_;
+  bool training_ = true;
+  std::unique_ptr<Saved> saved_;
+};
+
+extern template class MultiheadAttention<float>;
+extern template class MultiheadAttention<double>;
+
+}  // namespace attn::nn

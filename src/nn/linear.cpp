@@ -1,0 +1,107 @@
+// nn::Linear, forward and backward on OpenBLAS (docs/nn.md):
+//   forward   y [M, out] = x [M, in]·Wᵀ + b          (one gemm, NoTrans × Trans)
+//   backward  dx = dy·W (NoTrans × NoTrans),  dW += dyᵀ·x (Trans × NoTrans),  db += Σ_rows dy
+// W is [out, in] row-major as torch stores it.
+
+#include "attn/nn/linear.hpp"
+
+#include <cmath>
+#include <cstring>
+
+#include "attn/error.hpp"
+#include "nn/gemm.hpp"
+#include "nn/init.hpp"
+#include "nn/rows.hpp"
+
+namespace attn::nn {
+
+template <class T>
+Linear<T>::Linear(std::int64_t in_features, std::int64_t out_features, bool bias, std::uint64_t seed)
+    : in_(in_features), out_(out_features) {
+  ATTN_CHECK(in_ >= 1, "in_features", "in_features = ", in_, ", expected ≥ 1");
+  ATTN_CHECK(out_ >= 1, "out_features", "out_features = ", out_, ", expected ≥ 1");
+  const std::int64_t nw = out_ * in_, nb = bias ? out_ : 0;
+  storage_ = Tensor(detail::dtype_of<T>(), {2 * (nw + nb)});
+  T* p = storage_.ptr<T>();
+  std::memset(p, 0, static_cast<std::size_t>(2 * (nw + nb)) * sizeof(T));
+  w_ = p;
+  dw_ = p + nw;
+  if (bias) {
+    b_ = p + 2 * nw;
+    db_ = b_ + nb;
+  }
+  detail::fill_uniform(w_, nw, 1.0 / std::sqrt(static_cast<double>(in_)), seed);
+}
+
+template <class T>
+Linear<T>::Linear(std::int64_t in_features, std::int64_t out_features, T* w, T* dw, T* b, T* db)
+    : in_(in_features), out_(out_features), w_(w), dw_(dw), b_(b), db_(db) {}
+
+template <class T>
+void Linear<T>::forward(const T* x, std::int64_t M, std::int64_t ldx, T* y, std::int64_t ldy) const {
+  if (b_)
+    for (std::int64_t m = 0; m < M; ++m) std::memcpy(y + m * ldy, b_, static_cast<std::size_t>(out_) * sizeof(T));
+  detail::gemm<T>(false, true, M, out_, in_, T(1), x, ldx, w_, in_, b_ ? T(1) : T(0), y, ldy);
+}
+
+template <class T>
+void Linear<T>::backward(const T* x, std::int64_t ldx, const T* dy, std::int64_t ldy, std::int64_t M, T* dx,
+                         std::int64_t lddx, bool accumulate_dx) {
+  if (dx) detail::gemm<T>(false, false, M, in_, out_, T(1), dy, ldy, w_, in_, accumulate_dx ? T(1) : T(0), dx, lddx);
+  detail::gemm<T>(true, false, out_, in_, M, T(1), dy, ldy, x, ldx, T(1), dw_, in_);
+  if (db_)
+    for (std::int64_t m = 0; m < M; ++m)
+      for (std::int64_t o = 0; o < out_; ++o) db_[o] += dy[m * ldy + o];
+}
+
+namespace {
+// A row-major tensor with the shape of `like` but last axis `last`.
+Tensor like_with_last(const TensorView& like, std::int64_t last, DType dtype) {
+  switch (like.rank) {
+    case 1: return Tensor(dtype, {last});
+    case 2: return Tensor(dtype, {like.shape[0], last});
+    default: return Tensor(dtype, {like.shape[0], like.shape[1], last});
+  }
+}
+}  // namespace
+
+template <class T>
+Tensor Linear<T>::forward(const TensorView& x) const {
+  ATTN_CHECK(x.dtype == detail::dtype_of<T>(), "x", "has dtype ", dtype_name(x.dtype), ", expected ",
+             dtype_name(detail::dtype_of<T>()));
+  ATTN_CHECK(x.rank >= 1 && x.shape[x.rank - 1] == in_, "x", "has shape ", x.shape_string(), ", expected [..., ", in_,
+             "] (in_features)");
+  const detail::Rows<T> r = detail::as_rows<T>(x, "x");
+  Tensor y = like_with_last(x, out_, x.dtype);
+  forward(r.data, r.M, r.ld, y.ptr<T>(), out_);
+  return y;
+}
+
+template <class T>
+Tensor Linear<T>::backward(const TensorView& x, const TensorView& dy) {
+  ATTN_CHECK(x.dtype == detail::dtype_of<T>() && dy.dtype == x.dtype, "dy", "x has dtype ", dtype_name(x.dtype),
+             " and dy ", dtype_name(dy.dtype), ", expected ", dtype_name(detail::dtype_of<T>()));
+  ATTN_CHECK(x.rank >= 1 && x.shape[x.rank - 1] == in_, "x", "has shape ", x.shape_string(), ", expected [..., ", in_,
+             "] (in_features)");
+  bool same = dy.rank == x.rank && dy.shape[dy.rank - 1] == out_;
+  for (int a = 0; same && a + 1 < x.rank; ++a) same = dy.shape[a] == x.shape[a];
+  ATTN_CHECK(same, "dy", "has shape ", dy.shape_string(), ", expected x's leading dims and ", out_, " (x has shape ",
+             x.shape_string(), ")");
+  const detail::Rows<T> rx = detail::as_rows<T>(x, "x"), rdy = detail::as_rows<T>(dy, "dy");
+  Tensor dx = like_with_last(x, in_, x.dtype);
+  backward(rx.data, rx.ld, rdy.data, rdy.ld, rx.M, dx.ptr<T>(), in_);
+  return dx;
+}
+
+template <class T>
+std::vector<Parameter> Linear<T>::parameters() const {
+  const DType dt = detail::dtype_of<T>();
+  std::vector<Parameter> p{{"weight", TensorView(w_, dt, {out_, in_}), TensorView(dw_, dt, {out_, in_})}};
+  if (b_) p.push_back({"bias", TensorView(b_, dt, {out_}), TensorView(db_, dt, {out_})});
+  return p;
+}
+
+template class Linear<float>;
+template class Linear<double>;
+
+}  // namespace attn::nn

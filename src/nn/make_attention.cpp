@@ -1,0 +1,36 @@
+// nn::make_attention: attention modules by kind name (docs/nn.md).
+
+#include "attn/nn/make_attention.hpp"
+
+#include "attn/error.hpp"
+
+namespace attn::nn {
+
+std::vector<std::string> attention_types() { return {"mha", "gqa", "mqa"}; }
+
+template <class T>
+std::unique_ptr<MultiheadAttention<T>> make_attention(const std::string& type, MhaConfig config) {
+  if (type == "mha") {
+    ATTN_CHECK(config.num_kv_heads == 0 || config.num_kv_heads == config.num_heads, "config.num_kv_heads",
+               "num_kv_heads = ", config.num_kv_heads,
+               " with type \"mha\", expected 0 or num_heads = ", config.num_heads, " (use \"gqa\" for fewer kv heads)");
+    config.num_kv_heads = config.num_heads;
+  } else if (type == "gqa") {
+    ATTN_CHECK(config.num_kv_heads >= 1, "config.num_kv_heads", "num_kv_heads = ", config.num_kv_heads,
+               " with type \"gqa\", expected the number of kv heads (a divisor of num_heads = ", config.num_heads, ")");
+  } else if (type == "mqa") {
+    ATTN_CHECK(config.num_kv_heads == 0 || config.num_kv_heads == 1, "config.num_kv_heads",
+               "num_kv_heads = ", config.num_kv_heads, " with type \"mqa\", expected 0 or 1");
+    config.num_kv_heads = 1;
+  } else {
+    throw Error("type",
+                ::attn::detail::concat("unknown attention type \"", type,
+                                       "\"; known: mha, gqa, mqa (linear, local and strided are not built yet)"));
+  }
+  return std::make_unique<MultiheadAttention<T>>(config);
+}
+
+template std::unique_ptr<MultiheadAttention<float>> make_attention<float>(const std::string&, MhaConfig);
+template std::unique_ptr<MultiheadAttention<double>> make_attention<double>(const std::string&, MhaConfig);
+
+}  // namespace attn::nn

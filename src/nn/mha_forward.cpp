@@ -1,0 +1,101 @@
+// nn::MultiheadAttention forward (docs/nn.md), in four passes:
+//   1. q, k, v = projections of query/key/value (one GEMM per fusion group, OpenBLAS)
+//   2. RoPE on q and k in place (when configured)
+//   3. ctx = attn::sdpa_forward on strided [B, H, L, hd] views of the projection buffers (no copies);
+//      lse kept for backward, probs materialised only for need_weights
+//   4. out = ctx·W_oᵀ + b_o
+// Rows of every [B·L, ·] buffer are in the input's memory order, so (B, L, E), (L, B, E) and (L, E)
+// need no transposes; only the SDPA views' strides differ.
+
+#include "nn/mha_impl.hpp"
+
+namespace attn::nn {
+namespace {
+
+// need_weights: probs [B, Hq, Lq, Lk] -> [B, Lq, Lk] (mean over heads) or kept; unbatched drops B.
+template <class T>
+Tensor attention_weights(const Tensor& probs, bool average, bool batched) {
+  const std::int64_t B = probs.view().shape[0], H = probs.view().shape[1], Lq = probs.view().shape[2],
+                     Lk = probs.view().shape[3];
+  const DType dt = detail::dtype_of<T>();
+  const T* p = probs.ptr<T>();
+  if (!average) {
+    Tensor w = batched ? Tensor(dt, {B, H, Lq, Lk}) : Tensor(dt, {H, Lq, Lk});
+    std::copy(p, p + probs.numel(), w.ptr<T>());
+    return w;
+  }
+  Tensor w = batched ? Tensor(dt, {B, Lq, Lk}) : Tensor(dt, {Lq, Lk});
+  T* o = w.ptr<T>();
+  const std::int64_t plane = Lq * Lk;
+  for (std::int64_t b = 0; b < B; ++b)
+    for (std::int64_t e = 0; e < plane; ++e) {
+      T sum = 0;
+      for (std::int64_t h = 0; h < H; ++h) sum += p[(b * H + h) * plane + e];
+      o[b * plane + e] = sum / static_cast<T>(H);
+    }
+  return w;
+}
+
+}  // namespace
+
+template <class T>
+MhaOutput MultiheadAttention<T>::forward(const TensorView& query, const TensorView& key, const TensorView& value,
+                                         const MhaOptions& options) {
+  saved_.reset();
+  detail::check_inputs(*this, query, key, value);
+  const bool bf = config_.batch_first;
+  const detail::SeqDims dq = detail::seq_dims(query, bf), dk = detail::seq_dims(key, bf);
+  detail::check_options(options, query, bf, dq, dk, Hq_);
+
+  auto s = std::make_unique<Saved>();
+  s->proj = detail::project(*this, query, key, value);  // 1.
+  detail::Projections<T>& p = s->proj;
+  const TensorView qv = detail::head_view(p.q, p.ldq, dq, Hq_, hd_, bf);
+  const TensorView kv = detail::head_view(p.k, p.ldkv, dk, Hkv_, hd_, bf);
+  const TensorView vv = detail::head_view(p.v, p.ldkv, dk, Hkv_, hd_, bf);
+  if (rotary_) {  // 2.
+    rotary_->forward(qv, options.positions);
+    rotary_->forward(kv, options.positions);
+  }
+
+  SdpaParams& sp = s->params;  // 3.
+  sp.mask.causal = options.is_causal;
+  sp.mask.alignment = options.causal_alignment.value_or(Alignment::top_left);
+  sp.mask.k_lengths = options.key_lengths;
+  if (options.attn_mask.defined()) {
+    if (is_floating(options.attn_mask.dtype))
+      sp.mask.bias = options.attn_mask;
+    else
+      sp.mask.bool_mask = options.attn_mask;
+  }
+  sp.dropout_p = training_ ? config_.dropout : 0.0;
+  sp.dropout_seed = config_.seed;
+  sp.dropout_offset = options.dropout_offset;
+  sp.probs_kind = ProbsKind::post_dropout;
+  s->ctx = Tensor(detail::dtype_of<T>(), {dq.B * dq.L, E_});
+  s->lse = Tensor(DType::f32, {dq.B, Hq_, dq.L});
+  Tensor probs;
+  if (options.need_weights) probs = Tensor(detail::dtype_of<T>(), {dq.B, Hq_, dq.L, dk.L});
+  const TensorView ctx = detail::head_view(s->ctx.template ptr<T>(), E_, dq, Hq_, hd_, bf);
+  sdpa_forward({ctx, s->lse, options.need_weights ? probs.view() : TensorView()}, qv, kv, vv, sp);
+
+  MhaOutput r;  // 4.
+  s->out_shape = detail::shape_with_last(query, E_);
+  r.out = detail::make_tensor(detail::dtype_of<T>(), s->out_shape);
+  out_proj_.forward(s->ctx.template ptr<T>(), dq.B * dq.L, E_, r.out.template ptr<T>(), E_);
+  if (options.need_weights) r.weights = attention_weights<T>(probs, options.average_attn_weights, dq.batched);
+
+  s->query = query;
+  s->key = key;
+  s->value = value;
+  s->positions = options.positions;
+  saved_ = std::move(s);
+  return r;
+}
+
+template MhaOutput MultiheadAttention<float>::forward(const TensorView&, const TensorView&, const TensorView&,
+                                                      const MhaOptions&);
+template MhaOutput MultiheadAttention<double>::forward(const TensorView&, const TensorView&, const TensorView&,
+                                                       const MhaOptions&);
+
+}  // namespace attn::nn
