@@ -1,4 +1,4 @@
-// `attn bench [--quick] [--shapes S] [--op fwd|bwd|fwdbwd|decode] [--json FILE] [--plot FILE.png]
+// `attn bench [--quick] [--shapes S] [--op fwd|bwd|fwdbwd|decode|mha] [--json FILE] [--plot FILE.png]
 // [--threads N] [--reps N]`: the sweep of bench/sweep.hpp (forward, backward, or both) on attn's cpu
 // backend (fp32, bf16) and the naive BLAS baseline, with the fp32 FMA peak, the bf16 peak and the
 // sgemm rate measured in the same run (DESIGN.md §12). A progress bar on stderr, the table on
@@ -26,6 +26,7 @@
 #include "env.hpp"
 #include "report.hpp"
 #include "decode_bench.hpp"
+#include "mha_bench.hpp"
 #include "sweep.hpp"
 
 namespace attn_cli {
@@ -92,6 +93,29 @@ int run_decode(const BenchOptions& opt) {
   return 0;
 }
 
+/// `--op mha`: the module benchmark of bench/mha_bench.cpp (torch's side: bench/mha_torch.py).
+int run_mha(const BenchOptions& opt) {
+  attn::bench::MhaBenchOptions m;
+  m.json_path = opt.json_path;
+  m.threads = opt.threads;
+  if (opt.reps > 0) m.repeats = opt.reps;
+  if (opt.quick) {
+    m.embed_dims = {512};
+    m.heads = {8};
+    m.kinds = {"mha", "gqa"};
+    m.lengths = {512};
+  } else if (opt.shapes == "smoke") {
+    m.embed_dims = {64};
+    m.heads = {4};
+    m.lengths = {32};
+    m.repeats = 1;
+  } else if (!opt.shapes.empty()) {
+    throw attn::Error("--shapes", "--op mha takes --quick or --shapes smoke (the sweep is E x heads x kind x N)");
+  }
+  attn::bench::run_mha_bench(m, stdout);
+  return 0;
+}
+
 /// `--memory-probe cpu|naive` (the child of --memory): one line on stdout.
 int run_memory_probe(const BenchOptions& opt, int threads) {
   const auto shapes = opt.shapes.empty() ? std::vector<attn::bench::Shape>{attn::bench::memory_shape()}
@@ -155,6 +179,7 @@ int run_memory(const BenchOptions& opt, int threads) {
 int run_bench(const BenchOptions& opt) {
   attn::bench::ensure_bench_environment();
   if (opt.op == "decode") return run_decode(opt);
+  if (opt.op == "mha") return run_mha(opt);
   if (!opt.memory_probe.empty() || opt.memory) {
     const int threads = opt.threads > 0 ? opt.threads : omp_get_max_threads();
     omp_set_num_threads(threads);
@@ -227,9 +252,9 @@ void add_bench(CLI::App& app) {
   cmd->add_option("--shapes", opt->shapes,
                   "full (default), quick, smoke, or a list of BxHqxHkvxNxD[c] (c = causal), e.g. 1x16x16x1024x128c");
   cmd->add_option("--op", opt->op,
-                  "Operation to benchmark: fwd, bwd (backward given out and lse), fwdbwd (both), or decode (KV cache, "
-                  "GB/s)")
-      ->check(CLI::IsMember({"fwd", "bwd", "fwdbwd", "decode"}));
+                  "Operation to benchmark: fwd, bwd (backward given out and lse), fwdbwd (both), decode (KV cache, "
+                  "GB/s), or mha (nn::MultiheadAttention forward and forward+backward, split into GEMMs and SDPA)")
+      ->check(CLI::IsMember({"fwd", "bwd", "fwdbwd", "decode", "mha"}));
   cmd->add_flag("--memory", opt->memory,
                 "Peak RSS of the cpu and naive backward (default shape 1x16x16x16384x128c, or the first of --shapes), "
                 "each in a fresh child process");

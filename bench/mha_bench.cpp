@@ -1,0 +1,205 @@
+// `attn bench --op mha` (see mha_bench.hpp). Flops: projections 2·M·E·(E + 2·Hkv·hd) + 2·M·E² forward
+// (M = B·N), twice that again in backward (dX and dW of each); attention 4·B·Hq·N²·hd forward
+// (half when causal), 2.5× that in backward (DESIGN.md §5).
+
+#include "mha_bench.hpp"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <fstream>
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "attn/error.hpp"
+#include "attn/nn/make_attention.hpp"
+#include "attn/sdpa.hpp"
+#include "baselines.hpp"
+#include "env.hpp"
+#include "sweep.hpp"
+
+namespace attn::bench {
+namespace {
+
+void fill(std::vector<float>& v, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> d(-1.0f, 1.0f);
+  for (float& x : v) x = d(rng);
+}
+
+void sgemm(bool tb, std::int64_t M, std::int64_t N, std::int64_t K, const float* A, std::int64_t lda, const float* B,
+           std::int64_t ldb, float beta, float* C, std::int64_t ldc, bool ta = false) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<int>(M),
+              static_cast<int>(N), static_cast<int>(K), 1.0f, A, static_cast<int>(lda), B, static_cast<int>(ldb), beta,
+              C, static_cast<int>(ldc));
+}
+
+// [B, H, N, hd] view of heads at columns h·hd of a [B·N, ld] row-major buffer (batch first).
+TensorView heads(float* p, std::int64_t ld, std::int64_t B, std::int64_t H, std::int64_t N, std::int64_t hd) {
+  return TensorView(p, DType::f32, {B, H, N, hd}, {N * ld, hd, ld, 1});
+}
+
+struct Case {
+  std::string kind;
+  std::int64_t B, E, Hq, Hkv, N;
+};
+
+// Times one configuration: the module, then its GEMM calls and SDPA calls on their own.
+void run_case(const Case& c, const MhaBenchOptions& o, double sgemm_rate, std::vector<MhaBenchResult>& results) {
+  nn::MhaConfig cfg;
+  cfg.embed_dim = c.E;
+  cfg.num_heads = c.Hq;
+  cfg.num_kv_heads = c.Hkv;
+  cfg.batch_first = true;
+  auto m = nn::make_attention(c.kind, cfg);
+  const std::int64_t hd = c.E / c.Hq, kv = c.Hkv * hd, Etot = c.E + 2 * kv, M = c.B * c.N;
+  std::vector<float> x(static_cast<std::size_t>(M * c.E)), dout(x.size());
+  fill(x, 1);
+  fill(dout, 2);
+  const TensorView xv(x.data(), DType::f32, {c.B, c.N, c.E}), dov(dout.data(), DType::f32, {c.B, c.N, c.E});
+  nn::MhaOptions mo;
+  mo.is_causal = o.causal;
+
+  // The module's own calls, on buffers of the module's shapes.
+  const float* w_qkv = m->q_proj().weight();  // [W_q; W_k; W_v] rows, contiguous
+  const float* w_o = m->out_proj().weight();
+  std::vector<float> qkv(static_cast<std::size_t>(M * Etot)), ctx(static_cast<std::size_t>(M * c.E)), out(ctx.size()),
+      dctx(ctx.size()), dq(ctx.size()), dk(static_cast<std::size_t>(M * kv)), dv(dk.size()), dx(ctx.size()),
+      dw(static_cast<std::size_t>(Etot * c.E + c.E * c.E)), lse(static_cast<std::size_t>(c.B * c.Hq * c.N));
+  fill(qkv, 3);
+  fill(ctx, 4);
+  SdpaParams sp;
+  sp.mask.causal = o.causal;
+  sp.mask.alignment = Alignment::top_left;
+  const TensorView q = heads(qkv.data(), Etot, c.B, c.Hq, c.N, hd),
+                   k = heads(qkv.data() + c.E, Etot, c.B, c.Hkv, c.N, hd),
+                   v = heads(qkv.data() + c.E + kv, Etot, c.B, c.Hkv, c.N, hd);
+  const TensorView ctxv = heads(ctx.data(), c.E, c.B, c.Hq, c.N, hd),
+                   dctxv = heads(dctx.data(), c.E, c.B, c.Hq, c.N, hd);
+  const TensorView lsev(lse.data(), DType::f32, {c.B, c.Hq, c.N});
+  const TensorView dqv = heads(dq.data(), c.E, c.B, c.Hq, c.N, hd), dkv = heads(dk.data(), kv, c.B, c.Hkv, c.N, hd),
+                   dvv = heads(dv.data(), kv, c.B, c.Hkv, c.N, hd);
+  auto gemm_fwd = [&] {
+    sgemm(true, M, Etot, c.E, x.data(), c.E, w_qkv, c.E, 0.0f, qkv.data(), Etot);
+    sgemm(true, M, c.E, c.E, ctx.data(), c.E, w_o, c.E, 0.0f, out.data(), c.E);
+  };
+  auto gemm_bwd = [&] {
+    sgemm(false, M, c.E, c.E, dout.data(), c.E, w_o, c.E, 0.0f, dctx.data(), c.E);                 // dctx = dout·W_o
+    sgemm(false, c.E, c.E, M, dout.data(), c.E, ctx.data(), c.E, 1.0f, dw.data(), c.E, true);      // dW_o
+    sgemm(false, M, c.E, c.E, dq.data(), c.E, w_qkv, c.E, 0.0f, dx.data(), c.E);                   // dx = dq·W_q
+    sgemm(false, M, c.E, kv, dk.data(), kv, w_qkv + c.E * c.E, c.E, 1.0f, dx.data(), c.E);         // + dk·W_k
+    sgemm(false, M, c.E, kv, dv.data(), kv, w_qkv + (c.E + kv) * c.E, c.E, 1.0f, dx.data(), c.E);  // + dv·W_v
+    sgemm(false, c.E, c.E, M, dq.data(), c.E, x.data(), c.E, 1.0f, dw.data(), c.E, true);          // dW_q
+    sgemm(false, kv, c.E, M, dk.data(), kv, x.data(), c.E, 1.0f, dw.data(), c.E, true);            // dW_k
+    sgemm(false, kv, c.E, M, dv.data(), kv, x.data(), c.E, 1.0f, dw.data(), c.E, true);            // dW_v
+  };
+  auto sdpa_fwd = [&] { sdpa_forward({ctxv, lsev, {}}, q, k, v, sp); };
+  auto sdpa_bwd = [&] { sdpa_backward({dqv, dkv, dvv, {}}, dctxv, q, k, v, ctxv, lsev, sp); };
+
+  const double Md = static_cast<double>(M), Ed = static_cast<double>(c.E);
+  const double proj_fwd_flops = 2 * Md * Ed * static_cast<double>(Etot) + 2 * Md * Ed * Ed;
+  const double attn_fwd_flops = 4.0 * static_cast<double>(c.B * c.Hq) * static_cast<double>(c.N) *
+                                static_cast<double>(c.N) * static_cast<double>(hd) * (o.causal ? 0.5 : 1.0);
+  for (const char* op : {"fwd", "fwdbwd"}) {
+    const bool bwd = op[3] == 'b';
+    const Timing tm = time_runs(
+        [&] {
+          m->forward(xv, xv, xv, mo);
+          if (bwd) m->backward(dov);
+        },
+        1, o.repeats);
+    const Timing tg = time_runs(
+        [&] {
+          gemm_fwd();
+          if (bwd) gemm_bwd();
+        },
+        1, o.repeats);
+    sdpa_fwd();  // lse for the backward
+    const Timing ts = time_runs(
+        [&] {
+          sdpa_fwd();
+          if (bwd) sdpa_bwd();
+        },
+        1, o.repeats);
+    MhaBenchResult r{c.kind, op, c.B, c.E, c.Hq, c.Hkv, c.N, tm.median_s * 1e3, tg.median_s * 1e3, ts.median_s * 1e3,
+                     0,      0,  0,   0};
+    r.gemm_gflops = proj_fwd_flops * (bwd ? 3 : 1) / tg.median_s * 1e-9;
+    r.sdpa_gflops = attn_fwd_flops * (bwd ? 3.5 : 1) / ts.median_s * 1e-9;
+    r.overhead = tm.median_s / (tg.median_s + ts.median_s) - 1;
+    r.proj_vs_sgemm = r.gemm_gflops / sgemm_rate;
+    results.push_back(r);
+  }
+}
+
+}  // namespace
+
+std::vector<MhaBenchResult> run_mha_bench(const MhaBenchOptions& o, std::FILE* out) {
+  const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
+  omp_set_num_threads(threads);
+  const MachineInfo mi = machine_info(threads);
+  const double sgemm_rate = sgemm_gflops(2048, threads, 3);
+  openblas_set_num_threads(threads);  // sgemm_gflops leaves OpenBLAS at one thread
+  std::fprintf(out, "mha bench: %s, %d threads, OpenBLAS core %s, attn ISA %s, fp32, B = %lld, %s\n", mi.cpu.c_str(),
+               threads, mi.openblas_core.c_str(), mi.isa.c_str(), static_cast<long long>(o.batch),
+               o.causal ? "causal" : "not causal");
+  std::fprintf(out, "OpenBLAS sgemm 2048^3 (same run): %.1f GFLOP/s; medians of %d runs after one warm-up\n\n",
+               sgemm_rate, o.repeats);
+  std::fprintf(out, "%-4s %-6s %5s %3s %4s %5s %9s %9s %9s %6s %9s %8s %8s\n", "kind", "op", "E", "Hq", "Hkv", "N",
+               "module ms", "gemm ms", "sdpa ms", "attn%", "overhead", "proj GF/s", "of sgemm");
+  std::vector<MhaBenchResult> results;
+  for (std::int64_t E : o.embed_dims)
+    for (std::int64_t H : o.heads)
+      for (const std::string& kind : o.kinds)
+        for (std::int64_t N : o.lengths) {
+          if (E % H) continue;
+          const std::int64_t Hkv = kind == "mha" ? H : kind == "mqa" ? 1 : H / 4;
+          const std::size_t first = results.size();
+          run_case({kind, o.batch, E, H, Hkv, N}, o, sgemm_rate, results);
+          for (std::size_t i = first; i < results.size(); ++i) {
+            const MhaBenchResult& r = results[i];
+            std::fprintf(out, "%-4s %-6s %5lld %3lld %4lld %5lld %9.2f %9.2f %9.2f %5.0f%% %8.1f%% %9.1f %7.0f%%\n",
+                         r.kind.c_str(), r.op.c_str(), static_cast<long long>(r.E), static_cast<long long>(r.Hq),
+                         static_cast<long long>(r.Hkv), static_cast<long long>(r.N), r.module_ms, r.gemm_ms, r.sdpa_ms,
+                         100 * r.sdpa_ms / (r.gemm_ms + r.sdpa_ms), 100 * r.overhead, r.gemm_gflops,
+                         100 * r.proj_vs_sgemm);
+            std::fflush(out);
+          }
+        }
+  std::fprintf(out,
+               "\nmodule: nn::MultiheadAttention<float> (self-attention, fused QKV GEMM); gemm: its sgemm calls alone "
+               "(2 forward, 8 backward); sdpa: attn::sdpa_forward (+ sdpa_backward) on the same strided head views; "
+               "overhead = module / (gemm + sdpa) - 1.\n");
+  if (!o.json_path.empty()) {
+    nlohmann::json j = {
+        {"op", "mha"},
+        {"machine", {{"cpu", mi.cpu}, {"isa", mi.isa}, {"openblas_core", mi.openblas_core}, {"threads", threads}}},
+        {"sgemm_2048_gflops", sgemm_rate},
+        {"causal", o.causal},
+        {"repeats", o.repeats}};
+    nlohmann::json rs = nlohmann::json::array();
+    for (const MhaBenchResult& r : results)
+      rs.push_back({{"kind", r.kind},
+                    {"op", r.op},
+                    {"B", r.B},
+                    {"E", r.E},
+                    {"Hq", r.Hq},
+                    {"Hkv", r.Hkv},
+                    {"N", r.N},
+                    {"module_ms", r.module_ms},
+                    {"gemm_ms", r.gemm_ms},
+                    {"sdpa_ms", r.sdpa_ms},
+                    {"gemm_gflops", r.gemm_gflops},
+                    {"sdpa_gflops", r.sdpa_gflops},
+                    {"overhead", r.overhead},
+                    {"proj_vs_sgemm", r.proj_vs_sgemm}});
+    j["results"] = rs;
+    std::ofstream f(o.json_path);
+    f << j.dump(2) << "\n";
+    if (!f) throw Error("--json", "cannot write " + o.json_path);
+    std::fprintf(out, "wrote %s\n", o.json_path.c_str());
+  }
+  return results;
+}
+
+}  // namespace attn::bench

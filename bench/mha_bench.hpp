@@ -1,0 +1,39 @@
+#pragma once
+// The module benchmark behind `attn bench --op mha`: nn::MultiheadAttention<float> self-attention
+// on (B, N, E) inputs, forward and forward+backward, against the sum of the module's own calls
+// timed alone in the same run — its projection/out-projection sgemms and its sdpa_forward /
+// sdpa_backward on the same strided head views — and OpenBLAS sgemm 2048³ (the best GEMM here).
+// Reports the time split (projections vs attention), the module's overhead over that sum and the
+// projections' rate as a fraction of the sgemm rate. The torch side is bench/mha_torch.py.
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+namespace attn::bench {
+
+struct MhaBenchOptions {
+  std::vector<std::int64_t> embed_dims{512, 1024};
+  std::vector<std::int64_t> heads{8, 16};
+  std::vector<std::string> kinds{"mha", "gqa", "mqa"};  ///< gqa: num_kv_heads = heads / 4
+  std::vector<std::int64_t> lengths{512, 2048};
+  std::int64_t batch = 1;
+  bool causal = false;
+  int repeats = 5;
+  int threads = 0;  ///< 0 = all
+  std::string json_path;
+};
+
+struct MhaBenchResult {
+  std::string kind, op;  ///< op: "fwd" or "fwdbwd"
+  std::int64_t B, E, Hq, Hkv, N;
+  double module_ms, gemm_ms, sdpa_ms;  ///< medians
+  double gemm_gflops, sdpa_gflops;
+  double overhead;       ///< module / (gemm + sdpa) − 1
+  double proj_vs_sgemm;  ///< gemm_gflops / the same run's sgemm 2048³ rate
+};
+
+std::vector<MhaBenchResult> run_mha_bench(const MhaBenchOptions& options, std::FILE* out);
+
+}  // namespace attn::bench

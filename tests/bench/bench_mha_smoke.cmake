@@ -1,0 +1,30 @@
+# `attn bench --op mha --shapes smoke --json OUT` runs end to end and writes its JSON (keys and
+# types only: timings are not checked in tests).
+#   cmake -DATTN=<attn binary> -DOUT=<json path> -P bench_mha_smoke.cmake
+cmake_minimum_required(VERSION 3.25)
+file(REMOVE ${OUT})
+execute_process(COMMAND ${ATTN} bench --op mha --shapes smoke --json ${OUT} RESULT_VARIABLE rc OUTPUT_VARIABLE out
+                ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "attn bench --op mha failed (${rc}):\n${out}\n${err}")
+endif()
+file(READ ${OUT} json)
+include(${CMAKE_CURRENT_LIST_DIR}/expect_json.cmake)
+
+foreach(key cpu isa openblas_core)
+  expect_type("${json}" STRING machine ${key})
+endforeach()
+expect_type("${json}" NUMBER sgemm_2048_gflops)
+string(JSON n LENGTH "${json}" results)
+if(NOT n EQUAL 6)
+  message(FATAL_ERROR "expected 6 results (mha, gqa, mqa x fwd, fwdbwd), got ${n}")
+endif()
+math(EXPR last "${n} - 1")
+foreach(i RANGE ${last})
+  foreach(key kind op)
+    expect_type("${json}" STRING results ${i} ${key})
+  endforeach()
+  foreach(key B E Hq Hkv N module_ms gemm_ms sdpa_ms gemm_gflops sdpa_gflops overhead proj_vs_sgemm)
+    expect_type("${json}" NUMBER results ${i} ${key})
+  endforeach()
+endforeach()
