@@ -7,6 +7,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build pkg-config git    # toolchain (CMake 3.25 on Debian 12)
   libopenblas-dev                                     # BLAS baselines and module GEMMs
+  libdnnl-dev                                         # oneDNN: bf16 matmul probe (bench/gemm_probe.cpp)
   libgtest-dev libgmock-dev libbenchmark-dev          # tests and benchmarks
   libcli11-dev nlohmann-json3-dev libfmt-dev          # CLI, JSON, formatting
   gnuplot-nox                                         # `attn bench --plot`
