@@ -7,7 +7,10 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include <algorithm>
+#include <chrono>
 #include <fstream>
+#include <functional>
 #include <random>
 
 #include <nlohmann/json.hpp>
@@ -44,6 +47,25 @@ struct Case {
   std::string kind;
   std::int64_t B, E, Hq, Hkv, N;
 };
+
+// Runs every function once (warm-up), then `reps` rounds of all of them in order, each call timed.
+std::vector<Timing> time_interleaved(const std::vector<std::function<void()>>& fns, int reps) {
+  for (const auto& f : fns) f();
+  std::vector<std::vector<double>> s(fns.size());
+  for (int r = 0; r < std::max(reps, 1); ++r)
+    for (std::size_t i = 0; i < fns.size(); ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      fns[i]();
+      s[i].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+  std::vector<Timing> out;
+  for (auto& v : s) {
+    std::sort(v.begin(), v.end());
+    const std::size_t n = v.size();
+    out.push_back({n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]), v.front()});
+  }
+  return out;
+}
 
 // Times one configuration: the module, then its GEMM calls and SDPA calls on their own.
 void run_case(const Case& c, const MhaBenchOptions& o, double sgemm_rate, std::vector<MhaBenchResult>& results) {
@@ -103,25 +125,23 @@ void run_case(const Case& c, const MhaBenchOptions& o, double sgemm_rate, std::v
                                 static_cast<double>(c.N) * static_cast<double>(hd) * (o.causal ? 0.5 : 1.0);
   for (const char* op : {"fwd", "fwdbwd"}) {
     const bool bwd = op[3] == 'b';
-    const Timing tm = time_runs(
-        [&] {
-          m->forward(xv, xv, xv, mo);
-          if (bwd) m->backward(dov);
-        },
-        1, o.repeats);
-    const Timing tg = time_runs(
-        [&] {
-          gemm_fwd();
-          if (bwd) gemm_bwd();
-        },
-        1, o.repeats);
+    // Interleaved: each repetition runs the module, its GEMMs and its SDPA calls back to back, so
+    // that load changes on a shared machine hit the three alike; medians of each.
     sdpa_fwd();  // lse for the backward
-    const Timing ts = time_runs(
-        [&] {
-          sdpa_fwd();
-          if (bwd) sdpa_bwd();
-        },
-        1, o.repeats);
+    const std::vector<Timing> t = time_interleaved({[&] {
+                                                      m->forward(xv, xv, xv, mo);
+                                                      if (bwd) m->backward(dov);
+                                                    },
+                                                    [&] {
+                                                      gemm_fwd();
+                                                      if (bwd) gemm_bwd();
+                                                    },
+                                                    [&] {
+                                                      sdpa_fwd();
+                                                      if (bwd) sdpa_bwd();
+                                                    }},
+                                                   o.repeats);
+    const Timing &tm = t[0], &tg = t[1], &ts = t[2];
     MhaBenchResult r{c.kind, op, c.B, c.E, c.Hq, c.Hkv, c.N, tm.median_s * 1e3, tg.median_s * 1e3, ts.median_s * 1e3,
                      0,      0,  0,   0};
     r.gemm_gflops = proj_fwd_flops * (bwd ? 3 : 1) / tg.median_s * 1e-9;
@@ -143,7 +163,8 @@ std::vector<MhaBenchResult> run_mha_bench(const MhaBenchOptions& o, std::FILE* o
   std::fprintf(out, "mha bench: %s, %d threads, OpenBLAS core %s, attn ISA %s, fp32, B = %lld, %s\n", mi.cpu.c_str(),
                threads, mi.openblas_core.c_str(), mi.isa.c_str(), static_cast<long long>(o.batch),
                o.causal ? "causal" : "not causal");
-  std::fprintf(out, "OpenBLAS sgemm 2048^3 (same run): %.1f GFLOP/s; medians of %d runs after one warm-up\n\n",
+  std::fprintf(out,
+               "OpenBLAS sgemm 2048^3 (same run): %.1f GFLOP/s; medians of %d interleaved runs after one warm-up\n\n",
                sgemm_rate, o.repeats);
   std::fprintf(out, "%-4s %-6s %5s %3s %4s %5s %9s %9s %9s %6s %9s %8s %8s\n", "kind", "op", "E", "Hq", "Hkv", "N",
                "module ms", "gemm ms", "sdpa ms", "attn%", "overhead", "proj GF/s", "of sgemm");
