@@ -10,6 +10,7 @@ PACKAGES=(
   libdnnl-dev                                         # oneDNN: bf16 matmul probe (bench/gemm_probe.cpp)
   libgtest-dev libgmock-dev libbenchmark-dev          # tests and benchmarks
   libcli11-dev nlohmann-json3-dev libfmt-dev          # CLI, JSON, formatting
+  libicu-dev                                          # Unicode for the WordPiece tokenizer (attn::text)
   gnuplot-nox                                         # `attn bench --plot`
   clang libomp-dev                                    # the tsan preset: clang + LLVM libomp
   python3 python3-venv python3-pip                    # the Python package and its tests
