@@ -211,4 +211,5 @@ NB_MODULE(_core, m) {
 
   m.def("version", [] { return std::string(attn::version()); }, "The C++ library version.");
   register_kv_cache(m);
+  register_text(m);
 }

@@ -27,4 +27,7 @@ TensorView to_optional_view(nb::handle obj, const char* name, Keep& keep);
 /// Registers attn::Error -> ValueError (TypeError when the message is about a dtype).
 void register_errors();
 
+/// Registers attn._core.WordPiece, the BERT tokenizer (text_bindings.cpp).
+void register_text(nb::module_& m);
+
 }  // namespace attn::py
