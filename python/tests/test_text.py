@@ -166,7 +166,7 @@ def test_cli_tokenize_equals_tokenizers():
     if not cli.is_file():
         pytest.skip(f"no attn CLI at {cli} (build the release preset or set ATTN_CLI)")
     out = subprocess.run([str(cli), "tokenize", "--vocab", str(MODEL_DIR / "vocab.txt"), "--max-length", "256"],
-                         stdin=CORPUS.open("rb"), capture_output=True, check=True).stdout.decode()
+                         input=CORPUS.read_bytes(), capture_output=True, check=True).stdout.decode()
     got = [list(map(int, l.split())) for l in out.split("\n")[:-1]]
     hf = Tokenizer.from_file(str(MODEL_DIR / "tokenizer.json"))
     hf.no_padding()

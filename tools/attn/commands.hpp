@@ -13,6 +13,9 @@ void add_bench_decode(CLI::App& app);
 /// `attn demo`: one small attention problem printed step by step (demo.cpp).
 void add_demo(CLI::App& app);
 
+/// `attn tokenize`: BERT WordPiece ids of each line of stdin (tokenize.cpp).
+void add_tokenize(CLI::App& app);
+
 /// `attn bench`: the benchmark sweep against same-run baselines (bench.cpp, bench/).
 void add_bench(CLI::App& app);
 
