@@ -1,5 +1,5 @@
-// `attn bench [--quick] [--shapes S] [--op fwd|bwd|fwdbwd|decode|mha] [--json FILE] [--plot FILE.png]
-// [--threads N] [--reps N]`: the sweep of bench/sweep.hpp (forward, backward, or both) on attn's cpu
+// `attn bench [--quick] [--shapes S] [--op fwd|bwd|fwdbwd|decode|mha|linear] [--json FILE] [--plot FILE.png]
+// [--threads N] [--reps N]`: (`--op linear`: bench/linear_bench.hpp) the sweep of bench/sweep.hpp (forward, backward, or both) on attn's cpu
 // backend (fp32, bf16) and the naive BLAS baseline, with the fp32 FMA peak, the bf16 peak and the
 // sgemm rate measured in the same run (DESIGN.md §12). A progress bar on stderr, the table on
 // stdout. `attn bench --memory [--shapes S]`: peak RSS of the cpu and the naive backward at
@@ -27,6 +27,7 @@
 #include "report.hpp"
 #include "decode_bench.hpp"
 #include "mha_bench.hpp"
+#include "linear_bench.hpp"
 #include "sweep.hpp"
 
 namespace attn_cli {
@@ -176,10 +177,32 @@ int run_memory(const BenchOptions& opt, int threads) {
   return 0;
 }
 
+/// `--op linear`: linear vs exact and local attention against N (bench/linear_bench.hpp).
+int run_linear(const BenchOptions& opt) {
+  attn::bench::LinearBenchOptions l;
+  l.threads = opt.threads;
+  if (opt.reps > 0) l.reps = opt.reps;
+  l.json_path = opt.json_path;
+  l.plot_path = opt.plot_path;
+  if (opt.shapes == "smoke") {
+    l.lengths = {64, 128, 256};
+    l.H = 2;
+    l.D = l.Dv = 16;
+    l.window = 32;
+    l.exact_max_n = 256;
+  } else if (opt.quick) {
+    l.lengths = {1024, 2048, 4096, 8192};
+    l.exact_max_n = 4096;
+  }
+  attn::bench::run_linear_bench(l, stdout);
+  return 0;
+}
+
 int run_bench(const BenchOptions& opt) {
   attn::bench::ensure_bench_environment();
   if (opt.op == "decode") return run_decode(opt);
   if (opt.op == "mha") return run_mha(opt);
+  if (opt.op == "linear") return run_linear(opt);
   if (!opt.memory_probe.empty() || opt.memory) {
     const int threads = opt.threads > 0 ? opt.threads : omp_get_max_threads();
     omp_set_num_threads(threads);
@@ -253,8 +276,10 @@ void add_bench(CLI::App& app) {
                   "full (default), quick, smoke, or a list of BxHqxHkvxNxD[c] (c = causal), e.g. 1x16x16x1024x128c");
   cmd->add_option("--op", opt->op,
                   "Operation to benchmark: fwd, bwd (backward given out and lse), fwdbwd (both), decode (KV cache, "
-                  "GB/s), or mha (nn::MultiheadAttention forward and forward+backward, split into GEMMs and SDPA)")
-      ->check(CLI::IsMember({"fwd", "bwd", "fwdbwd", "decode", "mha"}));
+                  "GB/s), mha (nn::MultiheadAttention forward and forward+backward, split into GEMMs and SDPA), "
+                  "or linear (linear attention vs exact and local SDPA against N = 1k..64k, H=8, D=64; "
+                  "--quick to 8k, --shapes smoke tiny)")
+      ->check(CLI::IsMember({"fwd", "bwd", "fwdbwd", "decode", "mha", "linear"}));
   cmd->add_flag("--memory", opt->memory,
                 "Peak RSS of the cpu and naive backward (default shape 1x16x16x16384x128c, or the first of --shapes), "
                 "each in a fresh child process");
