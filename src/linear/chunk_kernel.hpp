@@ -91,9 +91,17 @@ struct ChunkKernel {
     }
   }
 
-  // dst[r][c] = src[c][r] for r < rows_dst, c < cols_dst.
+  // dst[r][c] = src[c][r] for r < rows_dst, c < cols_dst (16 × 16 register blocks where the traits
+  // have them; every padded width is a multiple of 16).
   static void transpose(const float* src, std::int64_t lds, float* dst, std::int64_t ldd, std::int64_t rows_dst,
                         std::int64_t cols_dst) {
+    if constexpr (requires { T::transpose16(src, lds, dst, ldd); }) {
+      if (rows_dst % 16 == 0 && cols_dst % 16 == 0) {
+        for (std::int64_t c = 0; c < cols_dst; c += 16)
+          for (std::int64_t r = 0; r < rows_dst; r += 16) T::transpose16(src + c * lds + r, lds, dst + r * ldd + c, ldd);
+        return;
+      }
+    }
     for (std::int64_t c = 0; c < cols_dst; ++c)
       for (std::int64_t r = 0; r < rows_dst; ++r) dst[r * ldd + c] = src[c * lds + r];
   }
@@ -113,7 +121,10 @@ struct ChunkKernel {
       }
       const std::int64_t off = b * t.strides[0] + h * t.strides[1] + n * t.strides[2];
       if (t.dtype == DType::f32 && t.strides[3] == 1) {
-        std::memcpy(d, static_cast<const float*>(t.data) + off, static_cast<std::size_t>(cols) * sizeof(float));
+        const float* src = static_cast<const float*>(t.data) + off;
+        if (n + C < t.shape[2])  // the same row of the next chunk, a chunk ahead of its use
+          for (std::int64_t c = 0; c < cols; c += 16) __builtin_prefetch(src + C * t.strides[2] + c);
+        std::memcpy(d, src, static_cast<std::size_t>(cols) * sizeof(float));
       } else {
         for (std::int64_t c = 0; c < cols; ++c) d[c] = core::load_float(t.data, t.dtype, off + c * t.strides[3]);
       }
@@ -272,10 +283,10 @@ struct ChunkKernel {
         if (p.causal) {
           intra_scores(pl, w, rows);
           gemm(rows, Dvp, C, w.a.data(), C, w.v.data(), Dvp, w.num.data(), Dvp, true, Tri::lower_a);
-          for (std::int64_t r = 0; r < rows; ++r) {
-            float s = 0.0f;
-            for (std::int64_t t = 0; t <= r; ++t) s += w.a[static_cast<std::size_t>(r * C + t)];
-            w.sum[static_cast<std::size_t>(r)] += s;
+          for (std::int64_t r = 0; r < rows; ++r) {  // rowsum of tril(A): the row is zero past r
+            V acc = T::zero();
+            for (std::int64_t t = 0; t < C; t += W) acc = T::add(acc, T::load(&w.a[static_cast<std::size_t>(r * C + t)]));
+            w.sum[static_cast<std::size_t>(r)] += T::hsum(acc);
           }
         }
         for (std::int64_t r = 0; r < rows; ++r) {

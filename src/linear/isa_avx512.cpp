@@ -12,7 +12,32 @@
 #include "cpu/isa/vec_avx512.hpp"
 #include "linear/chunk_kernel.hpp"
 namespace attn::linear {
-extern const LinearKernels kLinearAvx512Kernels{cpu::isa::Avx512::kName, ChunkKernel<cpu::isa::Avx512>::forward_task,
-                                                 ChunkKernel<cpu::isa::Avx512>::backward_task};
+namespace {
+// The AVX-512 traits plus a 16 × 16 register transpose (chunk_kernel.hpp uses it when present):
+// four stages of vpermt2ps, stage b swapping the off-diagonal b × b blocks of every 2b × 2b block.
+struct LinAvx512 : cpu::isa::Avx512 {
+  static void transpose16(const float* src, std::int64_t lds, float* dst, std::int64_t ldd) {
+    __m512 r[16];
+    for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * lds);
+    for (int b = 8; b >= 1; b /= 2) {
+      alignas(64) int lo[16], hi[16];
+      for (int c = 0; c < 16; ++c) {
+        lo[c] = (c & b) == 0 ? c : 16 + c - b;
+        hi[c] = (c & b) == 0 ? c + b : 16 + c;
+      }
+      const __m512i ilo = _mm512_load_si512(lo), ihi = _mm512_load_si512(hi);
+      for (int i = 0; i < 16; ++i) {
+        if (i & b) continue;
+        const __m512 top = r[i], bottom = r[i + b];
+        r[i] = _mm512_permutex2var_ps(top, ilo, bottom);
+        r[i + b] = _mm512_permutex2var_ps(top, ihi, bottom);
+      }
+    }
+    for (int i = 0; i < 16; ++i) _mm512_storeu_ps(dst + i * ldd, r[i]);
+  }
+};
+}  // namespace
+extern const LinearKernels kLinearAvx512Kernels{cpu::isa::Avx512::kName, ChunkKernel<LinAvx512>::forward_task,
+                                                 ChunkKernel<LinAvx512>::backward_task};
 }  // namespace attn::linear
 #include "cpu/isa/isa_end.hpp"
