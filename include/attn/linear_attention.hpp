@@ -32,7 +32,8 @@ struct LinearAttentionParams {
   MaskSpec mask;
   /// [B, Nk] bool or i8, true = padding (torch's key_padding_mask): padded keys drop out of S and z.
   TensorView key_padding_mask;
-  Backend backend = Backend::automatic;  ///< automatic (= cpu), reference or cpu
+  /// automatic: the cpu path for f32/bf16/f16 inputs, the fp64 reference (O(N²)) for f64 inputs.
+  Backend backend = Backend::automatic;
   int num_threads = 0;                   ///< 0 = all; the result does not depend on it
   std::int64_t chunk = 0;                ///< causal chunk length of the cpu backend; 0 = default
 };

@@ -522,3 +522,5 @@ def _decline_fused_fast_path(module, args):
 
 
 _LAYOUTS = "expected (L, E) unbatched, (B, L, E) with batch_first=True or (L, B, E) with batch_first=False"
+
+from .linear import linear_attention, linear_attention_step  # noqa: E402,F401  (docs/linear_attention.md)

@@ -24,6 +24,7 @@ using namespace nb::literals;
 namespace attn::py {
 
 void register_kv_cache(nb::module_& m);
+void register_linear(nb::module_& m);
 
 namespace {
 
@@ -212,4 +213,5 @@ NB_MODULE(_core, m) {
   m.def("version", [] { return std::string(attn::version()); }, "The C++ library version.");
   register_kv_cache(m);
   register_text(m);
+  register_linear(m);
 }

@@ -1,5 +1,6 @@
 // The public entry points of linear attention (include/attn/linear_attention.hpp): validate, then
-// run the reference (params.backend = reference) or the cpu path (automatic, cpu).
+// run the reference (params.backend = reference, or automatic with f64 inputs: exact fp64, O(N²))
+// or the cpu path (cpu, or automatic with f32/bf16/f16 inputs: fp32 compute).
 
 #include "attn/linear_attention.hpp"
 
@@ -8,6 +9,11 @@
 #include "linear/problem.hpp"
 
 namespace attn {
+namespace {
+bool use_reference(const LinearAttentionParams& params, const TensorView& q) {
+  return params.backend == Backend::reference || (params.backend == Backend::automatic && q.dtype == DType::f64);
+}
+}  // namespace
 
 const char* feature_map_name(FeatureMap map) { return map == FeatureMap::elu ? "elu" : "favor"; }
 
@@ -21,7 +27,7 @@ std::int64_t linear_attention_features(const LinearAttentionParams& params, std:
 void linear_attention_forward(const LinearAttentionOutputs& outputs, const TensorView& q, const TensorView& k,
                               const TensorView& v, const LinearAttentionParams& params) {
   const linear::LinearProblem p = linear::validate_forward(outputs, q, k, v, params);
-  if (params.backend == Backend::reference) linear::reference_forward(p, outputs);
+  if (use_reference(params, q)) linear::reference_forward(p, outputs);
   else linear::cpu_forward(p, outputs);
 }
 
@@ -29,7 +35,7 @@ void linear_attention_backward(const LinearAttentionGrads& grads, const TensorVi
                                const TensorView& k, const TensorView& v, const TensorView& out, const TensorView& den,
                                const LinearAttentionParams& params) {
   const linear::LinearProblem p = linear::validate_backward(grads, dout, q, k, v, out, den, params);
-  if (params.backend == Backend::reference) linear::reference_backward(p, grads, dout);
+  if (use_reference(params, q)) linear::reference_backward(p, grads, dout);
   else linear::cpu_backward(p, grads, dout, out, den);
 }
 
@@ -37,7 +43,7 @@ void linear_attention_step(const TensorView& out, const LinearAttentionState& st
                            const TensorView& k, const TensorView& v, const LinearAttentionState& state_in,
                            const LinearAttentionParams& params) {
   const linear::LinearProblem p = linear::validate_step(out, state_out, q, k, v, state_in, params);
-  if (params.backend == Backend::reference) linear::reference_step(p, out);
+  if (use_reference(params, q)) linear::reference_step(p, out);
   else linear::cpu_step(p, out);
 }
 
