@@ -3,21 +3,21 @@
 
 #include "linear_bench.hpp"
 
+#include <omp.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <attn/error.hpp>
 #include <attn/linear_attention.hpp>
 #include <attn/sdpa.hpp>
 #include <nlohmann/json.hpp>
-#include <omp.h>
-#include <sys/resource.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
-#include <ctime>
-#include <functional>
 #include <cmath>
 #include <cstdlib>
+#include <ctime>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <random>
 #include <sstream>
@@ -101,7 +101,10 @@ double loglog_slope(const std::vector<std::pair<double, double>>& pts) {
   double sx = 0, sy = 0, sxx = 0, sxy = 0;
   for (auto [n, t] : pts) {
     const double x = std::log(n), y = std::log(t);
-    sx += x; sy += y; sxx += x * x; sxy += x * y;
+    sx += x;
+    sy += y;
+    sxx += x * x;
+    sxy += x * y;
   }
   const double k = static_cast<double>(pts.size());
   return (k * sxy - sx * sy) / (k * sxx - sx * sx);
@@ -161,27 +164,32 @@ void run_linear_bench(const LinearBenchOptions& opt, std::FILE* out) {
   const MachineInfo machine = machine_info(threads);
   const PeakResult peak = fma_peak(threads, 5, 0.2);
   const std::int64_t B = opt.B, H = opt.H, D = opt.D, Dv = opt.Dv;
-  const std::int64_t m = opt.favor_m > 0 ? opt.favor_m : static_cast<std::int64_t>(std::ceil(D * std::log(static_cast<double>(D))));
+  const std::int64_t m =
+      opt.favor_m > 0 ? opt.favor_m : static_cast<std::int64_t>(std::ceil(D * std::log(static_cast<double>(D))));
   std::vector<float> omega(static_cast<std::size_t>(m * D));
   favor_projection(TensorView(omega.data(), DType::f32, {m, D}), 2024);
 
-  std::fprintf(out, "linear attention vs exact and local SDPA, forward (and the elu backward): B=%lld H=%lld D=Dv=%lld fp32, "
-               "FAVOR+ m=%lld, local w=%lld\n%s, attn isa %s, %d threads (%s), fp32 FMA peak %.1f GFLOP/s (median %.1f)\n\n",
-               static_cast<long long>(B), static_cast<long long>(H), static_cast<long long>(D), static_cast<long long>(m),
-               static_cast<long long>(opt.window), machine.cpu.c_str(), machine.isa.c_str(), threads,
-               machine.pinned ? "pinned" : "not pinned", peak.best_gflops, peak.median_gflops);
-  std::fprintf(out, "(GFLOP/s by wall clock against the peak's best; cpu-time GFLOP/s = flops · threads / process CPU "
-               "time, against the peak's cpu-time rate %.1f GFLOP/s)\n", peak.cpu_time_gflops);
-  std::fprintf(out, "%-22s %7s %12s %10s %8s %12s %8s\n", "method", "N", "ms (median)", "GFLOP/s", "% peak", "cpu GFLOP/s",
-               "% peak");
+  std::fprintf(
+      out,
+      "linear attention vs exact and local SDPA, forward (and the elu backward): B=%lld H=%lld D=Dv=%lld fp32, "
+      "FAVOR+ m=%lld, local w=%lld\n%s, attn isa %s, %d threads (%s), fp32 FMA peak %.1f GFLOP/s (median %.1f)\n\n",
+      static_cast<long long>(B), static_cast<long long>(H), static_cast<long long>(D), static_cast<long long>(m),
+      static_cast<long long>(opt.window), machine.cpu.c_str(), machine.isa.c_str(), threads,
+      machine.pinned ? "pinned" : "not pinned", peak.best_gflops, peak.median_gflops);
+  std::fprintf(out,
+               "(GFLOP/s by wall clock against the peak's best; cpu-time GFLOP/s = flops · threads / process CPU "
+               "time, against the peak's cpu-time rate %.1f GFLOP/s)\n",
+               peak.cpu_time_gflops);
+  std::fprintf(out, "%-22s %7s %12s %10s %8s %12s %8s\n", "method", "N", "ms (median)", "GFLOP/s", "% peak",
+               "cpu GFLOP/s", "% peak");
 
   std::vector<Point> pts;
   double rss_before = 0, rss_after = 0;
   const std::int64_t n_max = *std::max_element(opt.lengths.begin(), opt.lengths.end());
   for (std::int64_t N : opt.lengths) {
     const auto nq = static_cast<std::size_t>(B * H * N * D), nv = static_cast<std::size_t>(B * H * N * Dv);
-    std::vector<float> q = random_floats(nq, 1), k = random_floats(nq, 2), v = random_floats(nv, 3), o(nv), den(static_cast<std::size_t>(B * H * N)),
-                       dq(nq), dk(nq), dv(nv);
+    std::vector<float> q = random_floats(nq, 1), k = random_floats(nq, 2), v = random_floats(nv, 3), o(nv),
+                       den(static_cast<std::size_t>(B * H * N)), dq(nq), dk(nq), dv(nv);
     const TensorView qv(q.data(), DType::f32, {B, H, N, D}), kv(k.data(), DType::f32, {B, H, N, D}),
         vv(v.data(), DType::f32, {B, H, N, Dv}), ov(o.data(), DType::f32, {B, H, N, Dv}),
         dnv(den.data(), DType::f32, {B, H, N}), dqv(dq.data(), DType::f32, {B, H, N, D}),
@@ -199,7 +207,8 @@ void run_linear_bench(const LinearBenchOptions& opt, std::FILE* out) {
         sp.num_threads = threads;
         sp.backend = Backend::cpu;
         double flops = 0;
-        const double pairs = causal ? static_cast<double>(N) * static_cast<double>(N + 1) / 2 : static_cast<double>(N) * static_cast<double>(N);
+        const double pairs = causal ? static_cast<double>(N) * static_cast<double>(N + 1) / 2
+                                    : static_cast<double>(N) * static_cast<double>(N);
         const double bh = static_cast<double>(B * H);
         switch (method) {
           case Method::linear_elu:
@@ -227,7 +236,8 @@ void run_linear_bench(const LinearBenchOptions& opt, std::FILE* out) {
             sp.mask.window_right = causal ? 0 : opt.window / 2;
             double vis = 0;
             for (std::int64_t i = 0; i < N; ++i)
-              vis += static_cast<double>(std::min(N - 1, i + sp.mask.window_right) - std::max<std::int64_t>(0, i - sp.mask.window_left) + 1);
+              vis += static_cast<double>(std::min(N - 1, i + sp.mask.window_right) -
+                                         std::max<std::int64_t>(0, i - sp.mask.window_left) + 1);
             flops = 2.0 * bh * vis * static_cast<double>(D + Dv);
             fn = [&, sp] { sdpa_forward({ov, {}, {}}, qv, kv, vv, sp); };
             break;
@@ -236,9 +246,9 @@ void run_linear_bench(const LinearBenchOptions& opt, std::FILE* out) {
         const Timed t = time_with_cpu(fn, opt.reps);
         pts.push_back({method, causal, N, t.median_s, t.min_s, flops, t.cpu_s});
         const double gf = flops / t.median_s * 1e-9, gf_cpu = flops * threads / t.cpu_s * 1e-9;
-        std::fprintf(out, "%-22s %7lld %12.3f %10.1f %7.1f%% %12.1f %7.1f%%\n", label(method, causal, opt.window).c_str(),
-                     static_cast<long long>(N), t.median_s * 1e3, gf, 100 * gf / peak.best_gflops, gf_cpu,
-                     100 * gf_cpu / peak.cpu_time_gflops);
+        std::fprintf(out, "%-22s %7lld %12.3f %10.1f %7.1f%% %12.1f %7.1f%%\n",
+                     label(method, causal, opt.window).c_str(), static_cast<long long>(N), t.median_s * 1e3, gf,
+                     100 * gf / peak.best_gflops, gf_cpu, 100 * gf_cpu / peak.cpu_time_gflops);
         std::fflush(out);
       }
     if (N == n_max) rss_after = peak_rss_mib();
@@ -262,7 +272,9 @@ void run_linear_bench(const LinearBenchOptions& opt, std::FILE* out) {
         beats = "not within measured N";
         for (const Point& e : pts) {
           if (e.method != Method::exact || e.causal != causal) continue;
-          auto it = std::find_if(pts.begin(), pts.end(), [&](const Point& p) { return p.method == method && p.causal == causal && p.N == e.N; });
+          auto it = std::find_if(pts.begin(), pts.end(), [&](const Point& p) {
+            return p.method == method && p.causal == causal && p.N == e.N;
+          });
           if (it != pts.end() && it->median_s < e.median_s) {
             beats = (e.N == opt.lengths.front() ? "<= " : "") + std::to_string(e.N);
             break;
@@ -271,21 +283,26 @@ void run_linear_bench(const LinearBenchOptions& opt, std::FILE* out) {
       }
       std::fprintf(out, "%-22s %14.3f %14.3f %26s\n", label(method, causal, opt.window).c_str(), slope, slope_cpu,
                    beats.c_str());
-      summary.push_back({{"method", label(method, causal, opt.window)}, {"slope", slope}, {"slope_cpu_time", slope_cpu},
+      summary.push_back({{"method", label(method, causal, opt.window)},
+                         {"slope", slope},
+                         {"slope_cpu_time", slope_cpu},
                          {"beats_exact_from", beats}});
     }
-  std::fprintf(out, "\ncausal linear elu, 4·B·H·N·D·Dv flops, against the fp32 FMA peak (%.1f GFLOP/s):\n", peak.best_gflops);
+  std::fprintf(out, "\ncausal linear elu, 4·B·H·N·D·Dv flops, against the fp32 FMA peak (%.1f GFLOP/s):\n",
+               peak.best_gflops);
   for (const Point& p : pts)
     if (p.method == Method::linear_elu && p.causal)
       std::fprintf(out, "  N=%-6lld %6.1f GFLOP/s = %5.1f%% of peak (wall clock); %6.1f GFLOP/s = %5.1f%% (cpu time)\n",
-                   static_cast<long long>(p.N), p.flops / p.median_s * 1e-9, 100 * p.flops / p.median_s * 1e-9 / peak.best_gflops,
-                   p.flops * threads / p.cpu_s * 1e-9, 100 * p.flops * threads / p.cpu_s * 1e-9 / peak.cpu_time_gflops);
+                   static_cast<long long>(p.N), p.flops / p.median_s * 1e-9,
+                   100 * p.flops / p.median_s * 1e-9 / peak.best_gflops, p.flops * threads / p.cpu_s * 1e-9,
+                   100 * p.flops * threads / p.cpu_s * 1e-9 / peak.cpu_time_gflops);
   const double inputs_mib = 4.0 * static_cast<double>(B * H * n_max * (3 * D + 3 * Dv + 1)) / (1024.0 * 1024.0);
-  std::fprintf(out,
-               "\nmemory at N=%lld: peak RSS %.1f MiB before the first call at this N, %.1f MiB after every method at it "
-               "(inputs, outputs and gradients of this N: %.1f MiB; one [N, N] fp32 score matrix would be %.1f MiB)\n",
-               static_cast<long long>(n_max), rss_before, rss_after, inputs_mib,
-               4.0 * static_cast<double>(n_max) * static_cast<double>(n_max) / (1024.0 * 1024.0));
+  std::fprintf(
+      out,
+      "\nmemory at N=%lld: peak RSS %.1f MiB before the first call at this N, %.1f MiB after every method at it "
+      "(inputs, outputs and gradients of this N: %.1f MiB; one [N, N] fp32 score matrix would be %.1f MiB)\n",
+      static_cast<long long>(n_max), rss_before, rss_after, inputs_mib,
+      4.0 * static_cast<double>(n_max) * static_cast<double>(n_max) / (1024.0 * 1024.0));
 
   if (!opt.json_path.empty()) {
     nlohmann::json j = {{"op", "linear"},
@@ -295,16 +312,26 @@ void run_linear_bench(const LinearBenchOptions& opt, std::FILE* out) {
                         {"pinned", machine.pinned},
                         {"fma_peak_gflops", peak.best_gflops},
                         {"fma_peak_cpu_time_gflops", peak.cpu_time_gflops},
-                        {"B", B}, {"H", H}, {"D", D}, {"Dv", Dv}, {"favor_m", m}, {"window", opt.window},
+                        {"B", B},
+                        {"H", H},
+                        {"D", D},
+                        {"Dv", Dv},
+                        {"favor_m", m},
+                        {"window", opt.window},
                         {"reps", opt.reps},
                         {"rss_mib_before_nmax", rss_before},
                         {"rss_mib_after_nmax", rss_after},
                         {"summary", summary}};
     nlohmann::json rows = nlohmann::json::array();
     for (const Point& p : pts)
-      rows.push_back({{"method", method_name(p.method)}, {"causal", p.causal}, {"N", p.N}, {"median_s", p.median_s},
-                      {"min_s", p.min_s}, {"cpu_s", p.cpu_s},
-                      {"gflops", p.flops / p.median_s * 1e-9}, {"cpu_time_gflops", p.flops * threads / p.cpu_s * 1e-9}});
+      rows.push_back({{"method", method_name(p.method)},
+                      {"causal", p.causal},
+                      {"N", p.N},
+                      {"median_s", p.median_s},
+                      {"min_s", p.min_s},
+                      {"cpu_s", p.cpu_s},
+                      {"gflops", p.flops / p.median_s * 1e-9},
+                      {"cpu_time_gflops", p.flops * threads / p.cpu_s * 1e-9}});
     j["results"] = rows;
     std::ofstream f(opt.json_path);
     f << j.dump(2) << "\n";
@@ -313,8 +340,8 @@ void run_linear_bench(const LinearBenchOptions& opt, std::FILE* out) {
   }
   if (!opt.plot_path.empty()) {
     std::ostringstream title;
-    title << "attn bench --op linear: B=" << B << " H=" << H << " D=" << D << " fp32, " << machine.cpu << ", " << threads
-          << " threads";
+    title << "attn bench --op linear: B=" << B << " H=" << H << " D=" << D << " fp32, " << machine.cpu << ", "
+          << threads << " threads";
     write_plot(pts, opt, title.str());
     std::fprintf(out, "wrote %s\n", opt.plot_path.c_str());
   }

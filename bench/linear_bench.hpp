@@ -17,8 +17,8 @@ struct LinearBenchOptions {
   std::vector<std::int64_t> lengths = {1024, 2048, 4096, 8192, 16384, 32768, 65536};
   std::int64_t exact_max_n = 16384;  ///< exact SDPA is timed up to here (it is quadratic)
   std::int64_t B = 1, H = 8, D = 64, Dv = 64;
-  std::int64_t window = 256;         ///< local attention: keys within w/2 each side (causal: w − 1 behind)
-  std::int64_t favor_m = 0;          ///< FAVOR+ features; 0 = ⌈D ln D⌉ (the Performer default)
+  std::int64_t window = 256;  ///< local attention: keys within w/2 each side (causal: w − 1 behind)
+  std::int64_t favor_m = 0;   ///< FAVOR+ features; 0 = ⌈D ln D⌉ (the Performer default)
   int threads = 0, reps = 3;
   std::string json_path, plot_path;
 };

@@ -34,8 +34,8 @@ struct LinearAttentionParams {
   TensorView key_padding_mask;
   /// automatic: the cpu path for f32/bf16/f16 inputs, the fp64 reference (O(N²)) for f64 inputs.
   Backend backend = Backend::automatic;
-  int num_threads = 0;                   ///< 0 = all; the result does not depend on it
-  std::int64_t chunk = 0;                ///< causal chunk length of the cpu backend; 0 = default
+  int num_threads = 0;     ///< 0 = all; the result does not depend on it
+  std::int64_t chunk = 0;  ///< causal chunk length of the cpu backend; 0 = default
 };
 
 /// Forward outputs: out (any float dtype) and the denominators den_i = φ(q_i)ᵀz + eps (f32,

@@ -23,18 +23,25 @@ struct LinearCall {
   LinearAttentionParams params;
   LinearCall(const std::string& feature_map, nb::handle projection, bool causal, nb::handle key_padding_mask,
              double eps, const std::string& backend, int num_threads, std::int64_t chunk, bool bottom_right) {
-    if (feature_map == "elu") params.feature_map = FeatureMap::elu;
-    else if (feature_map == "favor") params.feature_map = FeatureMap::favor;
-    else throw Error("feature_map", "= '" + feature_map + "', expected 'elu' or 'favor'");
+    if (feature_map == "elu")
+      params.feature_map = FeatureMap::elu;
+    else if (feature_map == "favor")
+      params.feature_map = FeatureMap::favor;
+    else
+      throw Error("feature_map", "= '" + feature_map + "', expected 'elu' or 'favor'");
     params.projection = to_optional_view(projection, "projection", keep);
     params.mask.causal = causal;
     params.mask.alignment = bottom_right ? Alignment::bottom_right : Alignment::top_left;
     params.key_padding_mask = to_optional_view(key_padding_mask, "key_padding_mask", keep);
     params.eps = eps;
-    if (backend == "auto") params.backend = Backend::automatic;
-    else if (backend == "reference") params.backend = Backend::reference;
-    else if (backend == "cpu") params.backend = Backend::cpu;
-    else throw Error("backend", "= '" + backend + "', expected 'auto', 'reference' or 'cpu'");
+    if (backend == "auto")
+      params.backend = Backend::automatic;
+    else if (backend == "reference")
+      params.backend = Backend::reference;
+    else if (backend == "cpu")
+      params.backend = Backend::cpu;
+    else
+      throw Error("backend", "= '" + backend + "', expected 'auto', 'reference' or 'cpu'");
     params.num_threads = num_threads;
     ATTN_CHECK(chunk >= 0, "chunk", "= ", chunk, ", expected 0 (default) or >= 1");
     params.chunk = chunk;
@@ -76,8 +83,9 @@ void register_linear(nb::module_& m) {
          std::int64_t chunk) {
         LinearCall c(feature_map, projection, causal, key_padding_mask, eps, backend, num_threads, chunk, bottom_right);
         const LinearAttentionGrads g{to_view(dq, "dq", c.keep), to_view(dk, "dk", c.keep), to_view(dv, "dv", c.keep)};
-        const TensorView dov = to_view(dout, "dout", c.keep), qv = to_view(q, "q", c.keep), kv = to_view(k, "k", c.keep),
-                         vv = to_view(v, "v", c.keep), ov = to_view(out, "out", c.keep), dnv = to_view(den, "den", c.keep);
+        const TensorView dov = to_view(dout, "dout", c.keep), qv = to_view(q, "q", c.keep),
+                         kv = to_view(k, "k", c.keep), vv = to_view(v, "v", c.keep), ov = to_view(out, "out", c.keep),
+                         dnv = to_view(den, "den", c.keep);
         nb::gil_scoped_release release;
         linear_attention_backward(g, dov, qv, kv, vv, ov, dnv, c.params);
       },

@@ -18,8 +18,8 @@ template <class T>
 struct ChunkKernel {
   using V = typename T::V;
   static constexpr int W = T::W;
-  static constexpr int R = 4;              // micro-tile rows
-  static constexpr int NV = T::kPvVecs;    // micro-tile width in vectors
+  static constexpr int R = 4;            // micro-tile rows
+  static constexpr int NV = T::kPvVecs;  // micro-tile width in vectors
 
   enum class Tri { none, lower_out, lower_a, upper_a };
 
@@ -98,7 +98,8 @@ struct ChunkKernel {
     if constexpr (requires { T::transpose16(src, lds, dst, ldd); }) {
       if (rows_dst % 16 == 0 && cols_dst % 16 == 0) {
         for (std::int64_t c = 0; c < cols_dst; c += 16)
-          for (std::int64_t r = 0; r < rows_dst; r += 16) T::transpose16(src + c * lds + r, lds, dst + r * ldd + c, ldd);
+          for (std::int64_t r = 0; r < rows_dst; r += 16)
+            T::transpose16(src + c * lds + r, lds, dst + r * ldd + c, ldd);
         return;
       }
     }
@@ -109,8 +110,8 @@ struct ChunkKernel {
   // Rows n0 .. n0 + C − 1 of t[b, h] into dst [C][ld] as fp32; rows with !valid(n) and columns
   // >= t.shape[3] are zero.
   template <class Valid>
-  static void load_rows(const TensorView& t, std::int64_t b, std::int64_t h, std::int64_t n0, std::int64_t C, float* dst,
-                        std::int64_t ld, Valid&& valid) {
+  static void load_rows(const TensorView& t, std::int64_t b, std::int64_t h, std::int64_t n0, std::int64_t C,
+                        float* dst, std::int64_t ld, Valid&& valid) {
     const std::int64_t cols = t.shape[3];
     for (std::int64_t r = 0; r < C; ++r) {
       float* d = dst + r * ld;
@@ -143,7 +144,8 @@ struct ChunkKernel {
         std::memcpy(static_cast<float*>(t.data) + off, src + r * ld, static_cast<std::size_t>(cols) * sizeof(float));
       } else {
         char* base = static_cast<char*>(t.data) + off * es;
-        for (std::int64_t c = 0; c < cols; ++c) core::store_float(t.dtype, base + c * t.strides[3] * es, src[r * ld + c]);
+        for (std::int64_t c = 0; c < cols; ++c)
+          core::store_float(t.dtype, base + c * t.strides[3] * es, src[r * ld + c]);
       }
     }
   }
@@ -216,10 +218,26 @@ struct ChunkKernel {
     explicit Buffers(const CpuPlan& pl) {
       const auto C = static_cast<std::size_t>(pl.C), Dp = static_cast<std::size_t>(pl.Dp),
                  Fp = static_cast<std::size_t>(pl.Fp), Dvp = static_cast<std::size_t>(pl.Dvp);
-      xq.resize(C * Dp); pq.resize(C * Fp); xk.resize(C * Dp); pk.resize(C * Fp); kt.resize(Fp * C);
-      v.resize(C * Dvp); vt.resize(Dvp * C); s.resize(Fp * Dvp); z.resize(Fp); num.resize(C * Dvp);
-      a.resize(C * C); m.resize(C * C); dnum.resize(C * Dvp); dnumt.resize(Dvp * C); dden.resize(C);
-      dpq.resize(C * Fp); dx.resize(C * Dp); dpk.resize(C * Fp); dvt.resize(Dvp * C); sum.resize(C);
+      xq.resize(C * Dp);
+      pq.resize(C * Fp);
+      xk.resize(C * Dp);
+      pk.resize(C * Fp);
+      kt.resize(Fp * C);
+      v.resize(C * Dvp);
+      vt.resize(Dvp * C);
+      s.resize(Fp * Dvp);
+      z.resize(Fp);
+      num.resize(C * Dvp);
+      a.resize(C * C);
+      m.resize(C * C);
+      dnum.resize(C * Dvp);
+      dnumt.resize(Dvp * C);
+      dden.resize(C);
+      dpq.resize(C * Fp);
+      dx.resize(C * Dp);
+      dpk.resize(C * Fp);
+      dvt.resize(Dvp * C);
+      sum.resize(C);
     }
   };
 
@@ -285,16 +303,20 @@ struct ChunkKernel {
           gemm(rows, Dvp, C, w.a.data(), C, w.v.data(), Dvp, w.num.data(), Dvp, true, Tri::lower_a);
           for (std::int64_t r = 0; r < rows; ++r) {  // rowsum of tril(A): the row is zero past r
             V acc = T::zero();
-            for (std::int64_t t = 0; t < C; t += W) acc = T::add(acc, T::load(&w.a[static_cast<std::size_t>(r * C + t)]));
+            for (std::int64_t t = 0; t < C; t += W)
+              acc = T::add(acc, T::load(&w.a[static_cast<std::size_t>(r * C + t)]));
             w.sum[static_cast<std::size_t>(r)] += T::hsum(acc);
           }
         }
         for (std::int64_t r = 0; r < rows; ++r) {
           const float den = w.sum[static_cast<std::size_t>(r)] + static_cast<float>(p.eps);
           const V inv = T::set1(1.0f / den);
-          for (std::int64_t d = 0; d < Dvp; d += W) T::store(&w.num[static_cast<std::size_t>(r * Dvp + d)], T::mul(T::load(&w.num[static_cast<std::size_t>(r * Dvp + d)]), inv));
+          for (std::int64_t d = 0; d < Dvp; d += W)
+            T::store(&w.num[static_cast<std::size_t>(r * Dvp + d)],
+                     T::mul(T::load(&w.num[static_cast<std::size_t>(r * Dvp + d)]), inv));
           if (o.den.defined())
-            static_cast<float*>(o.den.data)[b * o.den.strides[0] + h * o.den.strides[1] + (i0 + r) * o.den.strides[2]] = den;
+            static_cast<float*>(o.den.data)[b * o.den.strides[0] + h * o.den.strides[1] + (i0 + r) * o.den.strides[2]] =
+                den;
         }
         store_rows(o.out, b, h, i0, rows, w.num.data(), Dvp);
       }
@@ -321,7 +343,8 @@ struct ChunkKernel {
     }
   }
 
-  static void load_state(const CpuPlan& pl, Buffers& w, const LinearAttentionState& st, std::int64_t b, std::int64_t kvh) {
+  static void load_state(const CpuPlan& pl, Buffers& w, const LinearAttentionState& st, std::int64_t b,
+                         std::int64_t kvh) {
     const LinearProblem& p = *pl.p;
     const auto* S = static_cast<const float*>(st.S.data);
     const auto* z = static_cast<const float*>(st.z.data);
@@ -347,8 +370,8 @@ struct ChunkKernel {
   }
 
   // Output gradients of queries i0.. of head h: dnum = g / den, dden = −(g·out) / den, dnumt = dnumᵀ.
-  static void load_dout(const CpuPlan& pl, const BwdArgs& a, Buffers& w, std::int64_t b, std::int64_t h, std::int64_t i0,
-                        std::int64_t rows) {
+  static void load_dout(const CpuPlan& pl, const BwdArgs& a, Buffers& w, std::int64_t b, std::int64_t h,
+                        std::int64_t i0, std::int64_t rows) {
     const std::int64_t C = pl.C, Dvp = pl.Dvp;
     auto in = [&](std::int64_t i) { return i < i0 + rows; };
     load_rows(a.dout, b, h, i0, C, w.dnum.data(), Dvp, in);
@@ -358,7 +381,8 @@ struct ChunkKernel {
         w.dden[static_cast<std::size_t>(r)] = 0.0f;
         continue;
       }
-      const float den = static_cast<const float*>(a.den.data)[b * a.den.strides[0] + h * a.den.strides[1] + (i0 + r) * a.den.strides[2]];
+      const float den = static_cast<const float*>(
+          a.den.data)[b * a.den.strides[0] + h * a.den.strides[1] + (i0 + r) * a.den.strides[2]];
       const float inv = 1.0f / den;
       float go = 0.0f;
       for (std::int64_t d = 0; d < Dvp; ++d) {
@@ -382,7 +406,8 @@ struct ChunkKernel {
       transpose(w.v.data(), Dvp, w.vt.data(), C, Dvp, C);
       gemm(Dvp, Fp, C, w.vt.data(), C, w.pk.data(), Fp, st, Fp, true);
       for (std::int64_t t = 0; t < C; ++t)
-        for (std::int64_t f = 0; f < Fp; f += W) T::store(w.z.data() + f, T::add(T::load(w.z.data() + f), T::load(w.pk.data() + t * Fp + f)));
+        for (std::int64_t f = 0; f < Fp; f += W)
+          T::store(w.z.data() + f, T::add(T::load(w.z.data() + f), T::load(w.pk.data() + t * Fp + f)));
     };
     // Pass 1 (queries in order): dφQ = dnum Sᵀ... i.e. dφq_r = S dnum_r + z dden_r (+ the chunk's own keys).
     std::fill(w.s.begin(), w.s.end(), 0.0f);
@@ -405,13 +430,16 @@ struct ChunkKernel {
         for (std::int64_t r = 0; r < rows; ++r) {
           const V dd = T::set1(w.dden[static_cast<std::size_t>(r)]);
           for (std::int64_t f = 0; f < Fp; f += W)
-            T::store(&w.dpq[static_cast<std::size_t>(r * Fp + f)], T::fma(dd, T::load(w.z.data() + f), T::load(&w.dpq[static_cast<std::size_t>(r * Fp + f)])));
+            T::store(&w.dpq[static_cast<std::size_t>(r * Fp + f)],
+                     T::fma(dd, T::load(w.z.data() + f), T::load(&w.dpq[static_cast<std::size_t>(r * Fp + f)])));
         }
         if (p.causal) {  // M[r][t] = dnum_r·v_t + dden_r (t <= r);  dφQ += M φK_c
           gemm(rows, C, Dvp, w.dnum.data(), Dvp, w.vt.data(), C, w.m.data(), C, false, Tri::lower_out);
           for (std::int64_t r = 0; r < C; ++r)
             for (std::int64_t t = 0; t < C; ++t)
-              w.m[static_cast<std::size_t>(r * C + t)] = (r < rows && t <= r) ? w.m[static_cast<std::size_t>(r * C + t)] + w.dden[static_cast<std::size_t>(r)] : 0.0f;
+              w.m[static_cast<std::size_t>(r * C + t)] =
+                  (r < rows && t <= r) ? w.m[static_cast<std::size_t>(r * C + t)] + w.dden[static_cast<std::size_t>(r)]
+                                       : 0.0f;
           gemm(rows, Fp, C, w.m.data(), C, w.pk.data(), Fp, w.dpq.data(), Fp, true, Tri::lower_a);
         }
         features_vjp(pl, w.xq.data(), w.pq.data(), w.dpq.data(), w.dx.data(), rows);
@@ -426,7 +454,9 @@ struct ChunkKernel {
       gemm(Dvp, Fp, C, w.dnumt.data(), C, w.pq.data(), Fp, st, Fp, true);
       for (std::int64_t r = 0; r < rows; ++r) {
         const V dd = T::set1(w.dden[static_cast<std::size_t>(r)]);
-        for (std::int64_t f = 0; f < Fp; f += W) T::store(w.z.data() + f, T::fma(dd, T::load(&w.pq[static_cast<std::size_t>(r * Fp + f)]), T::load(w.z.data() + f)));
+        for (std::int64_t f = 0; f < Fp; f += W)
+          T::store(w.z.data() + f,
+                   T::fma(dd, T::load(&w.pq[static_cast<std::size_t>(r * Fp + f)]), T::load(w.z.data() + f)));
       }
     };
     // Key gradients from the running sums: dφK = V dSᵀ… (dφk_t = dS v_t + dz), dVᵀ = dSᵀ φKᵀ.
@@ -434,7 +464,8 @@ struct ChunkKernel {
       gemm(C, Fp, Dvp, w.v.data(), Dvp, st, Fp, w.dpk.data(), Fp, false);
       for (std::int64_t t = 0; t < C; ++t)
         for (std::int64_t f = 0; f < Fp; f += W)
-          T::store(&w.dpk[static_cast<std::size_t>(t * Fp + f)], T::add(T::load(&w.dpk[static_cast<std::size_t>(t * Fp + f)]), T::load(w.z.data() + f)));
+          T::store(&w.dpk[static_cast<std::size_t>(t * Fp + f)],
+                   T::add(T::load(&w.dpk[static_cast<std::size_t>(t * Fp + f)]), T::load(w.z.data() + f)));
       gemm(Dvp, C, Fp, st, Fp, w.kt.data(), C, w.dvt.data(), C, false);
     };
     auto store_key_grads = [&](std::int64_t j0, std::int64_t t_end) {
@@ -469,7 +500,9 @@ struct ChunkKernel {
           gemm(C, C, Dvp, w.v.data(), Dvp, w.dnumt.data(), C, w.m.data(), C, false);
           for (std::int64_t t = 0; t < C; ++t)
             for (std::int64_t r = 0; r < C; ++r)
-              w.m[static_cast<std::size_t>(t * C + r)] = (r < rows && r >= t) ? w.m[static_cast<std::size_t>(t * C + r)] + w.dden[static_cast<std::size_t>(r)] : 0.0f;
+              w.m[static_cast<std::size_t>(t * C + r)] =
+                  (r < rows && r >= t) ? w.m[static_cast<std::size_t>(t * C + r)] + w.dden[static_cast<std::size_t>(r)]
+                                       : 0.0f;
           gemm(C, Fp, C, w.m.data(), C, w.pq.data(), Fp, w.dpk.data(), Fp, true, Tri::upper_a);
           // dVᵀ += dnumᵀ tril(φQ φKᵀ)
           intra_scores(pl, w, rows);

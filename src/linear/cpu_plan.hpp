@@ -18,13 +18,13 @@ inline constexpr std::int64_t pad(std::int64_t n) { return (n + kPad - 1) / kPad
 
 struct CpuPlan {
   const LinearProblem* p = nullptr;
-  std::int64_t C = 64;             // chunk length (multiple of kPad)
+  std::int64_t C = 64;  // chunk length (multiple of kPad)
   std::int64_t Dp = 0, Fp = 0, Dvp = 0;
-  std::vector<float> omega_t;      // favor: ωᵀ [Dp][Fp], zero padded
-  std::vector<float> omega;        // favor: ω [Fp][Dp], zero padded
-  float c = 1.0f;                  // favor: D^(-1/4)
-  float log_norm = 0.0f;           // favor: −½ ln m
-  bool step = false;               // read state_in, write state_out
+  std::vector<float> omega_t;  // favor: ωᵀ [Dp][Fp], zero padded
+  std::vector<float> omega;    // favor: ω [Fp][Dp], zero padded
+  float c = 1.0f;              // favor: D^(-1/4)
+  float log_norm = 0.0f;       // favor: −½ ln m
+  bool step = false;           // read state_in, write state_out
 };
 
 struct BwdArgs {

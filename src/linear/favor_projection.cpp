@@ -63,7 +63,8 @@ void favor_projection(const TensorView& omega, std::uint64_t seed) {
       }
       len = std::sqrt(len);
       for (std::int64_t d = 0; d < D; ++d)
-        store_f64(omega, (r0 + r) * omega.strides[0] + d * omega.strides[1], len * block[static_cast<std::size_t>(r * D + d)]);
+        store_f64(omega, (r0 + r) * omega.strides[0] + d * omega.strides[1],
+                  len * block[static_cast<std::size_t>(r * D + d)]);
     }
   }
 }

@@ -17,7 +17,7 @@ namespace attn::linear {
 struct FeatureSpec {
   FeatureMap map = FeatureMap::elu;
   std::int64_t D = 0, F = 0;
-  double c = 1.0;            // favor input scale D^(-1/4)
+  double c = 1.0;             // favor input scale D^(-1/4)
   std::vector<double> omega;  // [F, D]
 };
 

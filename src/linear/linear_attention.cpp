@@ -27,24 +27,30 @@ std::int64_t linear_attention_features(const LinearAttentionParams& params, std:
 void linear_attention_forward(const LinearAttentionOutputs& outputs, const TensorView& q, const TensorView& k,
                               const TensorView& v, const LinearAttentionParams& params) {
   const linear::LinearProblem p = linear::validate_forward(outputs, q, k, v, params);
-  if (use_reference(params, q)) linear::reference_forward(p, outputs);
-  else linear::cpu_forward(p, outputs);
+  if (use_reference(params, q))
+    linear::reference_forward(p, outputs);
+  else
+    linear::cpu_forward(p, outputs);
 }
 
 void linear_attention_backward(const LinearAttentionGrads& grads, const TensorView& dout, const TensorView& q,
                                const TensorView& k, const TensorView& v, const TensorView& out, const TensorView& den,
                                const LinearAttentionParams& params) {
   const linear::LinearProblem p = linear::validate_backward(grads, dout, q, k, v, out, den, params);
-  if (use_reference(params, q)) linear::reference_backward(p, grads, dout);
-  else linear::cpu_backward(p, grads, dout, out, den);
+  if (use_reference(params, q))
+    linear::reference_backward(p, grads, dout);
+  else
+    linear::cpu_backward(p, grads, dout, out, den);
 }
 
 void linear_attention_step(const TensorView& out, const LinearAttentionState& state_out, const TensorView& q,
                            const TensorView& k, const TensorView& v, const LinearAttentionState& state_in,
                            const LinearAttentionParams& params) {
   const linear::LinearProblem p = linear::validate_step(out, state_out, q, k, v, state_in, params);
-  if (use_reference(params, q)) linear::reference_step(p, out);
-  else linear::cpu_step(p, out);
+  if (use_reference(params, q))
+    linear::reference_step(p, out);
+  else
+    linear::cpu_step(p, out);
 }
 
 }  // namespace attn

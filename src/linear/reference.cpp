@@ -50,7 +50,8 @@ FeatureSpec feature_spec(const LinearProblem& p) {
     s.omega.resize(static_cast<std::size_t>(p.F * p.D));
     for (std::int64_t l = 0; l < p.F; ++l)
       for (std::int64_t d = 0; d < p.D; ++d)
-        s.omega[static_cast<std::size_t>(l * p.D + d)] = load_f64(p.projection, l * p.projection.strides[0] + d * p.projection.strides[1]);
+        s.omega[static_cast<std::size_t>(l * p.D + d)] =
+            load_f64(p.projection, l * p.projection.strides[0] + d * p.projection.strides[1]);
   }
   return s;
 }
@@ -71,9 +72,11 @@ void reference_forward(const LinearProblem& p, const LinearAttentionOutputs& o) 
             if (!visible(p, b, i, j)) continue;
             const double a = dot(phq.data(), &phk[static_cast<std::size_t>(j) * F], p.F);
             den += a;
-            for (std::int64_t d = 0; d < p.Dv; ++d) num[static_cast<std::size_t>(d)] += a * load_f64(p.v, p.v.offset({b, kvh, j, d}));
+            for (std::int64_t d = 0; d < p.Dv; ++d)
+              num[static_cast<std::size_t>(d)] += a * load_f64(p.v, p.v.offset({b, kvh, j, d}));
           }
-          for (std::int64_t d = 0; d < p.Dv; ++d) store_f64(o.out, o.out.offset({b, h, i, d}), num[static_cast<std::size_t>(d)] / den);
+          for (std::int64_t d = 0; d < p.Dv; ++d)
+            store_f64(o.out, o.out.offset({b, h, i, d}), num[static_cast<std::size_t>(d)] / den);
           if (o.den.defined()) store_f64(o.den, o.den.offset({b, h, i}), den);
         }
     }
@@ -102,7 +105,8 @@ void reference_backward(const LinearProblem& p, const LinearAttentionGrads& g, c
             if (!visible(p, b, i, j)) continue;
             a[static_cast<std::size_t>(j)] = dot(phq.data(), &phk[static_cast<std::size_t>(j) * F], p.F);
             den += a[static_cast<std::size_t>(j)];
-            for (std::size_t d = 0; d < Dv; ++d) num[d] += a[static_cast<std::size_t>(j)] * v[static_cast<std::size_t>(j) * Dv + d];
+            for (std::size_t d = 0; d < Dv; ++d)
+              num[d] += a[static_cast<std::size_t>(j)] * v[static_cast<std::size_t>(j) * Dv + d];
           }
           for (std::int64_t j = 0; j < p.Nk; ++j) {
             if (!visible(p, b, i, j)) continue;
@@ -113,18 +117,24 @@ void reference_backward(const LinearProblem& p, const LinearAttentionGrads& g, c
               dphq[f] += da * phk[static_cast<std::size_t>(j) * F + f];
               dphk[static_cast<std::size_t>(j) * F + f] += da * phq[f];
             }
-            for (std::size_t d = 0; d < Dv; ++d) dv[static_cast<std::size_t>(j) * Dv + d] += a[static_cast<std::size_t>(j)] * gi[d] / den;
+            for (std::size_t d = 0; d < Dv; ++d)
+              dv[static_cast<std::size_t>(j) * Dv + d] += a[static_cast<std::size_t>(j)] * gi[d] / den;
           }
           std::vector<double> dq(static_cast<std::size_t>(p.D), 0.0);
           features_vjp(s, q.data(), phq.data(), dphq.data(), dq.data());
-          for (std::int64_t d = 0; d < p.D; ++d) store_f64(g.dq, g.dq.offset({b, h, i, d}), dq[static_cast<std::size_t>(d)]);
+          for (std::int64_t d = 0; d < p.D; ++d)
+            store_f64(g.dq, g.dq.offset({b, h, i, d}), dq[static_cast<std::size_t>(d)]);
         }
       for (std::int64_t j = 0; j < p.Nk; ++j) {
         const std::vector<double> k = row(p.k, b, kvh, j);
         std::vector<double> dk(static_cast<std::size_t>(p.D), 0.0);
-        features_vjp(s, k.data(), &phk[static_cast<std::size_t>(j) * F], &dphk[static_cast<std::size_t>(j) * F], dk.data());
-        for (std::int64_t d = 0; d < p.D; ++d) store_f64(g.dk, g.dk.offset({b, kvh, j, d}), dk[static_cast<std::size_t>(d)]);
-        for (std::int64_t d = 0; d < p.Dv; ++d) store_f64(g.dv, g.dv.offset({b, kvh, j, d}), dv[static_cast<std::size_t>(j) * Dv + static_cast<std::size_t>(d)]);
+        features_vjp(s, k.data(), &phk[static_cast<std::size_t>(j) * F], &dphk[static_cast<std::size_t>(j) * F],
+                     dk.data());
+        for (std::int64_t d = 0; d < p.D; ++d)
+          store_f64(g.dk, g.dk.offset({b, kvh, j, d}), dk[static_cast<std::size_t>(d)]);
+        for (std::int64_t d = 0; d < p.Dv; ++d)
+          store_f64(g.dv, g.dv.offset({b, kvh, j, d}),
+                    dv[static_cast<std::size_t>(j) * Dv + static_cast<std::size_t>(d)]);
       }
     }
 }
@@ -142,7 +152,8 @@ void reference_step(const LinearProblem& p, const TensorView& out) {
         for (std::size_t f = 0; f < F; ++f) {
           const auto fi = static_cast<std::int64_t>(f);
           z[f] = load_f64(in.z, in.z.offset({b, kvh, fi}));
-          for (std::size_t d = 0; d < Dv; ++d) S[f * Dv + d] = load_f64(in.S, in.S.offset({b, kvh, fi, static_cast<std::int64_t>(d)}));
+          for (std::size_t d = 0; d < Dv; ++d)
+            S[f * Dv + d] = load_f64(in.S, in.S.offset({b, kvh, fi, static_cast<std::int64_t>(d)}));
         }
       for (std::int64_t t = 0; t < p.Nq; ++t) {
         if (p.key_valid(b, t)) {
@@ -166,7 +177,8 @@ void reference_step(const LinearProblem& p, const TensorView& out) {
       for (std::size_t f = 0; f < F; ++f) {
         const auto fi = static_cast<std::int64_t>(f);
         store_f64(st.z, st.z.offset({b, kvh, fi}), z[f]);
-        for (std::size_t d = 0; d < Dv; ++d) store_f64(st.S, st.S.offset({b, kvh, fi, static_cast<std::int64_t>(d)}), S[f * Dv + d]);
+        for (std::size_t d = 0; d < Dv; ++d)
+          store_f64(st.S, st.S.offset({b, kvh, fi, static_cast<std::int64_t>(d)}), S[f * Dv + d]);
       }
     }
 }

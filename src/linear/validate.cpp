@@ -28,15 +28,18 @@ void refuse_masks(const MaskSpec& m) {
   ATTN_CHECK(m.window_right == -1, "params.mask.window_right", "= ", m.window_right,
              ": a window is not expressible by linear attention (only causal = true, i.e. keys j <= i)", kUseSdpa,
              " with window_left/window_right");
-  ATTN_CHECK(m.alibi_slopes.empty(), "params.mask.alibi_slopes",
-             "ALiBi is not expressible by linear attention (it adds a per-(i, j) term to a score the linear form never forms)", kUseSdpa);
+  ATTN_CHECK(
+      m.alibi_slopes.empty(), "params.mask.alibi_slopes",
+      "ALiBi is not expressible by linear attention (it adds a per-(i, j) term to a score the linear form never forms)",
+      kUseSdpa);
   ATTN_CHECK(m.softcap == 0.0, "params.mask.softcap", "= ", m.softcap,
              ": softcap is not expressible by linear attention (it caps scores the linear form never forms)", kUseSdpa);
   ATTN_CHECK(!m.block_mask, "params.mask.block_mask", "a block-sparse mask is not expressible by linear attention",
              kUseSdpa);
   ATTN_CHECK(!m.mask_mod, "params.mask.mask_mod", "a per-(i, j) mask callback is not expressible by linear attention",
              kUseSdpa);
-  ATTN_CHECK(!m.score_mod, "params.mask.score_mod", "a score callback is not expressible by linear attention", kUseSdpa);
+  ATTN_CHECK(!m.score_mod, "params.mask.score_mod", "a score callback is not expressible by linear attention",
+             kUseSdpa);
   ATTN_CHECK(m.cu_seqlens_q.empty() && m.cu_seqlens_k.empty(), "params.mask.cu_seqlens_q",
              "packed variable-length batches are not supported by linear attention (pad to [B, N] and pass "
              "k_lengths or key_padding_mask)");
@@ -46,9 +49,11 @@ void refuse_masks(const MaskSpec& m) {
 }
 
 void check_params(LinearProblem& p, const LinearAttentionParams& params) {
-  ATTN_CHECK(std::isfinite(params.eps) && params.eps > 0.0, "params.eps", "= ", params.eps, ", expected a finite value > 0");
+  ATTN_CHECK(std::isfinite(params.eps) && params.eps > 0.0, "params.eps", "= ", params.eps,
+             ", expected a finite value > 0");
   ATTN_CHECK(params.chunk >= 0, "params.chunk", "= ", params.chunk, ", expected 0 (default) or >= 1");
-  ATTN_CHECK(params.backend != Backend::cuda, "params.backend", "cuda has no linear attention; use automatic, cpu or reference");
+  ATTN_CHECK(params.backend != Backend::cuda, "params.backend",
+             "cuda has no linear attention; use automatic, cpu or reference");
   p.eps = params.eps;
   p.map = params.feature_map;
   p.num_threads = params.num_threads;
@@ -57,11 +62,13 @@ void check_params(LinearProblem& p, const LinearAttentionParams& params) {
   if (p.map == FeatureMap::favor) {
     ATTN_CHECK(w.defined(), "params.projection",
                "is required for feature_map = favor (an [m, D] matrix; attn::favor_projection draws one)");
-    ATTN_CHECK(w.rank == 2, "params.projection", "has rank ", w.rank, " (shape ", w.shape_string(), "), expected rank 2 [m, D]");
-    ATTN_CHECK(is_floating(w.dtype), "params.projection", "has dtype ", dtype_name(w.dtype), ", expected a floating dtype");
+    ATTN_CHECK(w.rank == 2, "params.projection", "has rank ", w.rank, " (shape ", w.shape_string(),
+               "), expected rank 2 [m, D]");
+    ATTN_CHECK(is_floating(w.dtype), "params.projection", "has dtype ", dtype_name(w.dtype),
+               ", expected a floating dtype");
     ATTN_CHECK(w.shape[0] >= 1, "params.projection", "has m = ", w.shape[0], " rows, expected m >= 1 features");
-    ATTN_CHECK(w.shape[1] == p.D, "params.projection", "projection.shape[1] = ", w.shape[1], ", but q.shape[3] (head dim D) is ",
-               p.D, " (shape ", w.shape_string(), ")");
+    ATTN_CHECK(w.shape[1] == p.D, "params.projection", "projection.shape[1] = ", w.shape[1],
+               ", but q.shape[3] (head dim D) is ", p.D, " (shape ", w.shape_string(), ")");
     ATTN_CHECK(w.data != nullptr, "params.projection", "has a null data pointer");
     p.F = w.shape[0];
     p.projection = w;
@@ -87,18 +94,28 @@ void check_den(const TensorView& den, const LinearProblem& p, bool required) {
     ATTN_CHECK(!required, "den", "is required by linear_attention_backward (pass the forward's den)");
     return;
   }
-  ATTN_CHECK(den.rank == 3, "den", "has rank ", den.rank, " (shape ", den.shape_string(), "), expected rank 3 [B, Hq, Nq]");
+  ATTN_CHECK(den.rank == 3, "den", "has rank ", den.rank, " (shape ", den.shape_string(),
+             "), expected rank 3 [B, Hq, Nq]");
   ATTN_CHECK(den.dtype == DType::f32, "den", "has dtype ", dtype_name(den.dtype), ", expected f32");
-  ATTN_CHECK(den.shape[0] == p.B && den.shape[1] == p.Hq && den.shape[2] == p.Nq, "den", "has shape ", den.shape_string(),
-             ", expected [B, Hq, Nq] = [", p.B, ", ", p.Hq, ", ", p.Nq, "]");
+  ATTN_CHECK(den.shape[0] == p.B && den.shape[1] == p.Hq && den.shape[2] == p.Nq, "den", "has shape ",
+             den.shape_string(), ", expected [B, Hq, Nq] = [", p.B, ", ", p.Hq, ", ", p.Nq, "]");
 }
 
 // q, k, v sizes without the mask (so the refusals come first and core sees no mask it would run).
 LinearProblem sizes(const TensorView& q, const TensorView& k, const TensorView& v, const core::SdpaProblem& sp,
                     const LinearAttentionParams& params) {
   LinearProblem p;
-  p.B = sp.B; p.Hq = sp.Hq; p.Hkv = sp.Hkv; p.G = sp.G; p.Nq = sp.Nq; p.Nk = sp.Nk; p.D = sp.D; p.Dv = sp.Dv;
-  p.q = q; p.k = k; p.v = v;
+  p.B = sp.B;
+  p.Hq = sp.Hq;
+  p.Hkv = sp.Hkv;
+  p.G = sp.G;
+  p.Nq = sp.Nq;
+  p.Nk = sp.Nk;
+  p.D = sp.D;
+  p.Dv = sp.Dv;
+  p.q = q;
+  p.k = k;
+  p.v = v;
   p.causal = params.mask.causal;
   p.Lk = sp.Lk;
   p.off.assign(static_cast<std::size_t>(p.B), 0);
@@ -120,15 +137,15 @@ void check_state(const LinearAttentionState& s, const LinearProblem& p, const ch
   if (!s.S.defined() && !s.z.defined() && !required) return;
   ATTN_CHECK(s.S.defined(), s_name, "is required (an f32 [B, Hkv, F, Dv] tensor)");
   ATTN_CHECK(s.z.defined(), z_name, "is required with ", s_name, " (an f32 [B, Hkv, F] tensor)");
-  ATTN_CHECK(s.S.rank == 4 && s.S.dtype == DType::f32, s_name, "has rank ", s.S.rank, " and dtype ", dtype_name(s.S.dtype),
-             ", expected an f32 [B, Hkv, F, Dv] tensor");
+  ATTN_CHECK(s.S.rank == 4 && s.S.dtype == DType::f32, s_name, "has rank ", s.S.rank, " and dtype ",
+             dtype_name(s.S.dtype), ", expected an f32 [B, Hkv, F, Dv] tensor");
   ATTN_CHECK(s.S.shape[0] == p.B && s.S.shape[1] == p.Hkv && s.S.shape[2] == p.F && s.S.shape[3] == p.Dv, s_name,
-             "has shape ", s.S.shape_string(), ", expected [B, Hkv, F, Dv] = [", p.B, ", ", p.Hkv, ", ", p.F, ", ", p.Dv,
-             "] (F = ", p.F, " features of ", feature_map_name(p.map), ")");
-  ATTN_CHECK(s.z.rank == 3 && s.z.dtype == DType::f32, z_name, "has rank ", s.z.rank, " and dtype ", dtype_name(s.z.dtype),
-             ", expected an f32 [B, Hkv, F] tensor");
-  ATTN_CHECK(s.z.shape[0] == p.B && s.z.shape[1] == p.Hkv && s.z.shape[2] == p.F, z_name, "has shape ", s.z.shape_string(),
-             ", expected [B, Hkv, F] = [", p.B, ", ", p.Hkv, ", ", p.F, "]");
+             "has shape ", s.S.shape_string(), ", expected [B, Hkv, F, Dv] = [", p.B, ", ", p.Hkv, ", ", p.F, ", ",
+             p.Dv, "] (F = ", p.F, " features of ", feature_map_name(p.map), ")");
+  ATTN_CHECK(s.z.rank == 3 && s.z.dtype == DType::f32, z_name, "has rank ", s.z.rank, " and dtype ",
+             dtype_name(s.z.dtype), ", expected an f32 [B, Hkv, F] tensor");
+  ATTN_CHECK(s.z.shape[0] == p.B && s.z.shape[1] == p.Hkv && s.z.shape[2] == p.F, z_name, "has shape ",
+             s.z.shape_string(), ", expected [B, Hkv, F] = [", p.B, ", ", p.Hkv, ", ", p.F, "]");
   ATTN_CHECK(s.S.data != nullptr && s.z.data != nullptr, s_name, "has a null data pointer");
 }
 
@@ -195,7 +212,8 @@ LinearProblem validate_step(const TensorView& out, const LinearAttentionState& s
   LinearProblem p = sizes(q, k, v, s, lp);
   check_state(state_in, p, "state_in.S", "state_in.z", false);
   check_state(state_out, p, "state_out.S", "state_out.z", true);
-  const std::pair<const TensorView*, const char*> outs[] = {{&state_out.S, "state_out.S"}, {&state_out.z, "state_out.z"}};
+  const std::pair<const TensorView*, const char*> outs[] = {{&state_out.S, "state_out.S"},
+                                                            {&state_out.z, "state_out.z"}};
   const std::pair<const TensorView*, const char*> ins[] = {
       {&q, "q"}, {&k, "k"}, {&v, "v"}, {&out, "out"}, {&params.projection, "params.projection"}};
   for (auto [t, name] : outs)
@@ -204,7 +222,8 @@ LinearProblem validate_step(const TensorView& out, const LinearAttentionState& s
   // state_in may be state_out (in place) but not partly overlap it.
   for (const TensorView* in : {&state_in.S, &state_in.z})
     for (const TensorView* o : {&state_out.S, &state_out.z}) {
-      const bool same = in->data == o->data && in->rank == o->rank && in->shape == o->shape && in->strides == o->strides;
+      const bool same =
+          in->data == o->data && in->rank == o->rank && in->shape == o->shape && in->strides == o->strides;
       ATTN_CHECK(same || !overlaps(*in, *o), "state_out.S",
                  "partly overlaps state_in in memory (it may be the same tensors, for an in-place step, or separate)");
     }

@@ -31,14 +31,16 @@ TEST(FavorProjection, DeterministicOrthogonalBlocks) {
       }
       EXPECT_LT(std::abs(dot) / std::sqrt(nr * ns), 1e-10) << r << " " << s;
     }
-    for (std::int64_t d = 0; d < D; ++d) mean_sq += a.values[static_cast<std::size_t>(r * D + d)] * a.values[static_cast<std::size_t>(r * D + d)];
+    for (std::int64_t d = 0; d < D; ++d)
+      mean_sq += a.values[static_cast<std::size_t>(r * D + d)] * a.values[static_cast<std::size_t>(r * D + d)];
   }
   // Rows are marginally N(0, I_D): E‖ω‖² = D. 40 rows: the mean of χ²_16 / 16 has sd ≈ 0.056.
   EXPECT_NEAR(mean_sq / static_cast<double>(m * D), 1.0, 0.25);
   GuardedTensor f32 = make_tensor(DType::f32, {m, D});
   favor_projection(f32.view, 123);
   for (std::int64_t l = 0; l < m; ++l)
-    for (std::int64_t d = 0; d < D; ++d) EXPECT_FLOAT_EQ(at(f32.view, l, d), a.values[static_cast<std::size_t>(l * D + d)]);
+    for (std::int64_t d = 0; d < D; ++d)
+      EXPECT_FLOAT_EQ(at(f32.view, l, d), a.values[static_cast<std::size_t>(l * D + d)]);
 }
 
 TEST(FavorProjection, BadOmegaIsNamed) {
@@ -55,9 +57,10 @@ double mean_error(std::int64_t m, bool causal) {
     Qkv x = make_qkv(1, 2, 2, N, N, D, Dv, DType::f64, Layout::bhsd, 1000 + static_cast<std::uint64_t>(seed));
     fill_normal(x.q.view, 77 + static_cast<std::uint64_t>(seed), 0.0, 0.4);
     fill_normal(x.k.view, 88 + static_cast<std::uint64_t>(seed), 0.0, 0.4);
-    const NaiveResult exact = naive_attention(x, [&](std::int64_t, std::int64_t, std::int64_t i, std::int64_t j, double dot) {
-      return causal && j > i ? -kInf : dot / std::sqrt(static_cast<double>(D));
-    });
+    const NaiveResult exact =
+        naive_attention(x, [&](std::int64_t, std::int64_t, std::int64_t i, std::int64_t j, double dot) {
+          return causal && j > i ? -kInf : dot / std::sqrt(static_cast<double>(D));
+        });
     Projection proj = make_projection(m, D, 5000 + static_cast<std::uint64_t>(seed));
     LinearAttentionParams p;
     p.feature_map = FeatureMap::favor;
@@ -82,8 +85,8 @@ TEST(Favor, ApproximatesSoftmaxWithErrorFallingInM) {
   for (bool causal : {false, true}) {
     const double e16 = mean_error(16, causal), e64 = mean_error(64, causal), e256 = mean_error(256, causal),
                  e1024 = mean_error(1024, causal);
-    std::cout << (causal ? "causal" : "non-causal") << " errors m=16: " << e16 << ", 64: " << e64
-                                      << ", 256: " << e256 << ", 1024: " << e1024 << "\n";
+    std::cout << (causal ? "causal" : "non-causal") << " errors m=16: " << e16 << ", 64: " << e64 << ", 256: " << e256
+              << ", 1024: " << e1024 << "\n";
     EXPECT_LT(e64, e16);
     EXPECT_LT(e256, e64);
     EXPECT_LT(e1024, e256);

@@ -65,7 +65,9 @@ double loss(const BwdSetup& s) {
   p.backend = Backend::reference;
   linear_attention_forward({out.view, {}}, s.x.q, s.x.k, s.x.v, p);
   double l = 0.0;
-  for_each_element(out.view, [&](const auto& i, std::int64_t off) { l += load_f64(out.view, off) * at(s.r.view, i[0], i[1], i[2], i[3]); });
+  for_each_element(out.view, [&](const auto& i, std::int64_t off) {
+    l += load_f64(out.view, off) * at(s.r.view, i[0], i[1], i[2], i[3]);
+  });
   return l;
 }
 
@@ -136,7 +138,7 @@ const BwdCase kCpuCases[] = {
     {2, 4, 2, 7, 9, 5, 3, FeatureMap::elu, false, Alignment::bottom_right, true, 0},
     {1, 2, 1, 65, 65, 17, 33, FeatureMap::elu, true, Alignment::bottom_right, true, 0},
     {1, 3, 1, 130, 130, 64, 64, FeatureMap::elu, true, Alignment::bottom_right, false, 0},
-    {1, 2, 1, 40, 129, 16, 20, FeatureMap::elu, true, Alignment::bottom_right, true, 0},  // off = 89
+    {1, 2, 1, 40, 129, 16, 20, FeatureMap::elu, true, Alignment::bottom_right, true, 0},   // off = 89
     {1, 2, 1, 129, 40, 16, 20, FeatureMap::elu, true, Alignment::bottom_right, false, 0},  // off = −89
     {1, 2, 1, 129, 70, 16, 20, FeatureMap::elu, true, Alignment::top_left, true, 0},       // unseen keys
     {1, 2, 1, 63, 70, 16, 24, FeatureMap::favor, false, Alignment::bottom_right, true, 37},

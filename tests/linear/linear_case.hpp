@@ -28,7 +28,8 @@ inline std::vector<double> phi_of(const std::vector<double>& x, FeatureMap map, 
   std::vector<double> r(static_cast<std::size_t>(m));
   for (std::int64_t l = 0; l < m; ++l) {
     double u = 0.0;
-    for (std::int64_t d = 0; d < D; ++d) u += omega[static_cast<std::size_t>(l * D + d)] * x[static_cast<std::size_t>(d)];
+    for (std::int64_t d = 0; d < D; ++d)
+      u += omega[static_cast<std::size_t>(l * D + d)] * x[static_cast<std::size_t>(d)];
     r[static_cast<std::size_t>(l)] =
         std::exp(u / std::pow(static_cast<double>(D), 0.25) - sq / (2.0 * std::sqrt(static_cast<double>(D)))) /
         std::sqrt(static_cast<double>(m));
@@ -48,8 +49,8 @@ struct LinearSpec {
   std::vector<double> omega;  // [m, D]
   std::int64_t m = 0;
   bool causal = false;
-  std::vector<std::int64_t> off;              // per batch row (causal: query i sees j <= i + off)
-  std::vector<std::vector<bool>> key_ok;      // [B][Nk]
+  std::vector<std::int64_t> off;          // per batch row (causal: query i sees j <= i + off)
+  std::vector<std::vector<bool>> key_ok;  // [B][Nk]
   double eps = 1e-6;
 };
 
@@ -75,7 +76,8 @@ inline LinearOracle linear_oracle(const Qkv& x, const LinearSpec& s) {
           S.assign(fq.size(), std::vector<double>(static_cast<std::size_t>(x.Dv), 0.0));
           z.assign(fq.size(), 0.0);
         }
-        const std::int64_t upto = s.causal ? std::clamp<std::int64_t>(i + s.off[static_cast<std::size_t>(b)] + 1, 0, x.Nk) : x.Nk;
+        const std::int64_t upto =
+            s.causal ? std::clamp<std::int64_t>(i + s.off[static_cast<std::size_t>(b)] + 1, 0, x.Nk) : x.Nk;
         for (; next < upto; ++next) {
           if (!s.key_ok[static_cast<std::size_t>(b)][static_cast<std::size_t>(next)]) continue;
           const std::vector<double> fk = phi_of(row_of(x.k, b, kvh, next), s.map, s.omega, s.m);
@@ -152,7 +154,9 @@ inline LinearSpec spec_of(const Qkv& x, const LinearAttentionParams& params, con
 
 /// dst.q = src.q; dst.k, dst.v = the key rows j of src with j % every == 0 (in order).
 inline void copy_view_rows(const Qkv& src, const Qkv& dst, std::int64_t every) {
-  for_each_element(src.q.view, [&](const auto& i, std::int64_t off) { set(dst.q.view, load_f64(src.q.view, off), i[0], i[1], i[2], i[3]); });
+  for_each_element(src.q.view, [&](const auto& i, std::int64_t off) {
+    set(dst.q.view, load_f64(src.q.view, off), i[0], i[1], i[2], i[3]);
+  });
   for_each_element(src.k.view, [&](const auto& i, std::int64_t off) {
     if (i[2] % every == 0) set(dst.k.view, load_f64(src.k.view, off), i[0], i[1], i[2] / every, i[3]);
   });

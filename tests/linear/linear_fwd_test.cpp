@@ -17,7 +17,7 @@ struct FwdCase {
   FeatureMap map;
   bool causal;
   Alignment align;
-  bool padding;  // key_padding_mask on some keys + k_lengths on row 0
+  bool padding;    // key_padding_mask on some keys + k_lengths on row 0
   std::int64_t m;  // favor features
 };
 
@@ -36,7 +36,7 @@ const FwdCase kCases[] = {
     {2, 4, 1, 63, 65, 17, 33, FeatureMap::elu, false, Alignment::bottom_right, true, 0},
     {1, 2, 2, 65, 65, 64, 64, FeatureMap::elu, true, Alignment::bottom_right, false, 0},
     {1, 3, 1, 127, 127, 7, 9, FeatureMap::elu, true, Alignment::bottom_right, true, 0},
-    {2, 2, 1, 40, 129, 16, 20, FeatureMap::elu, true, Alignment::bottom_right, true, 0},  // off = 89
+    {2, 2, 1, 40, 129, 16, 20, FeatureMap::elu, true, Alignment::bottom_right, true, 0},   // off = 89
     {1, 2, 1, 129, 40, 16, 20, FeatureMap::elu, true, Alignment::bottom_right, false, 0},  // off = −89
     {1, 2, 1, 129, 70, 16, 20, FeatureMap::elu, true, Alignment::top_left, false, 0},
     {1, 2, 1, 63, 65, 16, 24, FeatureMap::favor, false, Alignment::bottom_right, true, 37},
@@ -151,7 +151,8 @@ TEST(LinearFwd, ChunkLengthDoesNotChangeTheResult) {
 TEST(LinearFwd, ThreadCountDoesNotChangeTheResult) {
   const FwdCase c{2, 4, 2, 100, 100, 16, 16, FeatureMap::elu, true, Alignment::bottom_right, false, 0};
   Inputs in = make_inputs(c, DType::f32, Layout::bhsd, 13);
-  GuardedTensor a = make_tensor4(DType::f32, c.B, c.Hq, c.Nq, c.Dv), b = make_tensor4(DType::f32, c.B, c.Hq, c.Nq, c.Dv);
+  GuardedTensor a = make_tensor4(DType::f32, c.B, c.Hq, c.Nq, c.Dv),
+                b = make_tensor4(DType::f32, c.B, c.Hq, c.Nq, c.Dv);
   in.params.num_threads = 1;
   linear_attention_forward({a.view, {}}, in.x.q, in.x.k, in.x.v, in.params);
   in.params.num_threads = 2;

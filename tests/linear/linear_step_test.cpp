@@ -76,11 +76,14 @@ TEST(LinearStep, DecodeEqualsChunkedCausalEqualsFormulas) {
               const auto v = row_of(x.v, b, kvh, j);
               for (std::int64_t f = 0; f < F; ++f) {
                 z[static_cast<std::size_t>(f)] += fk[static_cast<std::size_t>(f)];
-                for (std::int64_t d = 0; d < 12; ++d) S[static_cast<std::size_t>(f * 12 + d)] += fk[static_cast<std::size_t>(f)] * v[static_cast<std::size_t>(d)];
+                for (std::int64_t d = 0; d < 12; ++d)
+                  S[static_cast<std::size_t>(f * 12 + d)] +=
+                      fk[static_cast<std::size_t>(f)] * v[static_cast<std::size_t>(d)];
               }
             }
             for (std::int64_t f = 0; f < F; ++f) {
-              err = std::max(err, std::abs(at(st.z.view, b, kvh, f) - z[static_cast<std::size_t>(f)]) / (1 + std::abs(z[static_cast<std::size_t>(f)])));
+              err = std::max(err, std::abs(at(st.z.view, b, kvh, f) - z[static_cast<std::size_t>(f)]) /
+                                      (1 + std::abs(z[static_cast<std::size_t>(f)])));
               for (std::int64_t d = 0; d < 12; ++d)
                 err = std::max(err, std::abs(at(st.S.view, b, kvh, f, d) - S[static_cast<std::size_t>(f * 12 + d)]) /
                                         (1 + std::abs(S[static_cast<std::size_t>(f * 12 + d)])));

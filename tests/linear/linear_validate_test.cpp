@@ -41,27 +41,41 @@ TEST(LinearValidate, MasksTheLinearFormCannotExpressAreRefused) {
       {[&](MaskSpec& m) { m.bias = bias.view; }, "params.mask.bias"},
       {[](MaskSpec& m) { m.window_left = 3; }, "params.mask.window_left"},
       {[](MaskSpec& m) { m.window_right = 2; }, "params.mask.window_right"},
-      
-      
-      {[](MaskSpec& m) { m.alibi_slopes = {0.5, 0.25}; }, "params.mask.alibi_slopes"},
+
+      {[](MaskSpec& m) {
+         m.alibi_slopes = {0.5, 0.25};
+       },
+       "params.mask.alibi_slopes"},
       {[](MaskSpec& m) { m.softcap = 30.0; }, "params.mask.softcap"},
       {[](MaskSpec& m) { m.block_mask = BlockMask{}; }, "params.mask.block_mask"},
       {[](MaskSpec& m) { m.mask_mod = [](std::int64_t, std::int64_t, std::int64_t, std::int64_t) { return true; }; },
        "params.mask.mask_mod"},
-      {[](MaskSpec& m) { m.score_mod.value = [](double s, std::int64_t, std::int64_t, std::int64_t, std::int64_t) { return s; }; },
+      {[](MaskSpec& m) {
+         m.score_mod.value = [](double s, std::int64_t, std::int64_t, std::int64_t, std::int64_t) { return s; };
+       },
        "params.mask.score_mod"},
   };
   for (const auto& [set_mask, arg] : cases) {
     LinearAttentionParams p;
     set_mask(p.mask);
-    expect_error([&] { linear_attention_forward({c.out.view, c.den.view}, c.x.q, c.x.k, c.x.v, p); }, arg, "attn::sdpa_forward");
-    expect_error([&] { linear_attention_forward({c.out.view, c.den.view}, c.x.q, c.x.k, c.x.v, p); }, arg,
-                 "not expressible by linear attention");
+    expect_error(
+        [&] {
+          linear_attention_forward({c.out.view, c.den.view}, c.x.q, c.x.k, c.x.v, p);
+        },
+        arg, "attn::sdpa_forward");
+    expect_error(
+        [&] {
+          linear_attention_forward({c.out.view, c.den.view}, c.x.q, c.x.k, c.x.v, p);
+        },
+        arg, "not expressible by linear attention");
   }
   LinearAttentionParams p;
   p.mask.window_left = 3;
-  expect_error([&] { linear_attention_forward({c.out.view, {}}, c.x.q, c.x.k, c.x.v, p); }, "params.mask.window_left",
-               "a key would have to leave the running sum");
+  expect_error(
+      [&] {
+        linear_attention_forward({c.out.view, {}}, c.x.q, c.x.k, c.x.v, p);
+      },
+      "params.mask.window_left", "a key would have to leave the running sum");
 }
 
 TEST(LinearValidate, BadArgumentsAreNamed) {
@@ -88,14 +102,25 @@ TEST(LinearValidate, BadArgumentsAreNamed) {
   expect_error(fwd(p), "params.key_padding_mask", "expected bool or i8");
   // q/k/v/out shapes go through the SDPA validation.
   GuardedTensor bad_out = make_tensor4(DType::f32, 2, 2, 5, 4);
-  expect_error([&] { linear_attention_forward({bad_out.view, {}}, c.x.q, c.x.k, c.x.v, {}); }, "out", "value head dim Dv");
+  expect_error(
+      [&] {
+        linear_attention_forward({bad_out.view, {}}, c.x.q, c.x.k, c.x.v, {});
+      },
+      "out", "value head dim Dv");
   GuardedTensor bad_den = make_tensor(DType::f32, {2, 2, 4});
-  expect_error([&] { linear_attention_forward({c.out.view, bad_den.view}, c.x.q, c.x.k, c.x.v, {}); }, "den", "[B, Hq, Nq]");
+  expect_error(
+      [&] {
+        linear_attention_forward({c.out.view, bad_den.view}, c.x.q, c.x.k, c.x.v, {});
+      },
+      "den", "[B, Hq, Nq]");
   // The backward needs den.
   GuardedTensor dq = make_tensor4(DType::f32, 2, 2, 5, 4), dk = make_tensor4(DType::f32, 2, 1, 6, 4),
                 dv = make_tensor4(DType::f32, 2, 1, 6, 3);
-  expect_error([&] { linear_attention_backward({dq.view, dk.view, dv.view}, c.out.view, c.x.q, c.x.k, c.x.v, c.out.view, {}, {}); },
-               "den", "required");
+  expect_error(
+      [&] {
+        linear_attention_backward({dq.view, dk.view, dv.view}, c.out.view, c.x.q, c.x.k, c.x.v, c.out.view, {}, {});
+      },
+      "den", "required");
 }
 
 TEST(LinearValidate, StepChecksItsState) {
@@ -103,14 +128,23 @@ TEST(LinearValidate, StepChecksItsState) {
   GuardedTensor out = make_tensor4(DType::f32, 1, 2, 1, 3);
   GuardedTensor S = make_tensor(DType::f32, {1, 1, 4, 3}), z = make_tensor(DType::f32, {1, 1, 4});
   GuardedTensor badS = make_tensor(DType::f32, {1, 2, 4, 3});
-  expect_error([&] { linear_attention_step(out.view, {badS.view, z.view}, x.q, x.k, x.v, {}, {}); }, "state_out.S",
-               "expected [B, Hkv, F, Dv] = [1, 1, 4, 3]");
-  expect_error([&] { linear_attention_step(out.view, {S.view, z.view}, x.q, x.k, x.v, {badS.view, z.view}, {}); }, "state_in.S",
-               "expected [B, Hkv, F, Dv]");
+  expect_error(
+      [&] {
+        linear_attention_step(out.view, {badS.view, z.view}, x.q, x.k, x.v, {}, {});
+      },
+      "state_out.S", "expected [B, Hkv, F, Dv] = [1, 1, 4, 3]");
+  expect_error(
+      [&] {
+        linear_attention_step(out.view, {S.view, z.view}, x.q, x.k, x.v, {badS.view, z.view}, {});
+      },
+      "state_in.S", "expected [B, Hkv, F, Dv]");
   LinearAttentionParams p;
   p.mask.window_left = 4;
-  expect_error([&] { linear_attention_step(out.view, {S.view, z.view}, x.q, x.k, x.v, {}, p); }, "params.mask.window_left",
-               "sdpa_forward");
+  expect_error(
+      [&] {
+        linear_attention_step(out.view, {S.view, z.view}, x.q, x.k, x.v, {}, p);
+      },
+      "params.mask.window_left", "sdpa_forward");
   EXPECT_NO_THROW(linear_attention_step(out.view, {S.view, z.view}, x.q, x.k, x.v, {}, {}));
 }
 
