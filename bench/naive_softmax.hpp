@@ -1,6 +1,7 @@
 #pragma once
-// Row softmax for the naive BLAS attention baseline, vectorised with attn's own exp (the same
-// 2-ulp exp the cpu backend uses), one implementation per ISA picked at run time.
+// Row passes for the naive BLAS attention baseline, vectorised with attn's own exp (the same 2-ulp
+// exp the cpu backend uses): the naive entry of the ISA table's active entry (cpu/isa/kernels.hpp,
+// src/cpu/naive_rows_kernel.hpp), so the baseline runs at the width of the kernel it is compared with.
 
 #include <cstdint>
 
@@ -12,14 +13,10 @@ namespace attn::bench {
 using SoftmaxRowsFn = void (*)(float* s, std::int64_t rows, std::int64_t cols, std::int64_t ld,
                                std::int64_t causal_offset);
 
-/// The widest implementation the CPU runs (avx512, avx2 or scalar), and its name.
+/// The active ISA's implementation (cpuid, or ATTN_ISA), and the ISA's name.
 SoftmaxRowsFn best_softmax_rows(const char** name = nullptr);
 
-SoftmaxRowsFn softmax_rows_scalar();
-SoftmaxRowsFn softmax_rows_avx2();    // defined in naive_softmax_avx2.cpp
-SoftmaxRowsFn softmax_rows_avx512();  // defined in naive_softmax_avx512.cpp
-
-/// The row passes of the naive backward, same ISA choice as the softmax:
+/// The row passes of the naive backward, same ISA as the softmax:
 /// delta(delta, dout, out, rows, cols): delta[i] = sum_j dout[i, j]·out[i, j] (leading dim cols);
 /// ds(dp, p, delta, rows, cols, ld): dp[i, j] = p[i, j]·(dp[i, j] − delta[i]) in place (dS).
 struct BwdRowFns {
@@ -27,8 +24,5 @@ struct BwdRowFns {
   void (*ds)(float* dp, const float* p, const float* delta, std::int64_t rows, std::int64_t cols, std::int64_t ld);
 };
 BwdRowFns best_bwd_rows();
-BwdRowFns bwd_rows_scalar();
-BwdRowFns bwd_rows_avx2();    // naive_softmax_avx2.cpp
-BwdRowFns bwd_rows_avx512();  // naive_softmax_avx512.cpp
 
 }  // namespace attn::bench

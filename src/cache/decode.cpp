@@ -22,12 +22,6 @@
 
 namespace attn::kv {
 
-extern const DecodeKernels kDecodeScalar;
-#if defined(__x86_64__)
-extern const DecodeKernels kDecodeAvx2;
-extern const DecodeKernels kDecodeAvx512;
-#endif
-
 namespace {
 
 constexpr std::int64_t kChunkElems = 65536;  // K elements per chunk: 512 keys at D = 128 (≥ ggml's 512-key split)
@@ -39,16 +33,6 @@ std::int64_t chunk_keys(std::int64_t L, std::int64_t D) {
   const std::int64_t base = std::max<std::int64_t>(4 * block, kChunkElems / D / block * block);
   const std::int64_t for_cap = (L + kMaxChunks - 1) / kMaxChunks;
   return std::max(base, (for_cap + block - 1) / block * block);
-}
-
-/// The kernel table of the ISA the cpu backend runs (cpuid, or ATTN_ISA / the test override).
-const DecodeKernels& kernels() {
-  const std::string name = cpu::active_kernels().name;
-#if defined(__x86_64__)
-  if (name.rfind("avx512", 0) == 0) return kDecodeAvx512;
-  if (name == "avx2") return kDecodeAvx2;
-#endif
-  return kDecodeScalar;
 }
 
 void validate(const DecodeOutputs& o, const TensorView& q, const KvCache& cache, const DecodeParams& params) {
@@ -129,7 +113,7 @@ namespace attn {
 void decode(const DecodeOutputs& outputs, const TensorView& q, const KvCache& cache, const DecodeParams& params) {
   using kv::DecodeItem;
   kv::validate(outputs, q, cache, params);
-  const kv::DecodeKernels& kern = kv::kernels();
+  const kv::DecodeChunkFn chunk = cpu::active_kernels().decode_chunk;  // the ISA table's entry in use
   const kv::DecodePlan pl = kv::make_plan(q, cache, params);
   const std::int64_t R = pl.R, Dv = pl.Dv, groups = pl.B * pl.Hkv;
 
@@ -160,7 +144,7 @@ void decode(const DecodeOutputs& outputs, const TensorView& q, const KvCache& ca
     kv::DecodeScratch scratch;
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t t = 0; t < n_items; ++t)                                     // 2. compute
-      kern.chunk(pl, items[static_cast<std::size_t>(t)], acc.data() + t * R * Dv, state.data() + t * R, scratch);
+      chunk(pl, items[static_cast<std::size_t>(t)], acc.data() + t * R * Dv, state.data() + t * R, scratch);
     std::vector<float> total(static_cast<std::size_t>(Dv));
 #pragma omp for schedule(static)
     for (std::int64_t gr = 0; gr < groups * R; ++gr) {                             // 3. merge

@@ -1,6 +1,7 @@
 #pragma once
 // Split-KV decode, one chunk of keys for one (b, kv head), templated over an ISA's vector traits I
-// (cpu/isa/vec_*.hpp) and an i8 loader X, compiled once per ISA (decode_avx2.cpp, ...). For the
+// (cpu/isa/vec_traits.hpp), compiled once per ISA as part of its kernel table entry
+// (cpu/isa/<isa>.cpp). For the
 // R = G·Nq query rows of the kv group and keys j in the chunk, in aligned blocks of 16 keys (a
 // block never straddles a page):
 //   s_rj = pipeline(scale · q_r·k_j)      (i8: k_j = ks_j·k8_j, so s = scale·ks_j·(q_r·k8_j))
@@ -20,11 +21,15 @@
 #include <type_traits>
 
 #include "cache/decode_plan.hpp"
+#include "core/dtype_visit.hpp"
 #include "core/half.hpp"
+#include "cpu/isa/vec_traits.hpp"
+#include "variants/alibi.hpp"
+#include "variants/softcap.hpp"
 
 namespace attn::kv {
 
-template <class I, class X>
+template <cpu::isa::VecTraits I>
 struct DecodeKernel {
   using V = typename I::V;
   static constexpr int W = I::W;
@@ -35,7 +40,7 @@ struct DecodeKernel {
 
   static V load(const float* p) { return I::load(p); }
   static V load(const std::uint16_t* p) { return I::load_bf16(p); }
-  static V load(const std::int8_t* p) { return X::load_i8(p); }
+  static V load(const std::int8_t* p) { return I::load_i8(p); }
   static float load1(const float* p) { return *p; }
   static float load1(const std::uint16_t* p) { return core::bf16_to_f32(*p); }
   static float load1(const std::int8_t* p) { return static_cast<float>(*p); }
@@ -135,7 +140,8 @@ struct DecodeKernel {
     }
   }
 
-  // The scalar score pass for blocks that are masked in part or need softcap/ALiBi.
+  // The scalar score pass for blocks that are masked in part or need softcap/ALiBi: the fp32 forms
+  // of variants/softcap.hpp and variants/alibi.hpp (decode's variants: the cache has no masks).
   static void element_pass(const DecodePlan& pl, float* s, std::int64_t blk, std::int64_t lo, std::int64_t hi,
                            const float* ks, float slope, std::int64_t diag) {
     for (std::int64_t c = 0; c < kBlock; ++c) {
@@ -146,8 +152,9 @@ struct DecodeKernel {
       }
       float x = s[c] * pl.scale;
       if (ks) x *= ks[c];
-      if (pl.softcap > 0.0f) x = pl.softcap * std::tanh(x / pl.softcap);
-      if (slope != 0.0f) x -= slope * static_cast<float>(diag > j ? diag - j : j - diag);
+      float t = 0.0f;
+      if (pl.softcap > 0.0f) x = variants::Softcap::value_f32(pl.softcap, x, &t);
+      if (slope != 0.0f) x += variants::AlibiTerm::term(slope, diag, j);
       s[c] = x;
     }
   }
@@ -169,7 +176,8 @@ struct DecodeKernel {
       const std::int64_t h = it.kvh * pl.G + r / pl.Nq, i = r % pl.Nq;
       const float slope = pl.alibi.empty() ? 0.0f : pl.alibi[static_cast<std::size_t>(h)];
       const std::int64_t diag = L - pl.Nq + i;
-      if (lo == blk && hi == blk + kBlock && pl.softcap == 0.0f && slope == 0.0f) {  // the common block
+      // The block's class for this row: full (every key visible, no variant) needs no element pass.
+      if (lo == blk && hi == blk + kBlock && pl.softcap == 0.0f && slope == 0.0f) {
         const V sc = I::set1(pl.scale);
         for (std::int64_t c = 0; c < kBlock; c += W) {
           V x = I::mul(I::load(s + c), sc);
@@ -277,11 +285,9 @@ struct DecodeKernel {
   }
 
   static void run(const DecodePlan& pl, const DecodeItem& it, float* acc, cpu::SoftmaxState* st, DecodeScratch& w) {
-    switch (pl.cache->cfg.dtype) {
-      case DType::bf16: return run_typed<std::uint16_t>(pl, it, acc, st, w);
-      case DType::i8: return run_typed<std::int8_t>(pl, it, acc, st, w);
-      default: return run_typed<float>(pl, it, acc, st, w);
-    }
+    core::visit_dtype<DType::f32, DType::bf16, DType::i8>(pl.cache->cfg.dtype, "cache dtype", [&](auto d) {
+      run_typed<typename core::Elem<decltype(d)::value>::T>(pl, it, acc, st, w);
+    });
   }
 };
 

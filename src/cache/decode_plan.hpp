@@ -10,6 +10,7 @@
 
 #include "cache/kv_cache_impl.hpp"
 #include "cpu/softmax_state.hpp"
+#include "variants/window.hpp"
 
 namespace attn::kv {
 
@@ -26,12 +27,13 @@ struct DecodePlan {
   const float* q_row(std::int64_t b, std::int64_t h, std::int64_t i) const {
     return q.data() + ((b * Hq + h) * Nq + i) * D;
   }
-  /// Keys [lo, hi) visible to query position i of row b by causality, window and length.
+  /// Keys [lo, hi) visible to query position i of row b by causality, window and length: the
+  /// window rule of variants/window.hpp with the rows bottom-right aligned (off = len_b − Nq).
   void range(std::int64_t b, std::int64_t i, std::int64_t* lo, std::int64_t* hi) const {
-    const std::int64_t L = cache->len[static_cast<std::size_t>(b)], diag = L - Nq + i;
-    *hi = causal ? std::min(L, diag + 1) : L;
-    *lo = window_left >= 0 ? std::max<std::int64_t>(0, diag - window_left) : 0;
-    if (*hi < *lo) *hi = *lo;
+    const std::int64_t L = cache->len[static_cast<std::size_t>(b)];
+    const variants::RowRange r = variants::window_range(Nq, L, L - Nq, window_left, causal ? 0 : -1, i);
+    *lo = r.lo;
+    *hi = r.hi;
   }
 };
 
@@ -48,10 +50,5 @@ struct DecodeScratch {
 /// Computes one chunk: acc [R, Dv] = Σ_j exp(s_rj − m_r)·v_j (unnormalised) and state[r] = (m_r, l_r).
 using DecodeChunkFn = void (*)(const DecodePlan&, const DecodeItem&, float* acc, cpu::SoftmaxState* state,
                                DecodeScratch&);
-
-struct DecodeKernels {
-  const char* name;
-  DecodeChunkFn chunk;
-};
 
 }  // namespace attn::kv

@@ -13,6 +13,7 @@
 
 #include "attn/error.hpp"
 #include "cache/kv_cache_impl.hpp"
+#include "core/dtype_visit.hpp"
 #include "core/half.hpp"
 
 namespace attn {
@@ -37,28 +38,30 @@ void read_f32(const TensorView& t, std::int64_t off, std::int64_t stride, std::i
 
 /// Stores one fp32 row into cache storage of the given dtype (i8: quantised, scale to *scale).
 void write_row(const float* x, std::int64_t n, DType dtype, void* dst, float* scale) {
-  if (dtype == DType::f32) {
-    std::memcpy(dst, x, static_cast<std::size_t>(n) * sizeof(float));
-  } else if (dtype == DType::bf16) {
-    auto* h = static_cast<std::uint16_t*>(dst);
-    for (std::int64_t d = 0; d < n; ++d) h[d] = core::f32_to_bf16(x[d]);
-  } else {
-    float amax = 0.0f;
-    for (std::int64_t d = 0; d < n; ++d) amax = std::max(amax, std::abs(x[d]));
-    if (std::isnan(amax)) amax = std::numeric_limits<float>::quiet_NaN();
-    for (std::int64_t d = 0; d < n && !std::isnan(amax); ++d)
-      if (std::isnan(x[d])) amax = std::numeric_limits<float>::quiet_NaN();
-    const float s = amax / kInt8Max;
-    *scale = s;
-    auto* q = static_cast<std::int8_t*>(dst);
-    const bool finite_scale = s > 0.0f && std::isfinite(s);
-    for (std::int64_t d = 0; d < n; ++d) {
-      const float r = finite_scale ? std::nearbyint(x[d] / s) : 0.0f;
-      q[d] = std::isfinite(r) ? static_cast<std::int8_t>(std::clamp(r, -kInt8Max, kInt8Max)) : std::int8_t{0};
+  core::visit_dtype<DType::f32, DType::bf16, DType::i8>(dtype, "cache dtype", [&](auto t) {
+    constexpr DType kD = decltype(t)::value;
+    if constexpr (kD == DType::f32) {
+      std::memcpy(dst, x, static_cast<std::size_t>(n) * sizeof(float));
+    } else if constexpr (kD == DType::bf16) {
+      auto* h = static_cast<std::uint16_t*>(dst);
+      for (std::int64_t d = 0; d < n; ++d) h[d] = core::f32_to_bf16(x[d]);
+    } else {
+      float amax = 0.0f;
+      for (std::int64_t d = 0; d < n; ++d) amax = std::max(amax, std::abs(x[d]));
+      if (std::isnan(amax)) amax = std::numeric_limits<float>::quiet_NaN();
+      for (std::int64_t d = 0; d < n && !std::isnan(amax); ++d)
+        if (std::isnan(x[d])) amax = std::numeric_limits<float>::quiet_NaN();
+      const float s = amax / kInt8Max;
+      *scale = s;
+      auto* q = static_cast<std::int8_t*>(dst);
+      const bool finite_scale = s > 0.0f && std::isfinite(s);
+      for (std::int64_t d = 0; d < n; ++d) {
+        const float r = finite_scale ? std::nearbyint(x[d] / s) : 0.0f;
+        q[d] = std::isfinite(r) ? static_cast<std::int8_t>(std::clamp(r, -kInt8Max, kInt8Max)) : std::int8_t{0};
+      }
     }
-  }
+  });
 }
-
 
 /// Contiguous storage: reallocates to `new_cap` tokens per row, keeping the cached tokens.
 void grow_contiguous(KvCache::Impl& m, std::int64_t new_cap) {
@@ -218,11 +221,11 @@ float KvCache::element(int which, std::int64_t b, std::int64_t h, std::int64_t j
                  d < (which == 0 ? m.D : m.Dv),
              "index", "element (", b, ", ", h, ", ", j, ", ", d, ") is outside the cached tokens");
   const char* r = m.row(which, b, h, j);
-  switch (m.cfg.dtype) {
-    case DType::f32: return reinterpret_cast<const float*>(r)[d];
-    case DType::bf16: return core::bf16_to_f32(reinterpret_cast<const std::uint16_t*>(r)[d]);
-    default: return *m.scale_ptr(which, b, h, j) * static_cast<float>(reinterpret_cast<const std::int8_t*>(r)[d]);
-  }
+  return core::visit_dtype<DType::f32, DType::bf16, DType::i8>(m.cfg.dtype, "cache dtype", [&](auto t) {
+    using E = core::Elem<decltype(t)::value>;
+    const float x = E::to_f32(reinterpret_cast<const typename E::T*>(r)[d]);
+    return decltype(t)::value == DType::i8 ? *m.scale_ptr(which, b, h, j) * x : x;
+  });
 }
 
 float KvCache::scale(int which, std::int64_t b, std::int64_t h, std::int64_t j) const {

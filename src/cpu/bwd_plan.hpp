@@ -30,7 +30,7 @@ struct BwdPlan {
   std::int64_t Bc = 64;       // keys per KV block
   std::int64_t chunks = 1;    // dQ partial buffers
   std::int64_t Dp = 0, Dvp = 0;  // D and Dv rounded up to the vector width (row pitch of the tiles)
-  bool extras = false;        // bias/bool/block mask, ALiBi, softcap or callbacks: element pass per tile
+  bool extras = false;        // variants::needs_element_pass: element pass per tile
   bool dq_second_pass = false;  // dQ by a second pass over query tiles (ATTN_BWD_DQ=second_pass), not chunk partials
   float* dq_acc = nullptr;    // [chunks][Bt·Hq·Nq][Dp] fp32, zero-initialised
   const float* delta = nullptr;  // Δ = rowsum(dO∘O) per query row [Bt·Hq·Nq]

@@ -3,7 +3,7 @@
 // inner strides, sequence lengths, and the ISA override. Each direction adds its own reasons.
 
 #include "core/backend.hpp"
-#include "cpu/fwd_plan.hpp"
+#include "cpu/isa/kernels.hpp"
 
 namespace attn::cpu {
 

@@ -25,7 +25,7 @@ struct FwdPlan {
   const SdpaOutputs* o = nullptr;
   std::int64_t Br = 64;     // query positions per task
   std::int64_t Bc = 64;     // keys per tile
-  bool extras = false;      // bias/bool/block mask, ALiBi, softcap or callbacks: element pass per tile
+  bool extras = false;      // variants::needs_element_pass: element pass per tile
   std::vector<FwdTask> tasks;
 };
 
@@ -37,15 +37,6 @@ struct Workspace {
   std::vector<std::uint16_t> q16, k16, p16, v16;  // bf16 pair-packed tiles (bf16-dot ISAs only)
   std::vector<SoftmaxState> state;
   std::vector<std::int64_t> lo, hi;
-};
-
-using FwdTaskFn = void (*)(const FwdPlan&, const FwdTask&, Workspace&);
-
-/// One ISA's kernel table.
-struct CpuKernels {
-  const char* name;
-  FwdTaskFn forward_task;
-  BwdTaskFn backward_task;  // sdpa_bwd_kernel.hpp
 };
 
 }  // namespace attn::cpu

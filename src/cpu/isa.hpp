@@ -1,11 +1,11 @@
 #pragma once
-// Runtime ISA selection for the cpu backend (DESIGN.md §7): the best compiled kernel table the
+// Runtime ISA selection for the cpu kernels (docs/architecture.md): the best compiled table entry the
 // CPU supports, chosen once by cpuid; ATTN_ISA=avx512bf16|avx512|avx2|scalar forces one.
 
 #include <string>
 #include <vector>
 
-#include "cpu/fwd_plan.hpp"
+#include "cpu/isa/kernels.hpp"
 
 namespace attn::cpu {
 

@@ -22,9 +22,10 @@
 #include "cpu/bwd_plan.hpp"
 #include "cpu/can_run.hpp"
 #include "cpu/isa.hpp"
+#include "cpu/isa/vec_traits.hpp"
 #include "cpu/task_order.hpp"
 #include "cpu/tile_sizes.hpp"
-#include "variants/window.hpp"
+#include "variants/pipeline.hpp"
 
 namespace attn::cpu {
 namespace {
@@ -56,8 +57,9 @@ TileSizes backward_tiles(const core::SdpaProblem& p) {
   return backward_tile_sizes(max_keys);
 }
 
-// Row pitch of the tiles (D, Dv and Bc rounded up): a multiple of every ISA's vector width.
-constexpr std::int64_t kPitch = 16;
+// Row pitch of the tiles (D, Dv and Bc rounded up): a multiple of every ISA's vector width
+// (isa::VecTraits checks W divides kMaxLanes).
+constexpr std::int64_t kPitch = isa::kMaxLanes;
 
 std::int64_t round_up(std::int64_t x, std::int64_t m) { return (x + m - 1) / m * m; }
 
@@ -226,7 +228,6 @@ bool can_backward(const core::BackwardArgs& a, core::Reasons& why) {
 void backward(const core::BackwardArgs& a) {
   const core::SdpaProblem& p = a.p;
   const CpuKernels& kernels = active_kernels();
-  const MaskSpec& m = p.mask();
   const int threads = p.params->num_threads > 0 ? p.params->num_threads : omp_get_max_threads();
   BwdPlan plan;
   plan.a = &a;
@@ -235,8 +236,7 @@ void backward(const core::BackwardArgs& a) {
   plan.Bc = tiles.Bc;
   plan.Dp = round_up(p.D, kPitch);
   plan.Dvp = round_up(p.Dv, kPitch);
-  plan.extras = p.bias.defined() || p.bool_mask.defined() || m.block_mask || !m.alibi_slopes.empty() || m.softcap > 0.0 ||
-                static_cast<bool>(m.mask_mod) || static_cast<bool>(m.score_mod);
+  plan.extras = variants::needs_element_pass(p);
   std::int64_t max_nkb = 1;
   for (std::int64_t b = 0; b < p.B; ++b) max_nkb = std::max(max_nkb, (p.Lk[b] + plan.Bc - 1) / plan.Bc);
   const std::int64_t units = std::max<std::int64_t>(1, p.B * p.Hkv);

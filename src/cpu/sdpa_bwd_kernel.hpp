@@ -6,7 +6,7 @@
 //
 //   K [bc × D], Kᵀ [D × bc], Vᵀ [Dv × bc] converted to fp32 once; dK, dV accumulators zeroed
 //   for each query head h of the kv group, each query tile i0 .. i0 + br that sees the block:
-//     S   = Q·Kᵀ                      (then scale, or the element pass: softcap/ALiBi/bias/masks)
+//     S   = Q·Kᵀ                      (then scale, or the element pass: variants/pipeline.hpp)
 //     P   = exp(S − lse_i)            on each row's visible keys [lo_i, hi_i), else 0
 //     P'  = Z∘P                       Z = keep/(1 − p): the forward's Philox bits, replayed
 //     dV += P'ᵀ·dO
@@ -22,8 +22,8 @@
 // rows are read in place when D and Dv are multiples of 16 and every row of the tile sees a key of
 // the block; otherwise they are converted into the workspace, where rows that see no key of the
 // block, and rows with lse = −inf (fully masked), are zeroed, so NaN in memory the forward never
-// read (padding, hidden keys) cannot leak into the products. Tiles that
-// no row of the query tile sees (lengths, causal, window, block mask) are skipped. The loop order
+// read (padding, hidden keys) cannot leak into the products. Tiles that no row of the query tile
+// sees (lengths, causal, window) or that a variant hides (block mask) are skipped. The loop order
 // and the chunks depend on the shape only: the results are bitwise identical for any thread count.
 // dbias: each tile writes its score gradients into a full-size fp32 gather (every element has one
 // owner), which the driver reduces over the bias's broadcast axes in index order.
@@ -39,11 +39,13 @@
 #include "core/half.hpp"
 #include "core/philox.hpp"
 #include "cpu/bwd_plan.hpp"
+#include "cpu/convert.hpp"
+#include "cpu/isa/vec_traits.hpp"
 #include "variants/pipeline.hpp"
 
 namespace attn::cpu {
 
-template <class I>
+template <isa::VecTraits I>
 struct BwdKernel {
   using V = typename I::V;
   static constexpr int W = I::W;
@@ -101,18 +103,10 @@ struct BwdKernel {
   static void load_row(const TensorView& t, std::int64_t tb, std::int64_t h, std::int64_t n, std::int64_t n_el,
                        std::int64_t pitch, float* dst) {
     const std::int64_t base = tb * t.strides[0] + h * t.strides[1] + n * t.strides[2], cs = t.strides[3];
-    std::int64_t c = 0;
-    if (cs == 1 && t.dtype == DType::f32) {
-      std::memcpy(dst, t.at(base), static_cast<std::size_t>(n_el) * sizeof(float));
-      c = n_el;
-    } else if (cs == 1 && (t.dtype == DType::bf16 || t.dtype == DType::f16)) {
-      const auto* x = static_cast<const std::uint16_t*>(t.at(base));
-      if (t.dtype == DType::bf16)
-        for (; c + W <= n_el; c += W) I::store(dst + c, I::load_bf16(x + c));
-      else
-        for (; c + W <= n_el; c += W) I::store(dst + c, I::load_f16(x + c));
-    }
-    for (; c < n_el; ++c) dst[c] = core::load_float(t.data, t.dtype, base + c * cs);
+    if (cs == 1 && is_input_dtype(t.dtype))
+      Convert<I>::to_f32(t.at(base), t.dtype, n_el, dst);
+    else
+      for (std::int64_t c = 0; c < n_el; ++c) dst[c] = core::load_float(t.data, t.dtype, base + c * cs);
     std::fill(dst + n_el, dst + pitch, 0.0f);
   }
 
@@ -127,77 +121,25 @@ struct BwdKernel {
     std::int64_t b, tb, h, i0, br, j0, bc, bcp;
   };
 
-  /// Additive terms of row r (bias, ALiBi; −inf where the bool or block mask hides a key) for
-  /// tile columns [lo, hi), in fp32 as the forward's element pass.
-  static void additive_row(const core::SdpaProblem& p, const Tile& t, std::int64_t i, std::int64_t lo, std::int64_t hi,
-                           float* add) {
-    const MaskSpec& m = p.mask();
-    std::fill(add + lo, add + hi, 0.0f);
-    if (p.bias.defined()) {
-      const std::int64_t base = p.bias.offset(t.tb, t.h, p.tensor_row(t.b, i), p.tensor_col(t.b, t.j0));
-      for (std::int64_t c = lo; c < hi; ++c) add[c] = core::load_float(p.bias.view.data, p.bias.view.dtype, base + c * p.bias.strides[3]);
-    }
-    if (!m.alibi_slopes.empty()) {
-      const float slope = -static_cast<float>(m.alibi_slopes[static_cast<std::size_t>(t.h)]);
-      const std::int64_t diag = i + p.off[t.b] - t.j0;  // |i + off_b − j| = |diag − c|
-      for (std::int64_t c = lo; c < hi; ++c)
-        if (add[c] != kNegInf) add[c] += slope * static_cast<float>(diag > c ? diag - c : c - diag);
-    }
-    if (p.bool_mask.defined()) {
-      const std::int64_t base = p.bool_mask.offset(t.tb, t.h, p.tensor_row(t.b, i), p.tensor_col(t.b, t.j0));
-      const auto* keep = static_cast<const std::uint8_t*>(p.bool_mask.view.data);
-      for (std::int64_t c = lo; c < hi; ++c)
-        if (keep[base + c * p.bool_mask.strides[3]] == 0) add[c] = kNegInf;
-    }
-    if (m.block_mask)
-      for (std::int64_t c = lo; c < hi; ++c)
-        if (!variants::block_mask_keep(p, t.b, t.h, i, t.j0 + c)) add[c] = kNegInf;
-  }
-
-  /// Steps 1–6 of the score pipeline on the raw dots of row r (visible columns only), and
-  /// F = d score / d(scale·dot) (softcap's 1 − tanh², score_mod's grad). Callbacks run in fp64
-  /// through variants::score, the rest in fp32.
+  /// The score pipeline on the raw dots of row r (visible columns only), from the one list of
+  /// variants (variants/pipeline.hpp), and F = d score / d(scale·dot) (softcap's 1 − tanh²,
+  /// score_mod's grad; 0 where hidden). Callbacks run the fp64 pipeline per element, the rest fp32.
   static void element_pass(const BwdPlan& plan, const Tile& t, std::int64_t r, BwdWorkspace& ws) {
     const core::SdpaProblem& p = plan.a->p;
-    const MaskSpec& m = p.mask();
     const std::int64_t lo = ws.lo[r], hi = ws.hi[r], i = t.i0 + r;
     float* s = ws.s.data() + r * t.bcp;
     float* f = ws.f.data() + r * t.bcp;
     std::fill(f, f + t.bcp, 0.0f);
-    float* fb = plan.dbias_gather && m.score_mod ? ws.fb.data() + r * t.bcp : nullptr;
-    if (fb) std::fill(fb, fb + t.bcp, 0.0f);
-    if (m.mask_mod || m.score_mod) {
-      for (std::int64_t c = lo; c < hi; ++c) {
-        const std::int64_t j = t.j0 + c;
-        double pre_cap = 0.0, pre_mod = 0.0;
-        const double x = variants::visible_extra(p, t.b, t.h, i, j)
-                             ? variants::score(p, s[c], t.b, t.h, i, j, &pre_cap, &pre_mod)
-                             : -std::numeric_limits<double>::infinity();
-        s[c] = static_cast<float>(x);
-        if (x == -std::numeric_limits<double>::infinity()) continue;
-        const double g_mod = m.score_mod ? m.score_mod.grad(pre_mod, t.b, t.h, i, j) : 1.0;
-        f[c] = static_cast<float>(variants::softcap_grad(m.softcap, pre_cap) * g_mod);
-        if (fb) fb[c] = static_cast<float>(g_mod);  // d score / d bias (bias enters before score_mod)
-      }
+    if (variants::has_callback(p)) {
+      float* fb = plan.dbias_gather && p.mask().score_mod ? ws.fb.data() + r * t.bcp : nullptr;
+      if (fb) std::fill(fb, fb + t.bcp, 0.0f);  // d score / d bias (the bias enters before score_mod)
+      float unused = 0.0f;
+      for (std::int64_t c = lo; c < hi; ++c) s[c] = variants::element_fp64(p, s[c], t.b, t.h, i, t.j0 + c, f + c, fb ? fb + c : &unused);
       return;
     }
     float* add = ws.add.data();
-    additive_row(p, t, i, lo, hi, add);
-    const float scale = static_cast<float>(p.scale), cap = static_cast<float>(m.softcap);
-    for (std::int64_t c = lo; c < hi; ++c) {
-      if (add[c] == kNegInf) {
-        s[c] = kNegInf;
-        continue;
-      }
-      if (cap > 0.0f) {
-        const float th = std::tanh(s[c] * scale / cap);
-        s[c] = cap * th + add[c];
-        f[c] = 1.0f - th * th;
-      } else {
-        s[c] = s[c] * scale + add[c];
-        f[c] = 1.0f;
-      }
-    }
+    variants::row_terms({p, t.b, t.h, i, t.j0}, lo, hi, add);
+    variants::finish_row(s, 1, add, lo, hi, static_cast<float>(p.scale), static_cast<float>(p.mask().softcap), f);
   }
 
   /// Dropout factors Z of row r: 1/(1 − p) where the forward kept the element, else 0.
@@ -390,16 +332,9 @@ struct BwdKernel {
     }
   }
 
-  /// True when the block mask hides the whole tile.
-  static bool block_mask_skips(const core::SdpaProblem& p, const Tile& t) {
-    const auto& bm = p.mask().block_mask;
-    if (!bm) return false;
-    const std::int64_t qb0 = t.i0 / bm->q_block, qb1 = (t.i0 + t.br - 1) / bm->q_block;
-    const std::int64_t kb0 = t.j0 / bm->k_block, kb1 = (t.j0 + t.bc - 1) / bm->k_block;
-    for (std::int64_t qb = qb0; qb <= qb1; ++qb)
-      for (std::int64_t kb = kb0; kb <= kb1; ++kb)
-        if (variants::block_mask_keep_block(*bm, t.b, t.h, qb, kb)) return false;
-    return true;
+  /// True when a variant hides the whole tile (the query tile's window ranges are the caller's).
+  static bool variant_skips(const core::SdpaProblem& p, const Tile& t) {
+    return variants::classify_tile(p, {t.b, t.h, t.h + 1, t.i0, t.i0 + t.br, t.j0, t.j0 + t.bc}) == variants::TileClass::skip;
   }
 
   /// Second pass of the second-pass dQ scheme: query tile [q0, q0 + Br) of every head of the kv
@@ -415,7 +350,7 @@ struct BwdKernel {
       bool loaded = false;
       for (std::int64_t h = task.kvh * p.G; h < (task.kvh + 1) * p.G; ++h) {
         t.h = h;
-        if (block_mask_skips(p, t)) continue;
+        if (variant_skips(p, t)) continue;
         if (!loaded) load_kv(plan, t, task.kvh, ws);
         loaded = true;
         tile(plan, t, ws, plan.dq_acc + plan.row_id(p, tb, h, p.tensor_row(b, i0)) * plan.Dp, Products::q);
@@ -448,7 +383,7 @@ struct BwdKernel {
           const auto first = variants::window_range(p, b, i0), last = variants::window_range(p, b, i0 + t.br - 1);
           if (last.hi <= j0) continue;
           if (first.lo >= j0 + bc) break;
-          if (block_mask_skips(p, t)) continue;
+          if (variant_skips(p, t)) continue;
           tile(plan, t, ws, dq_chunk + plan.row_id(p, tb, h, p.tensor_row(b, i0)) * plan.Dp, what);
         }
       }

@@ -13,15 +13,16 @@
 #include "attn/error.hpp"
 #include "core/backend.hpp"
 #include "cpu/can_run.hpp"
+#include "cpu/convert.hpp"
+#include "cpu/fwd_plan.hpp"
 #include "cpu/isa.hpp"
+#include "cpu/isa/vec_traits.hpp"
 #include "cpu/task_order.hpp"
 #include "cpu/tile_sizes.hpp"
-#include "variants/window.hpp"
+#include "variants/pipeline.hpp"
 
 namespace attn::cpu {
 namespace {
-
-bool fast_dtype(DType d) { return d == DType::f32 || d == DType::bf16 || d == DType::f16; }
 
 void check_inner_stride(const TensorView& t, const char* name, core::Reasons& why) {
   if (t.shape[3] > 1 && t.strides[3] != 1)
@@ -65,18 +66,18 @@ std::vector<FwdTask> make_tasks(const core::SdpaProblem& p, std::int64_t Br) {
 void forward(const core::ForwardArgs& a) {
   const core::SdpaProblem& p = a.p;
   const CpuKernels& kernels = active_kernels();
-  const MaskSpec& m = p.mask();
   FwdPlan plan;
   plan.p = &p;
   plan.o = &a.o;
   const TileSizes ts = tile_override().value_or(forward_tile_sizes(p.D, p.G));
   plan.Br = ts.Br;
   plan.Bc = ts.Bc;
-  plan.extras = p.bias.defined() || p.bool_mask.defined() || m.block_mask || !m.alibi_slopes.empty() || m.softcap > 0.0 ||
-                static_cast<bool>(m.mask_mod) || static_cast<bool>(m.score_mod);
+  plan.extras = variants::needs_element_pass(p);
   plan.tasks = make_tasks(p, plan.Br);
   if (plan.tasks.empty()) return;
-  const std::int64_t rows_p = (p.G * plan.Br + 31) / 32 * 32, dvp = (p.Dv + 15) / 16 * 16;
+  // Tile rows padded to 2 vectors and Dv to 1 vector of the widest ISA (FwdKernel's rows_p, dvp).
+  constexpr std::int64_t kRowPad = 2 * isa::kMaxLanes, kColPad = isa::kMaxLanes;
+  const std::int64_t rows_p = (p.G * plan.Br + kRowPad - 1) / kRowPad * kRowPad, dvp = (p.Dv + kColPad - 1) / kColPad * kColPad;
   const int threads = a.p.params->num_threads > 0 ? a.p.params->num_threads : omp_get_max_threads();
   const auto n_tasks = static_cast<std::int64_t>(plan.tasks.size());
 #pragma omp parallel num_threads(static_cast<int>(std::min<std::int64_t>(threads, n_tasks)))
@@ -88,7 +89,7 @@ void forward(const core::ForwardArgs& a) {
     size(ws.v, plan.Bc * dvp);                   // V tile (converted dtypes / ragged Dv only)
     size(ws.s, plan.Bc * rows_p);                // Sᵀ / Pᵀ
     size(ws.o, rows_p * dvp);                    // O accumulator
-    size(ws.row, std::max(p.D, p.Dv) + 16);
+    size(ws.row, std::max(p.D, p.Dv) + isa::kMaxLanes);
     size(ws.extra, plan.Bc);
     size(ws.lo_f, rows_p);
     size(ws.hi_f, rows_p);
@@ -111,7 +112,7 @@ void forward(const core::ForwardArgs& a) {
 }  // namespace
 
 const CpuKernels* fast_path_reasons(const core::SdpaProblem& p, core::Reasons& why) {
-  if (!fast_dtype(p.q.dtype))
+  if (!is_input_dtype(p.q.dtype))
     why.push_back(std::string("q has dtype ") + dtype_name(p.q.dtype) + ", the cpu backend runs f32, bf16 and f16");
   check_inner_stride(p.q, "q", why);
   check_inner_stride(p.k, "k", why);

@@ -7,7 +7,7 @@
 //   for each KV tile of Bc keys that is not skipped:
 //     K, V: read in place through their strides (f32), or converted once per tile (bf16/fp16)
 //     Sᵀ = K·Qᵀ  [Bc × G·Br]       micro-kernel MR keys × 2W query rows, K broadcast
-//     element pass (only with bias / bool / block mask / ALiBi / softcap / callbacks)
+//     element pass (only when a variant is in use: variants/pipeline.hpp)
 //     row pass, vectorised across query rows (no horizontal reductions):
 //       s·scale, key range [lo_i, hi_i) as a lane mask (only where a row's range cuts the tile),
 //       m_new = max(m, max_c s), α = exp(m − m_new), P = exp(s − m_new), l = α·l + Σ_c P
@@ -32,7 +32,9 @@
 #include "core/float_io.hpp"
 #include "core/half.hpp"
 #include "core/philox.hpp"
+#include "cpu/convert.hpp"
 #include "cpu/fwd_plan.hpp"
+#include "cpu/isa/vec_traits.hpp"
 #include "variants/pipeline.hpp"
 
 namespace attn::cpu {
@@ -46,7 +48,7 @@ inline void with_count(int n, F&& f) {
   }
 }
 
-template <class I>
+template <isa::VecTraits I>
 struct FwdKernel {
   using V = typename I::V;
   static constexpr int W = I::W;
@@ -54,22 +56,8 @@ struct FwdKernel {
 
   static std::int64_t round_up(std::int64_t x, std::int64_t m) { return (x + m - 1) / m * m; }
 
-  /// Converts n contiguous elements of dtype dt to fp32.
-  static void to_f32(const void* src, DType dt, std::int64_t n, float* dst) {
-    if (dt == DType::f32) {
-      std::memcpy(dst, src, static_cast<std::size_t>(n) * sizeof(float));
-      return;
-    }
-    const auto* h = static_cast<const std::uint16_t*>(src);
-    std::int64_t c = 0;
-    if (dt == DType::bf16) {
-      for (; c + W <= n; c += W) I::store(dst + c, I::load_bf16(h + c));
-      for (; c < n; ++c) dst[c] = core::bf16_to_f32(h[c]);
-    } else {
-      for (; c + W <= n; c += W) I::store(dst + c, I::load_f16(h + c));
-      for (; c < n; ++c) dst[c] = core::f16_to_f32(h[c]);
-    }
-  }
+  /// n contiguous input elements (f32, bf16, f16) as fp32 (cpu/convert.hpp).
+  static void to_f32(const void* src, DType dt, std::int64_t n, float* dst) { Convert<I>::to_f32(src, dt, n, dst); }
 
   // Sᵀ[c][r0 .. r0+2W) = Σ_d K[c][d]·Qᵀ[d][r0 .. r0+2W) for C keys.
   template <int C>
@@ -287,74 +275,26 @@ struct FwdKernel {
     return buf;
   }
 
-  /// Bias, bool/block mask, ALiBi, softcap, callbacks: per element, in the reference's pipeline
-  /// (variants::score, fp64). Used when a callback is given.
-  static void element_pass_generic(const Rows& R, std::int64_t j0, std::int64_t bc, Workspace& ws) {
+  /// The score pipeline on the tile's raw dots, row by row over each row's visible keys, from the
+  /// one list of variants (variants/pipeline.hpp): fp32 row terms and softcap, or the fp64
+  /// pipeline per element when a callback is given.
+  static void element_pass(const Rows& R, std::int64_t j0, std::int64_t bc, Workspace& ws) {
+    const core::SdpaProblem& p = R.p;
+    const bool fp64 = variants::has_callback(p);
+    const float scale = static_cast<float>(p.scale), cap = static_cast<float>(p.mask().softcap);
+    float* add = ws.extra.data();
     for (std::int64_t r = 0; r < R.rows; ++r) {
       const std::int64_t ii = r % R.t.rows_q, h = R.head(r), i = R.pos(r);
       const std::int64_t lo = std::max<std::int64_t>(ws.lo[ii] - j0, 0), hi = std::min<std::int64_t>(ws.hi[ii] - j0, bc);
-      for (std::int64_t c = lo; c < hi; ++c) {
-        float& s = ws.s[c * R.rows_p + r];
-        const std::int64_t j = j0 + c;
-        s = variants::visible_extra(R.p, R.t.b, h, i, j) ? static_cast<float>(variants::score(R.p, s, R.t.b, h, i, j)) : kNegInf;
-      }
-    }
-  }
-
-  /// One row's additive term per key, add[c] = ALiBi + bias, −inf where the bias, the bool mask or
-  /// the block mask hides key j0 + c.
-  static void additive_row(const Rows& R, std::int64_t r, std::int64_t j0, std::int64_t lo, std::int64_t hi, float* add) {
-    const core::SdpaProblem& p = R.p;
-    const MaskSpec& m = p.mask();
-    const std::int64_t b = R.t.b, h = R.head(r), i = R.pos(r);
-    std::fill(add + lo, add + hi, 0.0f);
-    if (p.bias.defined()) {
-      const std::int64_t base = p.bias.offset(p.tensor_b[b], h, p.tensor_row(b, i), p.tensor_col(b, j0)), cs = p.bias.strides[3];
-      const void* data = p.bias.view.data;
-      switch (p.bias.view.dtype) {
-        case DType::f32: for (std::int64_t c = lo; c < hi; ++c) add[c] = static_cast<const float*>(data)[base + c * cs]; break;
-        case DType::bf16: for (std::int64_t c = lo; c < hi; ++c) add[c] = core::bf16_to_f32(static_cast<const std::uint16_t*>(data)[base + c * cs]); break;
-        case DType::f16: for (std::int64_t c = lo; c < hi; ++c) add[c] = core::f16_to_f32(static_cast<const std::uint16_t*>(data)[base + c * cs]); break;
-        default: for (std::int64_t c = lo; c < hi; ++c) add[c] = static_cast<float>(static_cast<const double*>(data)[base + c * cs]); break;
-      }
-    }
-    if (!m.alibi_slopes.empty()) {
-      const float slope = -static_cast<float>(m.alibi_slopes[static_cast<std::size_t>(h)]);
-      const std::int64_t diag = i + p.off[b] - j0;  // |i + off_b − j| = |diag − c|
-      for (std::int64_t c = lo; c < hi; ++c)
-        if (add[c] != kNegInf) add[c] += slope * static_cast<float>(diag > c ? diag - c : c - diag);
-    }
-    if (p.bool_mask.defined()) {
-      const std::int64_t base = p.bool_mask.offset(p.tensor_b[b], h, p.tensor_row(b, i), p.tensor_col(b, j0));
-      const auto* keep = static_cast<const std::uint8_t*>(p.bool_mask.view.data);
-      for (std::int64_t c = lo; c < hi; ++c)
-        if (keep[base + c * p.bool_mask.strides[3]] == 0) add[c] = kNegInf;
-    }
-    if (m.block_mask)
-      for (std::int64_t c = lo; c < hi; ++c)
-        if (!variants::block_mask_keep(p, b, h, i, j0 + c)) add[c] = kNegInf;
-  }
-
-  /// The same pipeline without callbacks, in fp32: s = scale·dot, softcap, + add[c] (ALiBi, bias),
-  /// −inf where hidden (a NaN dot of hidden memory cannot leak).
-  static void element_pass(const Rows& R, std::int64_t j0, std::int64_t bc, Workspace& ws) {
-    const MaskSpec& m = R.p.mask();
-    if (m.mask_mod || m.score_mod) return element_pass_generic(R, j0, bc, ws);
-    const float scale = static_cast<float>(R.p.scale), cap = static_cast<float>(m.softcap);
-    float* add = ws.extra.data();
-    for (std::int64_t r = 0; r < R.rows; ++r) {
-      const std::int64_t ii = r % R.t.rows_q;
-      const std::int64_t lo = std::max<std::int64_t>(ws.lo[ii] - j0, 0), hi = std::min<std::int64_t>(ws.hi[ii] - j0, bc);
       if (lo >= hi) continue;
-      additive_row(R, r, j0, lo, hi, add);
       float* x = ws.s.data() + r;
       const std::int64_t ld = R.rows_p;
-      if (cap > 0.0f) {
-        for (std::int64_t c = lo; c < hi; ++c)
-          x[c * ld] = add[c] == kNegInf ? kNegInf : cap * std::tanh(x[c * ld] * scale / cap) + add[c];
-      } else {
-        for (std::int64_t c = lo; c < hi; ++c) x[c * ld] = add[c] == kNegInf ? kNegInf : x[c * ld] * scale + add[c];
+      if (fp64) {
+        for (std::int64_t c = lo; c < hi; ++c) x[c * ld] = variants::element_fp64(p, x[c * ld], R.t.b, h, i, j0 + c);
+        continue;
       }
+      variants::row_terms({p, R.t.b, h, i, j0}, lo, hi, add);
+      variants::finish_row(x, ld, add, lo, hi, scale, cap);
     }
   }
 
@@ -438,23 +378,12 @@ struct FwdKernel {
     return {kv_begin, kv_end};
   }
 
-  /// True when the block mask hides the whole tile for every head of the group.
-  static bool block_mask_skips(const Rows& R, std::int64_t j0, std::int64_t bc) {
-    const auto& bm = R.p.mask().block_mask;
-    if (!bm) return false;
-    const std::int64_t qb0 = R.t.i0 / bm->q_block, qb1 = (R.t.i0 + R.t.rows_q - 1) / bm->q_block;
-    const std::int64_t kb0 = j0 / bm->k_block, kb1 = (j0 + bc - 1) / bm->k_block;
-    for (std::int64_t g = 0; g < R.p.G; ++g)
-      for (std::int64_t qb = qb0; qb <= qb1; ++qb)
-        for (std::int64_t kb = kb0; kb <= kb1; ++kb)
-          if (variants::block_mask_keep_block(*bm, R.t.b, R.t.kvh * R.p.G + g, qb, kb)) return false;
-    return true;
-  }
-
+  /// False when the tile is skipped: no row's key range reaches it, or a variant hides it all.
   static bool tile_visible(const Rows& R, const Workspace& ws, std::int64_t j0, std::int64_t bc) {
     bool any = false;
     for (std::int64_t ii = 0; ii < R.t.rows_q && !any; ++ii) any = ws.lo[ii] < j0 + bc && ws.hi[ii] > j0;
-    return any && !block_mask_skips(R, j0, bc);
+    const variants::Tile tile{R.t.b, R.t.kvh * R.p.G, (R.t.kvh + 1) * R.p.G, R.t.i0, R.t.i0 + R.t.rows_q, j0, j0 + bc};
+    return any && variants::classify_tile(R.p, tile) != variants::TileClass::skip;
   }
 
   static void store_value(const TensorView& t, std::int64_t off, float x) { core::store_float(t.dtype, t.at(off), x); }
@@ -530,7 +459,7 @@ struct FwdKernel {
 
   /// Online softmax of one tile: updates every row's SoftmaxState, turns Sᵀ into P̃ᵀ and rescales O.
   static void softmax_tile(const Rows& R, Workspace& ws, std::int64_t bc, float scale) {
-    float tile_max[16], tile_sum[16];
+    float tile_max[isa::kMaxLanes], tile_sum[isa::kMaxLanes];
     for (std::int64_t r0 = 0; r0 < R.rows_p; r0 += W) {
       I::store(tile_max, scale_mask_max(ws.s.data(), R.rows_p, r0, bc, ws, scale));
       for (int lane = 0; lane < W; ++lane) {

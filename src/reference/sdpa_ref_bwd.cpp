@@ -22,7 +22,7 @@
 
 #include "core/philox.hpp"
 #include "reference/sdpa_ref.hpp"
-#include "variants/score_mods.hpp"
+#include "variants/softcap.hpp"
 
 namespace attn::ref {
 

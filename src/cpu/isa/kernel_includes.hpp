@@ -3,6 +3,7 @@
 // per-ISA region opens (see isa_begin.hpp).
 #include <algorithm>
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -10,10 +11,13 @@
 #include <utility>
 #include <vector>
 
+#include "cache/decode_plan.hpp"
 #include "core/float_io.hpp"
 #include "core/half.hpp"
 #include "core/philox.hpp"
 #include "cpu/bwd_plan.hpp"
 #include "cpu/fwd_plan.hpp"
+#include "cpu/isa/kernels.hpp"
+#include "cpu/isa/vec_traits.hpp"
 #include "cpu/softmax_state.hpp"
 #include "variants/pipeline.hpp"

@@ -7,6 +7,8 @@
 
 #include <cstdint>
 
+#include "cpu/isa/vec_traits.hpp"
+
 namespace attn::cpu::isa {
 
 struct Avx2 {
@@ -53,22 +55,22 @@ struct Avx2 {
   }
   /// e^x with ≤ 2 ulp error on [-87, 88]; exactly 0 below -87.3 (so exp(-inf) = 0).
   static V exp(V x) {
-    const V hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-87.3365447505531f);
+    const V hi = _mm256_set1_ps(kExpMax), lo = _mm256_set1_ps(kExpMin);
     const V under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
     const V nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
     const V x_in = x;
     x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
-    const V n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    V r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    V p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    const V n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    V r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Hi), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Lo), r);
+    V p = _mm256_set1_ps(kExpP0);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kExpP1));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kExpP2));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kExpP3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kExpP4));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kExpP5));
     p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(kF32ExpBias)), kF32MantBits);
     const V y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
     return _mm256_blendv_ps(_mm256_andnot_ps(under, y), x_in, nan);
   }
@@ -78,6 +80,11 @@ struct Avx2 {
     return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
   }
   static V load_f16(const std::uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+  /// 8 int8 values -> 8 floats.
+  static V load_i8(const std::int8_t* p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+  }
 };
+static_assert(VecTraits<Avx2>);
 
 }  // namespace attn::cpu::isa

@@ -47,5 +47,6 @@ struct Avx512Bf16 : Avx512 {
     return _mm512_or_si512(a32, _mm512_slli_epi32(b32, 16));
   }
 };
+static_assert(VecTraits<Avx512Bf16>);
 
 }  // namespace attn::cpu::isa

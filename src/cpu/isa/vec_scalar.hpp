@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "core/half.hpp"
+#include "cpu/isa/vec_traits.hpp"
 
 namespace attn::cpu::isa {
 
@@ -32,9 +33,11 @@ struct Scalar {
     return (c0 >= lo && c0 < hi) ? v : fill;
   }
   static V select_range(V x, V c, V lo, V hi, float fill) { return (c >= lo && c < hi) ? x : fill; }
-  static V exp(V x) { return x < -87.3365447505531f ? 0.0f : std::exp(x); }
+  static V exp(V x) { return x < kExpMin ? 0.0f : std::exp(x); }
   static V load_bf16(const std::uint16_t* p) { return core::bf16_to_f32(*p); }
   static V load_f16(const std::uint16_t* p) { return core::f16_to_f32(*p); }
+  static V load_i8(const std::int8_t* p) { return static_cast<float>(*p); }
 };
+static_assert(VecTraits<Scalar>);
 
 }  // namespace attn::cpu::isa

@@ -1,18 +1,26 @@
-// The row-softmax template over attn's ISA traits (cpu/isa/vec_*.hpp). Included inside a per-ISA
-// target region (cpu/isa/isa_begin.hpp) after <algorithm>, <cmath> and <cstdint>; no guard.
+#pragma once
+// The row passes of the bench's naive BLAS attention (bench/baselines.cpp), over an ISA's traits
+// (cpu/isa/vec_traits.hpp): one entry of each ISA's kernel table (cpu/isa/kernels.hpp), so the
+// baseline runs attn's own exp at the same width as the kernel it is compared with.
 
-namespace attn::bench {
-namespace {
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
 
-template <class Isa>
-void softmax_rows_impl(float* s, std::int64_t rows, std::int64_t cols, std::int64_t ld, std::int64_t causal_offset) {
+#include "cpu/isa/vec_traits.hpp"
+
+namespace attn::cpu::naive_rows {
+
+template <isa::VecTraits Isa>
+void softmax(float* s, std::int64_t rows, std::int64_t cols, std::int64_t ld, std::int64_t causal_offset) {
   using V = typename Isa::V;
   constexpr std::int64_t W = Isa::W;
   for (std::int64_t i = 0; i < rows; ++i) {
     float* row = s + i * ld;
     const std::int64_t hi = causal_offset < 0 ? cols : std::clamp<std::int64_t>(i + causal_offset + 1, 0, cols);
     // 1. row max over the visible columns
-    float m = -INFINITY;
+    float m = -std::numeric_limits<float>::infinity();
     std::int64_t j = 0;
     if (hi >= W) {
       V vm = Isa::load(row);
@@ -40,8 +48,8 @@ void softmax_rows_impl(float* s, std::int64_t rows, std::int64_t cols, std::int6
 
 // Backward row passes of the naive BLAS backward (baselines.hpp).
 // delta[i] = sum_j dout[i, j] * out[i, j] over `cols` columns (rows contiguous, leading dim cols).
-template <class Isa>
-void delta_rows_impl(float* delta, const float* dout, const float* out, std::int64_t rows, std::int64_t cols) {
+template <isa::VecTraits Isa>
+void delta(float* delta, const float* dout, const float* out, std::int64_t rows, std::int64_t cols) {
   using V = typename Isa::V;
   constexpr std::int64_t W = Isa::W;
   for (std::int64_t i = 0; i < rows; ++i) {
@@ -57,8 +65,8 @@ void delta_rows_impl(float* delta, const float* dout, const float* out, std::int
 }
 
 // dS = P o (dP - delta) in place over dp: dp[i, j] = p[i, j] * (dp[i, j] - delta[i]).
-template <class Isa>
-void ds_rows_impl(float* dp, const float* p, const float* delta, std::int64_t rows, std::int64_t cols,
+template <isa::VecTraits Isa>
+void ds(float* dp, const float* p, const float* delta, std::int64_t rows, std::int64_t cols,
                   std::int64_t ld) {
   constexpr std::int64_t W = Isa::W;
   for (std::int64_t i = 0; i < rows; ++i) {
@@ -71,5 +79,4 @@ void ds_rows_impl(float* dp, const float* p, const float* delta, std::int64_t ro
   }
 }
 
-}  // namespace
-}  // namespace attn::bench
+}  // namespace attn::cpu::naive_rows
