@@ -9,6 +9,7 @@
 #include <cstring>
 #include <initializer_list>
 #include <memory>
+#include <span>
 #include <string>
 
 namespace attn {
@@ -80,6 +81,8 @@ class Tensor {
  public:
   Tensor() = default;
   Tensor(DType dtype, std::initializer_list<std::int64_t> shape);
+  /// The same for a shape known at run time (rank 1 to kMaxRank).
+  Tensor(DType dtype, std::span<const std::int64_t> shape);
   /// Allocates `guard_elems` extra elements on both sides of the data (guard bands for tests) and
   /// fills the whole allocation with NaN (floating dtypes) or 0xFF bytes (others).
   static Tensor with_guard(DType dtype, std::initializer_list<std::int64_t> shape, std::int64_t guard_elems);

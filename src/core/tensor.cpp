@@ -35,7 +35,7 @@ bool is_floating(DType dtype) {
 }
 
 namespace {
-void set_shape(TensorView& t, std::initializer_list<std::int64_t> shape) {
+void set_shape(TensorView& t, std::span<const std::int64_t> shape) {
   ATTN_CHECK(shape.size() <= kMaxRank, "shape", "rank ", shape.size(), " is above the maximum rank ", kMaxRank);
   t.rank = static_cast<int>(shape.size());
   std::copy(shape.begin(), shape.end(), t.shape.begin());
@@ -53,14 +53,14 @@ void set_contiguous_strides(TensorView& t) {
 TensorView::TensorView(void* data_, DType dtype_, std::initializer_list<std::int64_t> shape_,
                        std::initializer_list<std::int64_t> strides_)
     : data(data_), dtype(dtype_) {
-  set_shape(*this, shape_);
+  set_shape(*this, {shape_.begin(), shape_.size()});
   ATTN_CHECK(strides_.size() == shape_.size(), "strides", "got ", strides_.size(), " strides for a rank-", rank, " shape");
   std::copy(strides_.begin(), strides_.end(), strides.begin());
 }
 
 TensorView::TensorView(void* data_, DType dtype_, std::initializer_list<std::int64_t> shape_)
     : data(data_), dtype(dtype_) {
-  set_shape(*this, shape_);
+  set_shape(*this, {shape_.begin(), shape_.size()});
   set_contiguous_strides(*this);
 }
 
@@ -115,8 +115,13 @@ std::pair<const char*, const char*> TensorView::byte_span() const {
 
 void Tensor::Free::operator()(void* p) const { std::free(p); }
 
-Tensor::Tensor(DType dtype, std::initializer_list<std::int64_t> shape) {
-  view_ = TensorView(nullptr, dtype, shape);
+Tensor::Tensor(DType dtype, std::initializer_list<std::int64_t> shape)
+    : Tensor(dtype, std::span<const std::int64_t>(shape.begin(), shape.size())) {}
+
+Tensor::Tensor(DType dtype, std::span<const std::int64_t> shape) {
+  view_.dtype = dtype;
+  set_shape(view_, shape);
+  set_contiguous_strides(view_);
   storage_elems_ = view_.numel();
   const std::size_t bytes = static_cast<std::size_t>(std::max<std::int64_t>(storage_elems_, 1)) * dtype_size(dtype);
   const std::size_t rounded = (bytes + 63) / 64 * 64;

@@ -1,0 +1,264 @@
+// The safetensors reader: memory-maps a file and validates the header (docs/io.md lists every
+// check) before any tensor byte is touched. Validation is all in validate(); open() only maps.
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "attn/error.hpp"
+#include "attn/io/safetensors.hpp"
+#include "io/safetensors_dtypes.hpp"
+#include "io/utf8.hpp"
+
+namespace attn::io {
+
+using nlohmann::json;
+
+struct SafetensorsFile::Mapping {
+  void* base = nullptr;
+  std::size_t size = 0;
+  ~Mapping() {
+    if (base) ::munmap(base, size);
+  }
+};
+
+SafetensorsFile::~SafetensorsFile() = default;
+
+namespace {
+
+std::string shape_string(const std::vector<std::int64_t>& shape) {
+  std::string s = "[";
+  for (std::size_t a = 0; a < shape.size(); ++a) s += (a ? ", " : "") + std::to_string(shape[a]);
+  return s + "]";
+}
+
+// nlohmann keeps the last of duplicate keys; the format forbids them, so a parser callback
+// rejects them (one key set per open object).
+json parse_header(const char* first, const char* last, const std::string& source) {
+  std::vector<std::set<std::string>> open_objects;
+  const json::parser_callback_t reject_duplicates = [&](int, json::parse_event_t event, json& parsed) {
+    if (event == json::parse_event_t::object_start) open_objects.emplace_back();
+    if (event == json::parse_event_t::object_end && !open_objects.empty()) open_objects.pop_back();
+    if (event == json::parse_event_t::key && !open_objects.empty() &&
+        !open_objects.back().insert(parsed.get<std::string>()).second)
+      throw Error(source, "header: the key \"" + parsed.get<std::string>() + "\" appears twice in one JSON object");
+    return true;
+  };
+  try {
+    return json::parse(first, last, reject_duplicates);
+  } catch (const json::exception& e) {
+    throw Error(source, std::string("header is not valid JSON: ") + e.what());
+  }
+}
+
+std::int64_t checked_dim(const json& d, const std::string& where) {
+  ATTN_CHECK(d.is_number_integer() && (d.is_number_unsigned() || d.get<std::int64_t>() >= 0), where,
+             "shape entries must be non-negative integers, got ", d.dump());
+  ATTN_CHECK(!d.is_number_unsigned() || d.get<std::uint64_t>() <= std::uint64_t(std::numeric_limits<std::int64_t>::max()),
+             where, "shape entry ", d.dump(), " is too large");
+  return d.get<std::int64_t>();
+}
+
+std::uint64_t checked_offset(const json& o, const std::string& where) {
+  ATTN_CHECK(o.is_number_integer() && (o.is_number_unsigned() || o.get<std::int64_t>() >= 0), where,
+             "data_offsets entries must be non-negative integers, got ", o.dump());
+  return o.get<std::uint64_t>();
+}
+
+SafetensorsEntry parse_entry(const std::string& name, const json& info, std::uint64_t data_size,
+                             const std::string& source) {
+  const std::string where = source + ": tensor \"" + name + "\"";
+  ATTN_CHECK(info.is_object(), where, "must be a JSON object, got ", info.type_name());
+  for (const auto& [key, value] : info.items())
+    ATTN_CHECK(key == "dtype" || key == "shape" || key == "data_offsets", where, "has an unexpected field \"", key,
+               "\" (expected dtype, shape, data_offsets)");
+  ATTN_CHECK(info.contains("dtype") && info["dtype"].is_string(), where, "needs a string field \"dtype\"");
+  ATTN_CHECK(info.contains("shape") && info["shape"].is_array(), where, "needs an array field \"shape\"");
+  ATTN_CHECK(info.contains("data_offsets") && info["data_offsets"].is_array() && info["data_offsets"].size() == 2,
+             where, "needs a field \"data_offsets\" of two integers [begin, end]");
+  SafetensorsEntry e;
+  e.name = name;
+  e.dtype = info["dtype"].get<std::string>();
+  const std::optional<std::uint64_t> esize = safetensors_dtype_bytes(e.dtype);
+  ATTN_CHECK(esize.has_value(), where, "has unknown dtype \"", e.dtype, "\" (known: ", kKnownSafetensorsDtypes, ")");
+  std::uint64_t numel = 1;
+  for (const json& d : info["shape"]) {
+    e.shape.push_back(checked_dim(d, where));
+    ATTN_CHECK(!__builtin_mul_overflow(numel, std::uint64_t(e.shape.back()), &numel), where, "shape ",
+               info["shape"].dump(), " has more elements than 2^64");
+  }
+  std::uint64_t nbytes = 0;
+  ATTN_CHECK(!__builtin_mul_overflow(numel, *esize, &nbytes), where, "shape ", shape_string(e.shape), " of ", e.dtype,
+             " needs more than 2^64 bytes");
+  e.begin = checked_offset(info["data_offsets"][0], where);
+  e.end = checked_offset(info["data_offsets"][1], where);
+  ATTN_CHECK(e.begin <= e.end, where, "data_offsets [", e.begin, ", ", e.end, "] end before they begin");
+  ATTN_CHECK(e.end <= data_size, where, "data_offsets [", e.begin, ", ", e.end, "] reach past the data section (",
+             data_size, " bytes; the file is truncated or the offsets are wrong)");
+  ATTN_CHECK(e.nbytes() == nbytes, where, "shape ", shape_string(e.shape), " of ", e.dtype, " needs ", nbytes,
+             " bytes, but data_offsets [", e.begin, ", ", e.end, "] cover ", e.nbytes());
+  return e;
+}
+
+Metadata parse_metadata(const json& m, const std::string& source) {
+  ATTN_CHECK(m.is_object(), source, "__metadata__ must be a JSON object of strings, got ", m.type_name());
+  Metadata out;
+  for (const auto& [key, value] : m.items()) {
+    ATTN_CHECK(value.is_string(), source, "__metadata__[\"", key, "\"] must be a string, got ", value.type_name());
+    out.emplace(key, value.get<std::string>());
+  }
+  return out;
+}
+
+// The tensors, sorted by offsets, must tile the data section exactly: no overlap, no hole, nothing
+// after the last one.
+void check_tiling(const std::vector<SafetensorsEntry>& sorted, std::uint64_t data_size, const std::string& source) {
+  std::uint64_t covered = 0;
+  const SafetensorsEntry* previous = nullptr;
+  for (const SafetensorsEntry& e : sorted) {
+    ATTN_CHECK(e.begin >= covered, source, "tensors \"", previous->name, "\" [", previous->begin, ", ", previous->end,
+               ") and \"", e.name, "\" [", e.begin, ", ", e.end, ") overlap");
+    ATTN_CHECK(e.begin == covered, source, "bytes [", covered, ", ", e.begin, ") of the data section belong to no tensor (",
+               previous ? "after \"" + previous->name + "\", " : std::string("at the start, "), "before \"", e.name,
+               "\"); the format allows no holes");
+    covered = e.end;
+    if (e.nbytes() > 0) previous = &e;
+  }
+  ATTN_CHECK(covered == data_size, source, "the data section has ", data_size, " bytes but the tensors cover ", covered,
+             " (trailing bytes after the last tensor)");
+}
+
+}  // namespace
+
+SafetensorsFile SafetensorsFile::parse(std::span<const std::byte> bytes, std::string source) {
+  SafetensorsFile f;
+  f.source_ = std::move(source);
+  const std::string& src = f.source_;
+  ATTN_CHECK(bytes.size() >= 8, src, "is ", bytes.size(), " bytes, shorter than the 8-byte header length");
+  std::uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | std::uint64_t(std::to_integer<unsigned char>(bytes[std::size_t(i)]));
+  ATTN_CHECK(n <= kMaxHeaderBytes, src, "header length ", n, " is above the limit of ", kMaxHeaderBytes, " bytes");
+  ATTN_CHECK(n <= bytes.size() - 8, src, "header length ", n, " reaches past the end of the file (", bytes.size(),
+             " bytes; truncated?)");
+  ATTN_CHECK(n >= 2, src, "header length ", n, " is too short for a JSON object");
+  const char* header = reinterpret_cast<const char*>(bytes.data() + 8);
+  if (const std::optional<std::size_t> bad = first_invalid_utf8(std::string_view(header, n)))
+    throw Error(src, detail::concat("header is not valid UTF-8 (byte ", *bad, " of the header)"));
+  // nlohmann stops at a NUL byte after a complete value; JSON has no raw NUL anywhere.
+  if (const void* nul = std::memchr(header, 0, n))
+    throw Error(src, detail::concat("header has a NUL byte (byte ", static_cast<const char*>(nul) - header,
+                                    " of the header), which JSON does not allow; is the header length right?"));
+  const json j = parse_header(header, header + n, src);
+  ATTN_CHECK(j.is_object(), src, "header must be a JSON object, got ", j.type_name());
+  const std::uint64_t data_size = bytes.size() - 8 - n;
+  const std::byte* data = bytes.data() + 8 + n;
+  for (const auto& [name, info] : j.items()) {
+    if (name == "__metadata__") {
+      f.metadata_ = parse_metadata(info, src);
+      continue;
+    }
+    ATTN_CHECK(!name.empty(), src, "a tensor has an empty name");
+    f.entries_.push_back(parse_entry(name, info, data_size, src));
+    f.entries_.back().data = data + f.entries_.back().begin;
+  }
+  std::sort(f.entries_.begin(), f.entries_.end(), [](const SafetensorsEntry& a, const SafetensorsEntry& b) {
+    return std::tie(a.begin, a.end, a.name) < std::tie(b.begin, b.end, b.name);
+  });
+  check_tiling(f.entries_, data_size, src);
+  for (std::size_t i = 0; i < f.entries_.size(); ++i) f.index_.emplace(f.entries_[i].name, i);
+  return f;
+}
+
+SafetensorsFile SafetensorsFile::open(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  ATTN_CHECK(fd >= 0, "path", "cannot open \"", path, "\": ", std::strerror(errno));
+  struct stat st {};
+  const bool ok = ::fstat(fd, &st) == 0;
+  const int err = errno;
+  if (!ok || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw Error("path", "\"" + path + "\" " + (ok ? "is not a regular file" : std::string("fstat failed: ") + std::strerror(err)));
+  }
+  auto mapping = std::make_unique<Mapping>();
+  mapping->size = static_cast<std::size_t>(st.st_size);
+  if (mapping->size > 0) {
+    void* p = ::mmap(nullptr, mapping->size, PROT_READ, MAP_PRIVATE, fd, 0);
+    const int map_err = errno;
+    ::close(fd);
+    ATTN_CHECK(p != MAP_FAILED, "path", "cannot map \"", path, "\": ", std::strerror(map_err));
+    mapping->base = p;
+  } else {
+    ::close(fd);
+  }
+  SafetensorsFile f = parse({static_cast<const std::byte*>(mapping->base), mapping->size}, path);
+  f.mapping_ = std::move(mapping);
+  return f;
+}
+
+const SafetensorsEntry* SafetensorsFile::find(std::string_view name) const {
+  const auto it = index_.find(name);
+  return it == index_.end() ? nullptr : &entries_[it->second];
+}
+
+const SafetensorsEntry& SafetensorsFile::at(std::string_view name) const {
+  const SafetensorsEntry* e = find(name);
+  ATTN_CHECK(e != nullptr, source_, "has no tensor \"", name, "\" (", entries_.size(), " tensors)");
+  return *e;
+}
+
+std::int64_t SafetensorsEntry::numel() const {
+  std::int64_t n = 1;
+  for (std::int64_t d : shape) n *= d;
+  return n;
+}
+
+DType SafetensorsEntry::attn_dtype() const {
+  const std::optional<DType> d = attn_dtype_of(dtype);
+  ATTN_CHECK(d.has_value(), "tensor \"" + name + "\"", "has dtype ", dtype,
+             ", which attn does not have (attn reads F32, F64, BF16, F16, I8, I32, I64, BOOL)");
+  return *d;
+}
+
+namespace {
+TensorView row_major_view(const SafetensorsEntry& e, DType dtype, void* data) {
+  ATTN_CHECK(!e.shape.empty() && e.shape.size() <= std::size_t(kMaxRank), "tensor \"" + e.name + "\"", "has shape ",
+             shape_string(e.shape), "; attn tensors have rank 1 to ", kMaxRank);
+  TensorView v;
+  v.data = data;
+  v.dtype = dtype;
+  v.rank = static_cast<int>(e.shape.size());
+  std::int64_t stride = 1;
+  for (int a = v.rank - 1; a >= 0; --a) {
+    v.shape[a] = e.shape[std::size_t(a)];
+    v.strides[a] = stride;
+    stride *= std::max<std::int64_t>(v.shape[a], 1);
+  }
+  return v;
+}
+}  // namespace
+
+TensorView SafetensorsEntry::view() const {
+  const DType d = attn_dtype();
+  ATTN_CHECK(reinterpret_cast<std::uintptr_t>(data) % dtype_size(d) == 0, "tensor \"" + name + "\"",
+             "starts at data offset ", begin, ", not aligned to its ", dtype_size(d),
+             "-byte elements (the writer did not pad the header); use to_tensor() for an aligned copy");
+  return row_major_view(*this, d, const_cast<std::byte*>(data));
+}
+
+Tensor SafetensorsEntry::to_tensor() const {
+  const DType d = attn_dtype();
+  (void)row_major_view(*this, d, nullptr);  // rank check with the same message
+  Tensor t(d, std::span<const std::int64_t>(shape));
+  if (nbytes() > 0) std::memcpy(t.data(), data, nbytes());
+  return t;
+}
+
+}  // namespace attn::io
