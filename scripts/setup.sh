@@ -13,6 +13,7 @@ PACKAGES=(
   libicu-dev                                          # Unicode for the WordPiece tokenizer (attn::text)
   gnuplot-nox                                         # `attn bench --plot`
   clang libomp-dev                                    # the tsan preset: clang + LLVM libomp
+  libclang-rt-14-dev                                  # libFuzzer runtime (scripts/fuzz.sh)
   python3 python3-venv python3-pip                    # the Python package and its tests
 )
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # All tests on a fresh machine: install dependencies, build and test the release preset, then
-# build and test the asan preset (AddressSanitizer + UndefinedBehaviorSanitizer), then the Python
-# tests (pytest, against the attn package that scripts/setup.sh installed in the venv).
+# build and test the asan preset (AddressSanitizer + UndefinedBehaviorSanitizer), then fuzz the
+# safetensors reader for ATTN_FUZZ_SECONDS (default 60; scripts/fuzz.sh), then the Python tests
+# (pytest, against the attn package that scripts/setup.sh installed in the venv).
 # ATTN_JOBS sets the parallelism (default: all cores).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -15,6 +16,8 @@ for preset in release asan; do
   cmake --build --preset "$preset" --parallel "$JOBS"
   ctest --preset "$preset" --parallel "$JOBS"
 done
+echo "== fuzz: the safetensors reader under libFuzzer for ${ATTN_FUZZ_SECONDS:-60} s (skips without clang's libFuzzer)"
+scripts/fuzz.sh "${ATTN_FUZZ_SECONDS:-60}"
 echo "== python: pytest (attn package built by scripts/setup.sh into ${ATTN_VENV:-.venv})"
 if [[ "${ATTN_SKIP_PYTHON:-0}" != 1 ]]; then
   rc=0

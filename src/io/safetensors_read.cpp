@@ -89,11 +89,15 @@ SafetensorsEntry parse_entry(const std::string& name, const json& info, std::uin
   e.dtype = info["dtype"].get<std::string>();
   const std::optional<std::uint64_t> esize = safetensors_dtype_bytes(e.dtype);
   ATTN_CHECK(esize.has_value(), where, "has unknown dtype \"", e.dtype, "\" (known: ", kKnownSafetensorsDtypes, ")");
+  // The strides of a row-major view (products of max(dim, 1)) must fit in int64, even when a zero
+  // dim makes the tensor empty.
   std::uint64_t numel = 1;
+  std::int64_t stride_span = 1;
   for (const json& d : info["shape"]) {
     e.shape.push_back(checked_dim(d, where));
-    ATTN_CHECK(!__builtin_mul_overflow(numel, std::uint64_t(e.shape.back()), &numel), where, "shape ",
-               info["shape"].dump(), " has more elements than 2^64");
+    ATTN_CHECK(!__builtin_mul_overflow(stride_span, std::max<std::int64_t>(e.shape.back(), 1), &stride_span), where,
+               "shape ", info["shape"].dump(), " has more than 2^63 elements");
+    numel *= std::uint64_t(e.shape.back());
   }
   std::uint64_t nbytes = 0;
   ATTN_CHECK(!__builtin_mul_overflow(numel, *esize, &nbytes), where, "shape ", shape_string(e.shape), " of ", e.dtype,

@@ -238,7 +238,8 @@ TEST(Safetensors, ShapeTimesDtypeMustEqualTheByteRange) {
                      "tensor \"x\"", "shape [2, 3] of F32 needs 24 bytes, but data_offsets [0, 20] cover 20");
   EXPECT_PARSE_ERROR(make_file(one_tensor("F16", "[3]", "[0,8]"), 8), "needs 6 bytes");
   EXPECT_PARSE_ERROR(make_file(one_tensor("F32", "[]", "[0,8]"), 8), "needs 4 bytes");
-  EXPECT_PARSE_ERROR(make_file(one_tensor("F32", "[4294967296,4294967296]", "[0,8]"), 8), "more elements than 2^64");
+  EXPECT_PARSE_ERROR(make_file(one_tensor("F32", "[4294967296,4294967296]", "[0,8]"), 8), "more than 2^63 elements");
+  EXPECT_PARSE_ERROR(make_file(one_tensor("F32", "[0,4294967296,4294967296]", "[0,0]"), 0), "more than 2^63 elements");
   EXPECT_PARSE_ERROR(make_file(one_tensor("F64", "[4611686018427387904]", "[0,8]"), 8), "more than 2^64 bytes");
   EXPECT_PARSE_ERROR(make_file(one_tensor("F32", "[-1]", "[0,4]"), 4), "non-negative integers, got -1");
   EXPECT_PARSE_ERROR(make_file(one_tensor("F32", "[1.5]", "[0,4]"), 4), "non-negative integers, got 1.5");
