@@ -524,3 +524,9 @@ def _decline_fused_fast_path(module, args):
 _LAYOUTS = "expected (L, E) unbatched, (B, L, E) with batch_first=True or (L, B, E) with batch_first=False"
 
 from .linear import linear_attention, linear_attention_step  # noqa: E402,F401  (docs/linear_attention.md)
+
+# Foreign state dicts (torch, Hugging Face BERT/LLaMA/GPT-2, W_Q/W_K/W_V/W_O) for MultiheadAttention:
+# the name maps and reports live in attn/state_dict.py.
+from .state_dict import export_state_dict, load_state_dict  # noqa: E402
+
+__all__ += ["load_state_dict", "export_state_dict"]

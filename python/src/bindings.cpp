@@ -25,6 +25,7 @@ namespace attn::py {
 
 void register_kv_cache(nb::module_& m);
 void register_linear(nb::module_& m);
+void register_io(nb::module_& m);
 
 namespace {
 
@@ -214,4 +215,5 @@ NB_MODULE(_core, m) {
   register_kv_cache(m);
   register_text(m);
   register_linear(m);
+  register_io(m);
 }

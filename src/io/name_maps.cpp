@@ -74,22 +74,24 @@ MapTable table_of(NameMap map) {
 const char* const kQkv[] = {"q_proj", "k_proj", "v_proj"};
 
 // Rows of q, k, v in a fused tensor of `rows` rows.
-std::array<std::int64_t, 3> qkv_rows(std::int64_t rows, std::int64_t kv_dim, const std::string& key) {
-  if (kv_dim == 0) {
-    ATTN_CHECK(rows % 3 == 0, key, "has ", rows, " fused q/k/v rows, not divisible by 3 (give kv_dim for GQA/MQA)");
-    kv_dim = rows / 3;
+std::array<std::int64_t, 3> qkv_rows(std::int64_t rows, std::int64_t q_dim, const std::string& key) {
+  if (q_dim == 0) {
+    ATTN_CHECK(rows % 3 == 0, key, "has ", rows, " fused q/k/v rows, not divisible by 3 (give q_dim for GQA/MQA)");
+    q_dim = rows / 3;
   }
-  ATTN_CHECK(kv_dim > 0 && rows - 2 * kv_dim > 0, key, "has ", rows, " fused q/k/v rows, too few for kv_dim = ", kv_dim);
-  return {rows - 2 * kv_dim, kv_dim, kv_dim};
+  const std::int64_t kv = (rows - q_dim) / 2;
+  ATTN_CHECK(q_dim > 0 && kv > 0 && q_dim + 2 * kv == rows, key, "has ", rows,
+             " fused q/k/v rows, which do not split into q_dim = ", q_dim, " and two equal k/v parts");
+  return {q_dim, kv, kv};
 }
 
 void split_fused(StateDict& out, const std::string& key, const Tensor& fused, bool is_bias, bool conv1d,
-                 std::int64_t kv_dim) {
+                 std::int64_t q_dim) {
   ATTN_CHECK(fused.view().rank == (is_bias ? 1 : 2), key, "has shape ", fused.view().shape_string(), ", expected rank ",
              is_bias ? 1 : 2);
   const Tensor t = conv1d && !is_bias ? transpose2d(fused.view()) : Tensor();
   const TensorView& rows = conv1d && !is_bias ? t.view() : fused.view();
-  const auto n = qkv_rows(rows.shape[0], kv_dim, key);
+  const auto n = qkv_rows(rows.shape[0], q_dim, key);
   std::int64_t begin = 0;
   for (int p = 0; p < 3; ++p) {
     out.insert(std::string(kQkv[p]) + (is_bias ? ".bias" : ".weight"), slice_rows(rows, begin, begin + n[std::size_t(p)]));
@@ -131,7 +133,7 @@ StateDict to_canonical(const StateDict& foreign, NameMap map, const NameMapOptio
     const std::string key = full.substr(options.prefix.size());
     if (key.empty() || listed(t.dropped, key)) continue;
     if (key == t.fused_weight || key == t.fused_bias) {
-      split_fused(out, full, tensor, key == t.fused_bias, t.fused_is_conv1d, options.kv_dim);
+      split_fused(out, full, tensor, key == t.fused_bias, t.fused_is_conv1d, options.q_dim);
       continue;
     }
     if (map == NameMap::gpt2 && key == "c_proj.weight") {
@@ -162,8 +164,9 @@ StateDict from_canonical(const StateDict& canonical, NameMap map, const NameMapO
   const auto any = [](const std::vector<const Tensor*>& p) { return p[0] || p[1] || p[2]; };
   bool fuse_w = false, fuse_b = false;
   if (!t.fused_weight.empty()) {
-    const bool same = all(w) && w[0]->view().rank == 2 && w[1]->view().shape == w[0]->view().shape &&
-                      w[2]->view().shape == w[0]->view().shape;
+    // torch fuses exactly when kdim = vdim = E: one input width (and, for GQA, equal k and v rows).
+    const bool same = all(w) && w[0]->view().rank == 2 && w[1]->view().rank == 2 && w[2]->view().rank == 2 &&
+                      w[1]->view().shape[1] == w[0]->view().shape[1] && w[2]->view().shape == w[1]->view().shape;
     fuse_w = t.fused_is_conv1d ? any(w) : same;
     fuse_b = any(b);
     ATTN_CHECK(!fuse_b || all(b), "state_dict", name_map_name(map), " stores q, k and v biases fused in ", t.fused_bias,

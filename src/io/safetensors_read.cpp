@@ -31,6 +31,8 @@ struct SafetensorsFile::Mapping {
 };
 
 SafetensorsFile::~SafetensorsFile() = default;
+SafetensorsFile::SafetensorsFile(SafetensorsFile&&) noexcept = default;
+SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&&) noexcept = default;
 
 namespace {
 
@@ -181,7 +183,7 @@ SafetensorsFile SafetensorsFile::parse(std::span<const std::byte> bytes, std::st
   return f;
 }
 
-SafetensorsFile SafetensorsFile::open(const std::string& path) {
+SafetensorsFile SafetensorsFile::open(const std::string& path, bool copy_on_write) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   ATTN_CHECK(fd >= 0, "path", "cannot open \"", path, "\": ", std::strerror(errno));
   struct stat st {};
@@ -194,7 +196,7 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   auto mapping = std::make_unique<Mapping>();
   mapping->size = static_cast<std::size_t>(st.st_size);
   if (mapping->size > 0) {
-    void* p = ::mmap(nullptr, mapping->size, PROT_READ, MAP_PRIVATE, fd, 0);
+    void* p = ::mmap(nullptr, mapping->size, PROT_READ | (copy_on_write ? PROT_WRITE : 0), MAP_PRIVATE, fd, 0);
     const int map_err = errno;
     ::close(fd);
     ATTN_CHECK(p != MAP_FAILED, "path", "cannot map \"", path, "\": ", std::strerror(map_err));

@@ -74,18 +74,20 @@ TEST(NameMaps, TorchSeparateWeightsAndGqaKvDim) {
   EXPECT_EQ(c.at("k_proj.weight").view().shape_string(), "[8, 5]");
   expect_all(c.at("k_proj.bias"), [&](auto i, auto) { return g(E + i, 0); }, "k bias");
   expect_same(attn::io::from_canonical(c, NameMap::torch), foreign);  // shapes differ: not fused
-  // attn's GQA module fuses [E + 2·Ekv, E]: kv_dim says where to cut.
+  // attn's GQA module fuses [E + 2·Ekv, E]: q_dim says where to cut.
   StateDict gqa;
   gqa.insert("in_proj_weight", formula(DType::f32, {E + 2 * Ekv, E}, f));
-  const StateDict cg = attn::io::to_canonical(gqa, NameMap::torch, {.prefix = "", .kv_dim = Ekv});
+  const StateDict cg = attn::io::to_canonical(gqa, NameMap::torch, {.prefix = "", .q_dim = E});
   EXPECT_EQ(cg.at("q_proj.weight").view().shape_string(), "[8, 8]");
   expect_all(cg.at("v_proj.weight"), [&](auto i, auto j) { return f(E + Ekv + i, j); }, "v");
   EXPECT_NE(error_of([&] { (void)attn::io::to_canonical(gqa, NameMap::torch); })
                 .find("in_proj_weight: has 16 fused q/k/v rows, not divisible by 3"),
             std::string::npos);
-  // 16 rows with kv_dim 8 leave no q rows.
-  EXPECT_NE(error_of([&] { (void)attn::io::to_canonical(gqa, NameMap::torch, {.prefix = "", .kv_dim = 8}); }).find("too few"),
-            std::string::npos);
+  // 16 rows with q_dim 16 leave no k/v rows; q_dim 7 leaves an odd rest.
+  for (std::int64_t q_dim : {16, 7})
+    EXPECT_NE(error_of([&] { (void)attn::io::to_canonical(gqa, NameMap::torch, {.prefix = "", .q_dim = q_dim}); })
+                  .find("do not split into q_dim = " + std::to_string(q_dim)),
+              std::string::npos);
   StateDict rank1;
   rank1.insert("in_proj_weight", formula(DType::f32, {6}, f));
   EXPECT_NE(error_of([&] { (void)attn::io::to_canonical(rank1, NameMap::torch); }).find("expected rank 2"),

@@ -6,7 +6,7 @@
 /// the attention module itself, after `prefix` (e.g. "encoder.layer.0.attention." for BERT,
 /// "model.layers.0.self_attn." for LLaMA, "h.0.attn." for GPT-2). docs/io.md has the tables.
 ///
-///   torch   torch.nn.MultiheadAttention: in_proj_weight [3E, E] (or [E + 2·Ekv, E] with kv_dim)
+///   torch   torch.nn.MultiheadAttention: in_proj_weight [3E, E] (or [E + 2·Ekv, E] with q_dim = E)
 ///           split in three, q_proj_weight/k_proj_weight/v_proj_weight (kdim/vdim != E),
 ///           in_proj_bias, out_proj.weight/bias, bias_k/bias_v
 ///   hf_bert Hugging Face BertAttention: self.query/key/value, output.dense (+ .weight/.bias)
@@ -33,8 +33,10 @@ const char* name_map_name(NameMap map);
 struct NameMapOptions {
   /// Only keys starting with it are mapped (it is stripped); other keys are left out.
   std::string prefix;
-  /// Rows of K (and of V) in a fused QKV weight (torch in_proj_weight, GPT-2 c_attn); 0 = a third.
-  std::int64_t kv_dim = 0;
+  /// Rows of Q in a fused QKV weight (torch in_proj_weight, GPT-2 c_attn); K and V share the rest
+  /// equally. 0 = a third. Loading into a module, this is its embed_dim (so an MHA weight in a GQA
+  /// module splits Q right and shows K and V as mis-shaped).
+  std::int64_t q_dim = 0;
 };
 
 /// Foreign -> canonical. Keys under the prefix that the map does not know are kept (prefix
@@ -42,7 +44,8 @@ struct NameMapOptions {
 /// for tensors of the wrong rank or a fused weight that does not split.
 StateDict to_canonical(const StateDict& foreign, NameMap map, const NameMapOptions& options = {});
 /// Canonical -> foreign (prefix prepended). torch writes the fused in_proj_weight when q, k and v
-/// weights have one shape, q_proj_weight/k_proj_weight/v_proj_weight otherwise; gpt2 needs q, k
+/// weights have one input width (and k, v one shape), q_proj_weight/k_proj_weight/v_proj_weight
+/// otherwise; gpt2 needs q, k
 /// and v weights of one input width. Unknown keys are kept (prefix prepended).
 StateDict from_canonical(const StateDict& canonical, NameMap map, const NameMapOptions& options = {});
 

@@ -62,7 +62,9 @@ struct SafetensorsEntry {
 class SafetensorsFile {
  public:
   /// Maps and validates `path`. Throws attn::Error("path", ...) for I/O errors and for bad files.
-  static SafetensorsFile open(const std::string& path);
+  /// copy_on_write: the pages are mapped private and writable, so the tensor memory may be
+  /// written (the Python package hands out writable arrays); writes never reach the file.
+  static SafetensorsFile open(const std::string& path, bool copy_on_write = false);
   /// Validates bytes owned by the caller (kept alive by them while the object is used); for tests,
   /// fuzzing and in-memory files. `source` names the bytes in errors.
   static SafetensorsFile parse(std::span<const std::byte> bytes, std::string source = "buffer");
@@ -76,8 +78,8 @@ class SafetensorsFile {
   const SafetensorsEntry& at(std::string_view name) const;
   const std::string& source() const { return source_; }
 
-  SafetensorsFile(SafetensorsFile&&) noexcept = default;
-  SafetensorsFile& operator=(SafetensorsFile&&) noexcept = default;
+  SafetensorsFile(SafetensorsFile&&) noexcept;
+  SafetensorsFile& operator=(SafetensorsFile&&) noexcept;
   ~SafetensorsFile();
 
  private:
