@@ -6,6 +6,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake ninja-build pkg-config git    # toolchain (CMake 3.25 on Debian 12)
+  ccache                                              # compiler cache: rebuilds of unchanged files are free
   libopenblas-dev                                     # BLAS baselines and module GEMMs
   libdnnl-dev                                         # oneDNN: bf16 matmul probe (bench/gemm_probe.cpp)
   libgtest-dev libgmock-dev libbenchmark-dev          # tests and benchmarks

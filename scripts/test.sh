@@ -10,6 +10,11 @@ JOBS="${ATTN_JOBS:-$(nproc)}"
 start=$SECONDS
 
 scripts/setup.sh
+# Compiler cache (scripts/setup.sh installs ccache): paths relative to the repo, so clones and
+# worktrees share hits. Set CMAKE_CXX_COMPILER_LAUNCHER yourself to override.
+if command -v ccache >/dev/null && [[ -z "${CMAKE_CXX_COMPILER_LAUNCHER:-}" ]]; then
+  export CCACHE_BASEDIR="$PWD" CMAKE_CXX_COMPILER_LAUNCHER=ccache CMAKE_C_COMPILER_LAUNCHER=ccache
+fi
 for preset in release asan; do
   echo "== ${preset}: configure, build, test"
   cmake --preset "$preset"
