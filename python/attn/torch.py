@@ -31,6 +31,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import _core, _params
+from ._mha_core import AttentionCore
+from ._mha_core import check_mask_dtype as _check_mask_dtype
 
 __all__ = ["scaled_dot_product_attention", "MultiheadAttention", "set_num_threads"]
 
@@ -189,13 +191,6 @@ def _attention(q: Tensor, k: Tensor, v: Tensor, *, bool_mask: Optional[Tensor] =
 # scaled_dot_product_attention
 
 
-def _check_mask_dtype(name: str, mask: Optional[Tensor], meaning: str) -> None:
-    """torch's rule for masks: bool or floating (an integer mask would otherwise pass as a bias)."""
-    if mask is not None and mask.dtype != torch.bool and not mask.is_floating_point():
-        raise TypeError(f"{name}: has dtype {mask.dtype}, expected torch.bool ({meaning}) or a floating dtype "
-                        "(added to the scores)")
-
-
 def _to_4d(t: Tensor, name: str) -> Tensor:
     if t.dim() == 4:
         return t
@@ -306,7 +301,7 @@ def _merge_masks(attn_mask: Optional[Tensor], key_padding_mask: Optional[Tensor]
     return None, bias
 
 
-class MultiheadAttention(nn.Module):
+class MultiheadAttention(AttentionCore):
     """``torch.nn.MultiheadAttention`` with attn as its attention core, plus ``num_kv_heads``.
 
     Same constructor, forward, returned weights (post-dropout; averaged over heads or per head)
@@ -338,24 +333,13 @@ class MultiheadAttention(nn.Module):
 
     def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, add_bias_kv=False, add_zero_attn=False,
                  kdim=None, vdim=None, batch_first=False, device=None, dtype=None, *, num_kv_heads=None):
-        if embed_dim <= 0 or num_heads <= 0:
-            raise ValueError(f"embed_dim and num_heads must be greater than 0, got embed_dim={embed_dim} and "
-                             f"num_heads={num_heads} instead")
         super().__init__()
         factory = {"device": device, "dtype": dtype}
-        self.embed_dim = embed_dim
+        self._init_shape(embed_dim, num_heads, num_heads if num_kv_heads is None else num_kv_heads, "num_kv_heads")
         self.kdim = kdim if kdim is not None else embed_dim
         self.vdim = vdim if vdim is not None else embed_dim
-        self.num_heads = num_heads
-        self.num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
         self.dropout = dropout
         self.batch_first = batch_first
-        self.head_dim = embed_dim // num_heads
-        if self.head_dim * num_heads != embed_dim:
-            raise ValueError(f"embed_dim = {embed_dim} must be divisible by num_heads = {num_heads}")
-        if self.num_kv_heads <= 0 or num_heads % self.num_kv_heads:
-            raise ValueError(f"num_kv_heads = {self.num_kv_heads} must divide num_heads = {num_heads}")
-        self.kv_dim = self.num_kv_heads * self.head_dim
         self._qkv_same_embed_dim = self.kdim == embed_dim and self.vdim == embed_dim
         if not self._qkv_same_embed_dim:
             self.q_proj_weight = nn.Parameter(torch.empty((embed_dim, embed_dim), **factory))
@@ -409,18 +393,18 @@ class MultiheadAttention(nn.Module):
                 f"{list(mine.shape)}; weights of a module with other kv heads (e.g. a torch.nn.MultiheadAttention "
                 f"into a GQA/MQA module) cannot be loaded without a reshape that would change the model")
 
-    def _projections(self, query, key, value):
+    def _in_weights(self):
         e, ekv = self.embed_dim, self.kv_dim
         b = self.in_proj_bias
         bq, bk, bv = (None, None, None) if b is None else b.split([e, ekv, ekv])
         if self._qkv_same_embed_dim:
-            if query is key and key is value:
-                qkv = F.linear(query, self.in_proj_weight, b)
-                return qkv.split([e, ekv, ekv], dim=-1)
             wq, wk, wv = self.in_proj_weight.split([e, ekv, ekv])
         else:
             wq, wk, wv = self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
-        return F.linear(query, wq, bq), F.linear(key, wk, bk), F.linear(value, wv, bv)
+        return wq, wk, wv, bq, bk, bv
+
+    def _fused_qkv(self):
+        return (self.in_proj_weight, self.in_proj_bias) if self._qkv_same_embed_dim else None
 
     def _check_inputs(self, query: Tensor, key: Tensor, value: Tensor) -> None:
         """torch's shape rules for query/key/value (the batch axis is 0 with batch_first, else 1)."""
@@ -458,36 +442,24 @@ class MultiheadAttention(nn.Module):
         elif not self.batch_first:  # [L, N, E] -> [N, L, E] (views)
             query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
         n, l, _ = query.shape
-        h, hkv, d = self.num_heads, self.num_kv_heads, self.head_dim
-        q, k, v = self._projections(query, key, value)
+        hkv, d = self.num_kv_heads, self.head_dim
+        q, k, v = self.project_qkv(query, key, value)
         if self.bias_k is not None:
             k = torch.cat([k, self.bias_k.expand(n, 1, self.kv_dim)], dim=1)
             v = torch.cat([v, self.bias_v.expand(n, 1, self.kv_dim)], dim=1)
             attn_mask = None if attn_mask is None else F.pad(attn_mask, (0, 1))
             key_padding_mask = None if key_padding_mask is None else F.pad(key_padding_mask, (0, 1))
-        # [N, L, H·D] -> [N, H, L, D]: strided views, attn reads them in place.
-        q = q.view(n, l, h, d).transpose(1, 2)
-        k = k.reshape(n, -1, hkv, d).transpose(1, 2)
-        v = v.reshape(n, -1, hkv, d).transpose(1, 2)
+        q, k, v = self.split_heads(q, self.num_heads), self.split_heads(k, hkv), self.split_heads(v, hkv)
         if self.add_zero_attn:
             k = torch.cat([k, k.new_zeros(n, hkv, 1, d)], dim=2)
             v = torch.cat([v, v.new_zeros(n, hkv, 1, d)], dim=2)
             attn_mask = None if attn_mask is None else F.pad(attn_mask, (0, 1))
             key_padding_mask = None if key_padding_mask is None else F.pad(key_padding_mask, (0, 1))
-        s = k.shape[2]
-        bool_mask, bias = _merge_masks(attn_mask, key_padding_mask, n, h, l, s, q.dtype)
-        dropout_p = self.dropout if self.training else 0.0
-        out, _, probs = _attention(q, k, v, bool_mask=bool_mask, bias=bias, need_probs=bool(need_weights),
-                                   dropout_p=float(dropout_p), causal=bool(is_causal))
-        out = out.transpose(1, 2).reshape(n, l, self.embed_dim)  # a view: out has q's order [N, L, H, D]
-        out = F.linear(out, self.out_proj.weight, self.out_proj.bias)
-        weights = None
-        if need_weights:
-            weights = probs.mean(dim=1) if average_attn_weights else probs
-            if unbatched:
-                weights = weights.squeeze(0)
+        bool_mask, bias = _merge_masks(attn_mask, key_padding_mask, n, self.num_heads, l, k.shape[2], q.dtype)
+        out, weights = self.attend(q, k, v, bool_mask=bool_mask, bias=bias, need_weights=bool(need_weights),
+                                   average_attn_weights=average_attn_weights, causal=bool(is_causal))
         if unbatched:
-            return out.squeeze(0), weights
+            return out.squeeze(0), None if weights is None else weights.squeeze(0)
         return (out if self.batch_first else out.transpose(0, 1)), weights
 
     def _forward_nested(self, query, key, value, key_padding_mask, need_weights, attn_mask, is_causal):
@@ -530,3 +502,4 @@ from .linear import linear_attention, linear_attention_step  # noqa: E402,F401  
 from .state_dict import export_state_dict, load_state_dict  # noqa: E402
 
 __all__ += ["load_state_dict", "export_state_dict"]
+
