@@ -58,10 +58,19 @@ _TABLES = {
 }
 
 
+# The wqkvo map's (foreign, canonical) pairs: the seeds' classes (attn.modules) rename with them.
+WQKVO_RENAMES = tuple(_TABLES["wqkvo"]["renames"])
+
+
 def _table(names):
     if names not in _TABLES:
         raise ValueError(f"names: is {names!r}, expected one of {', '.join(NAMES)}")
     return _TABLES[names]
+
+
+def _torch_nn():
+    import torch.nn
+    return torch.nn
 
 
 def _is_torch(x):
@@ -176,6 +185,15 @@ class LoadReport:
     mismatched: list = field(default_factory=list)
 
     @property
+    def missing_keys(self):
+        """torch's name for ``missing`` (``nn.Module.load_state_dict`` returns these two)."""
+        return self.missing
+
+    @property
+    def unexpected_keys(self):
+        return self.unexpected
+
+    @property
     def ok(self):
         return not (self.missing or self.unexpected or self.mismatched)
 
@@ -212,7 +230,11 @@ def _converts(src, dst):
 
 
 def _slots(module):
-    """Canonical name -> the parameter memory of an (attn or torch) MultiheadAttention."""
+    """Canonical name -> the parameter memory of an (attn or torch) MultiheadAttention, or of a
+    module with q_proj/k_proj/v_proj/out_proj linear layers (attn.modules' classes)."""
+    if isinstance(getattr(module, "q_proj", None), _torch_nn().Linear):
+        return {f"{part}.{kind}": getattr(getattr(module, part), kind) for part in _QKV + ("out_proj",)
+                for kind in ("weight", "bias") if getattr(getattr(module, part), kind) is not None}
     E = module.embed_dim
     kv = getattr(module, "kv_dim", E)
     slots = {}
@@ -236,7 +258,8 @@ def _slots(module):
 
 def load_state_dict(module, state_dict, names="torch", strict=True, *, prefix=""):
     """Loads a foreign state dict (names: "torch" | "hf_bert" | "llama" | "gpt2" | "wqkvo") into an
-    ``attn.torch.MultiheadAttention`` (or ``torch.nn.MultiheadAttention``) and returns a
+    ``attn.torch.MultiheadAttention`` (or ``torch.nn.MultiheadAttention``, or one of the seeds'
+    classes ``MultiHeadAttention``/``MultiQueryAttention``/``GroupQueryAttention``) and returns a
     LoadReport. strict: any missing, unexpected or mismatched key raises one ValueError listing all
     of them and nothing is loaded. Non-strict: what fits is copied, the rest is in the report (unlike
     torch, a wrong shape does not raise). Values may be torch tensors or numpy arrays; floating

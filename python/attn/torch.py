@@ -5,6 +5,9 @@
   ``is_causal`` = top-left causal, ``enable_gqa``), plus attn's extras as keyword-only arguments.
 * ``MultiheadAttention``: ``torch.nn.MultiheadAttention``'s constructor, forward, returned weights
   and state-dict names, plus ``num_kv_heads`` (GQA/MQA).
+* The seeds' classes ``MultiHeadAttention``, ``MultiQueryAttention``, ``GroupQueryAttention`` and
+  ``get_attention`` (``attn/modules.py``, docs/modules.md): ``[B, S, E]``, masks True = attend.
+  They and ``MultiheadAttention`` are one module code, ``attn._mha_core.AttentionCore``.
 
 The attention core is a pair of ``torch.library`` custom ops, ``attn::sdpa_fwd`` and
 ``attn::sdpa_bwd``, with fake kernels (same shapes and strides as the real ones) and
@@ -503,3 +506,10 @@ from .state_dict import export_state_dict, load_state_dict  # noqa: E402
 
 __all__ += ["load_state_dict", "export_state_dict"]
 
+# The seeds' classes (MultiHeadAttention, MultiQueryAttention, GroupQueryAttention, get_attention): the same
+# AttentionCore as MultiheadAttention above, with the seeds' layout and masks (attn/modules.py, docs/modules.md).
+from .modules import (GroupQueryAttention, KVCache, MultiHeadAttention, MultiQueryAttention,  # noqa: E402
+                      ProjectedKV, get_attention)
+
+__all__ += ["MultiHeadAttention", "MultiQueryAttention", "GroupQueryAttention", "get_attention", "ProjectedKV",
+            "KVCache"]
