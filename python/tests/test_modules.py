@@ -365,3 +365,16 @@ def test_readme_snippet_runs_as_written():
     assert env["weights"].shape == (2, 100, 100) and env["out"].shape == (2, 100, 512)
     with torch.no_grad():
         close(torch.cat(env["steps"], 1), env["gqa"](env["x"]), 1e-5)
+
+
+def test_bench_modules_table_smoke(tmp_path, capsys):
+    """python -m attn.bench --tables modules runs end to end (one tiny shape) and writes its rows."""
+    import json
+    from attn import bench
+    bench.main(["--quick", "--tables", "modules", "--json", str(tmp_path / "b.json")])
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert [(r["cls"], r["mode"]) for r in rows] == [("mha", "fwd"), ("mha", "fwd+bwd"), ("gqa", "fwd"),
+                                                     ("gqa", "fwd+bwd")]
+    for r in rows:
+        assert r["attn_ms"] > 0 and r["linear_sdpa_ms"] > 0 and 0 < r["amdahl_bound"]
+    assert "ratio_torch_mha" in rows[0] and "Linear+SDPA" in capsys.readouterr().out
