@@ -101,13 +101,16 @@ class AttentionCore(nn.Module):
         dropout_p = self.dropout if self.training else 0.0
         out, _, probs = _attention(q, k, v, bool_mask=bool_mask, bias=bias, need_probs=bool(need_weights),
                                    dropout_p=float(dropout_p), **params)
-        b, _, l, _ = q.shape
-        out = out.transpose(1, 2).reshape(b, l, self.embed_dim)  # a view: out has q's order [B, L, H, D]
-        out = F.linear(out, self.out_proj.weight, self.out_proj.bias)
         weights = None
         if need_weights:
             weights = probs.mean(dim=1) if average_attn_weights else probs
-        return out, weights
+        return self.merge_heads(out), weights
+
+    def merge_heads(self, out: Tensor) -> Tensor:
+        """Attention output [B, Hq, L, D] (in q's dimension order [B, L, H, D]) -> out_proj of [B, L, E]."""
+        b, _, l, _ = out.shape
+        out = out.transpose(1, 2).reshape(b, l, self.embed_dim)  # a view when out is [B, L, H, D] in memory
+        return F.linear(out, self.out_proj.weight, self.out_proj.bias)
 
 
 def _attention(*args, **kwargs):

@@ -1,6 +1,7 @@
 """The seeds' attention classes, re-exported by ``attn.torch`` (docs/modules.md).
 
-``MultiHeadAttention``, ``MultiQueryAttention``, ``GroupQueryAttention`` and ``get_attention``, with
+``MultiHeadAttention``, ``MultiQueryAttention``, ``GroupQueryAttention``, ``LocalAttention``,
+``LinearAttention`` and ``get_attention``, with
 the seeds' constructors and ``forward(x, context=None, mask=None, need_weights=False,
 average_attn_weights=True, kv=None)``. They are ``attn._mha_core.AttentionCore`` modules, the same
 code as ``attn.torch.MultiheadAttention``: ``nn.Linear`` projections (torch's GEMM and autograd)
@@ -33,8 +34,8 @@ from torch import Tensor, nn
 from . import state_dict as _sd
 from ._mha_core import AttentionCore, check_mask_dtype
 
-__all__ = ["MultiHeadAttention", "MultiQueryAttention", "GroupQueryAttention", "get_attention", "ProjectedKV",
-           "KVCache", "ATTENTION_TYPES"]
+__all__ = ["MultiHeadAttention", "MultiQueryAttention", "GroupQueryAttention", "LocalAttention", "LinearAttention",
+           "get_attention", "ProjectedKV", "KVCache", "ATTENTION_TYPES"]
 
 _MASK_RULE = ("bool (True = attend) or float (added before the softmax), broadcast to [B, H, S, S_kv]; a rank-3 "
               "mask is per batch row [B, S, S_kv]; key padding is [B, 1, 1, S_kv]")
@@ -181,6 +182,7 @@ class _SeedAttention(AttentionCore):
             raise TypeError(f"kv: is a {type(kv).__name__}, expected a ProjectedKV (project_kv(context)) or a "
                             "KVCache (make_cache(capacity))")
         cross = context is not None or isinstance(kv, ProjectedKV)
+        self._check_call(cross, isinstance(kv, KVCache))
         if cross and self.apply_causal_mask:
             raise ValueError("apply_causal_mask: is True for a cross-attention call (context or project_kv given); "
                              "causal masking is for self-attention: build the cross-attention module with "
@@ -208,6 +210,7 @@ class _SeedAttention(AttentionCore):
             k, v = (self.split_heads(t, hkv) for t in self.project_k_v(src, src))
             if self.apply_causal_mask:
                 params = dict(causal=True)  # S = S_kv: top-left and bottom-right agree
+        params.update(self._extra_params(isinstance(kv, KVCache)))
         bool_mask, bias = self._mask(mask, b, l, k.shape[2], x, context)
         out, weights = self.attend(q, k, v, bool_mask=bool_mask, bias=bias, need_weights=need_weights,
                                    average_attn_weights=average_attn_weights, **params)
@@ -224,6 +227,15 @@ class _SeedAttention(AttentionCore):
     def make_cache(self, capacity: int) -> KVCache:
         """An empty KVCache for incremental self-attention decoding of up to ``capacity`` tokens."""
         return KVCache(capacity)
+
+    # -- what a subclass adds ---------------------------------------------------------------------
+
+    def _check_call(self, cross: bool, cached: bool) -> None:
+        """Refuses the call kinds a subclass does not support (cross-attention, the KV cache)."""
+
+    def _extra_params(self, cached: bool) -> dict:
+        """Entries of attn's parameter table the subclass adds to every call (cached: a KVCache step)."""
+        return {}
 
     # -- checks ----------------------------------------------------------------------------------
 
@@ -307,28 +319,122 @@ class GroupQueryAttention(_SeedAttention):
                          "num_groups")
 
 
-ATTENTION_TYPES = {"mha": MultiHeadAttention, "mqa": MultiQueryAttention, "gqa": GroupQueryAttention}
-_NOT_BUILT = ("linear", "local", "strided")
+class LocalAttention(_SeedAttention):
+    """Sliding-window (local) self-attention: query i sees keys j with |i − j| ≤ window_size
+    (i − window_size ≤ j ≤ i with apply_causal_mask), on top of any mask; num_groups K/V heads
+    (None: one per query head). attn's kernels skip the tiles outside the window, so the cost grows
+    as N·window_size, not N². Self-attention only (a window over the positions of two different
+    sequences is not defined here); the KV cache works (bottom-right aligned, the window counts
+    back from each new token)."""
+
+    def __init__(self, embed_dim: int, num_heads: int, window_size: int, num_groups: Optional[int] = None,
+                 dropout: float = 0.0, bias: bool = True, apply_causal_mask: bool = False, *, device=None,
+                 dtype=None):
+        if isinstance(window_size, bool) or not isinstance(window_size, int) or window_size < 0:
+            raise ValueError(f"window_size: = {window_size!r}, expected an int >= 0 (keys within that distance "
+                             "of the query are visible)")
+        super().__init__(embed_dim, num_heads, num_heads if num_groups is None else num_groups, dropout, bias,
+                         apply_causal_mask, device, dtype, "num_groups")
+        self.window_size = window_size
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", window_size={self.window_size}"
+
+    def _check_call(self, cross, cached):
+        if cross:
+            raise ValueError("context/kv: LocalAttention is self-attention only (its window is over the positions of "
+                             "x), expected no context and no ProjectedKV; use MultiHeadAttention for cross-attention")
+
+    def _extra_params(self, cached):
+        w = self.window_size
+        return dict(window_left=w, window_right=w, **({"alignment": "bottom_right"} if cached else {}))
+
+
+class LinearAttention(_SeedAttention):
+    """Linear ("fast") attention in the seeds' module form: the same projections, then
+    ``attn.torch.linear_attention`` (docs/linear_attention.md: out_i = φ(q_i)ᵀS / (φ(q_i)ᵀz + eps),
+    O(N)) instead of softmax attention. feature_map ``"elu"`` (elu + 1) or ``"favor"`` (FAVOR+
+    with ``num_features`` random features; the projection is drawn once, from ``seed`` or torch's
+    generator, and kept as the buffer ``projection``). Masks: only key padding ``[B, 1, 1, S_kv]``
+    bool (True = attend) and ``apply_causal_mask``; no weights, no dropout, no KV cache (decode with
+    ``attn.torch.linear_attention_step``). Cross-attention and project_kv work."""
+
+    def __init__(self, embed_dim: int, num_heads: int, num_groups: Optional[int] = None, bias: bool = True,
+                 apply_causal_mask: bool = False, feature_map: str = "elu", num_features: Optional[int] = None,
+                 seed: Optional[int] = None, eps: float = 1e-6, *, device=None, dtype=None):
+        super().__init__(embed_dim, num_heads, num_heads if num_groups is None else num_groups, 0.0, bias,
+                         apply_causal_mask, device, dtype, "num_groups")
+        if feature_map not in ("elu", "favor"):
+            raise ValueError(f"feature_map: is {feature_map!r}, expected 'elu' or 'favor'")
+        self.feature_map, self.eps = feature_map, float(eps)
+        if feature_map == "favor":
+            from .linear import default_num_features, favor_projection
+            m = default_num_features(self.head_dim) if num_features is None else num_features
+            if seed is None:
+                seed = int(torch.randint(0, 2**62, ()).item())
+            self.register_buffer("projection", favor_projection(m, self.head_dim, seed).to(device))
+        elif num_features is not None or seed is not None:
+            raise ValueError("num_features/seed: are FAVOR+ settings, expected None with feature_map='elu'")
+        else:
+            self.projection = None
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", feature_map={self.feature_map!r}"
+
+    def _check_call(self, cross, cached):
+        if cached:
+            raise ValueError("kv: LinearAttention has no KVCache (its decoding state is (S, z), see "
+                             "attn.torch.linear_attention_step), expected a ProjectedKV or None")
+
+    def attend(self, q, k, v, *, bool_mask=None, bias=None, need_weights=False, average_attn_weights=True, **params):
+        from .linear import linear_attention
+        if need_weights:
+            raise ValueError("need_weights: is True, but linear attention never forms the attention weights "
+                             "(expected False; use MultiHeadAttention for weights)")
+        padding = None
+        b, s = k.shape[0], k.shape[2]
+        if bias is not None or (bool_mask is not None and (bool_mask.dim() != 4 or bool_mask.shape[1:3] != (1, 1))):
+            m = bias if bias is not None else bool_mask
+            raise ValueError(f"mask: has shape {list(m.shape)} and dtype {m.dtype}, but linear attention takes only "
+                             f"key padding: a bool [B, 1, 1, S_kv] mask (True = attend); other masks have no linear "
+                             "form (use MultiHeadAttention)")
+        if bool_mask is not None:
+            padding = ~bool_mask.reshape(bool_mask.shape[0], s).expand(b, s)
+        out = linear_attention(q, k, v, self.feature_map, bool(params.get("causal", False)), key_padding_mask=padding,
+                               eps=self.eps, projection=self.projection)
+        return self.merge_heads(out), None
+
+
+ATTENTION_TYPES = {"mha": MultiHeadAttention, "mqa": MultiQueryAttention, "gqa": GroupQueryAttention,
+                   "local": LocalAttention, "linear": LinearAttention}
+_NOT_BUILT = ("strided",)
 
 
 def get_attention(attention_type: str, embed_dim: int, num_heads: int, num_groups: Optional[int] = None,
                   apply_causal_mask: bool = False, **kw) -> _SeedAttention:
     """The seeds' factory: ``"mha"`` (num_groups None or num_heads), ``"mqa"`` (None or 1),
-    ``"gqa"`` (num_groups required). ``kw``: dropout, bias, device, dtype. ``"linear"``,
-    ``"local"`` and ``"strided"`` modules are not built yet (an error says so)."""
+    ``"gqa"`` (num_groups required), ``"local"`` (``window_size=`` required; num_groups optional),
+    ``"linear"`` (num_groups optional; ``feature_map=``, ``num_features=``, ``seed=``, ``eps=``).
+    Other ``kw``: dropout (not linear), bias, device, dtype. ``"strided"`` is not built yet (an
+    error says so)."""
     known = ", ".join(repr(t) for t in ATTENTION_TYPES)
     if attention_type in _NOT_BUILT:
         raise ValueError(f"attention_type: {attention_type!r} is not available yet as a module (expected one of "
-                         f"{known}; linear attention exists as the function attn.torch.linear_attention)")
+                         f"{known})")
     if attention_type not in ATTENTION_TYPES:
         raise ValueError(f"attention_type: is {attention_type!r}, expected one of {known}")
+    cls = ATTENTION_TYPES[attention_type]
     if attention_type == "gqa":
         if num_groups is None:
             raise ValueError(f"num_groups: is None, expected the number of K/V heads (dividing num_heads = "
                              f"{num_heads}) for attention_type='gqa'")
-        return GroupQueryAttention(embed_dim, num_heads, num_groups, apply_causal_mask=apply_causal_mask, **kw)
+        return cls(embed_dim, num_heads, num_groups, apply_causal_mask=apply_causal_mask, **kw)
+    if attention_type in ("local", "linear"):
+        if attention_type == "local" and "window_size" not in kw:
+            raise ValueError("window_size: is missing, expected window_size=<int> for attention_type='local'")
+        return cls(embed_dim, num_heads, num_groups=num_groups, apply_causal_mask=apply_causal_mask, **kw)
     implied = num_heads if attention_type == "mha" else 1
     if num_groups is not None and num_groups != implied:
         raise ValueError(f"num_groups: = {num_groups}, but attention_type={attention_type!r} has {implied} K/V "
                          f"head{'s' if implied != 1 else ''} (expected None or {implied}; use 'gqa' for other counts)")
-    return ATTENTION_TYPES[attention_type](embed_dim, num_heads, apply_causal_mask=apply_causal_mask, **kw)
+    return cls(embed_dim, num_heads, apply_causal_mask=apply_causal_mask, **kw)

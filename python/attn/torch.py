@@ -508,8 +508,8 @@ __all__ += ["load_state_dict", "export_state_dict"]
 
 # The seeds' classes (MultiHeadAttention, MultiQueryAttention, GroupQueryAttention, get_attention): the same
 # AttentionCore as MultiheadAttention above, with the seeds' layout and masks (attn/modules.py, docs/modules.md).
-from .modules import (GroupQueryAttention, KVCache, MultiHeadAttention, MultiQueryAttention,  # noqa: E402
-                      ProjectedKV, get_attention)
+from .modules import (GroupQueryAttention, KVCache, LinearAttention, LocalAttention,  # noqa: E402
+                      MultiHeadAttention, MultiQueryAttention, ProjectedKV, get_attention)
 
-__all__ += ["MultiHeadAttention", "MultiQueryAttention", "GroupQueryAttention", "get_attention", "ProjectedKV",
-            "KVCache"]
+__all__ += ["MultiHeadAttention", "MultiQueryAttention", "GroupQueryAttention", "LocalAttention", "LinearAttention",
+            "get_attention", "ProjectedKV", "KVCache"]

@@ -136,9 +136,9 @@ def test_get_attention():
         get_attention("mha", E, H, num_groups=2)
     with pytest.raises(ValueError, match="num_groups: = 2, but attention_type='mqa' has 1"):
         get_attention("mqa", E, H, num_groups=2)
-    for kind in ("linear", "local", "strided"):
-        with pytest.raises(ValueError, match=f"attention_type: '{kind}' is not available yet.*'mha', 'mqa', 'gqa'"):
-            get_attention(kind, E, H)
+    with pytest.raises(ValueError, match="attention_type: 'strided' is not available yet.*'mha', 'mqa', 'gqa', "
+                                         "'local', 'linear'"):
+        get_attention("strided", E, H)
     with pytest.raises(ValueError, match="attention_type: is 'flash', expected one of 'mha', 'mqa', 'gqa'"):
         get_attention("flash", E, H)
 
@@ -378,3 +378,91 @@ def test_bench_modules_table_smoke(tmp_path, capsys):
     for r in rows:
         assert r["attn_ms"] > 0 and r["linear_sdpa_ms"] > 0 and 0 < r["amdahl_bound"]
     assert "ratio_torch_mha" in rows[0] and "Linear+SDPA" in capsys.readouterr().out
+
+
+def band(s, s_kv, w, causal):
+    i, j = torch.arange(s)[:, None], torch.arange(s_kv)[None, :]
+    keep = (j >= i - w) & (j <= i + w)
+    return keep & (j <= i) if causal else keep
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["two_sided", "causal"])
+@pytest.mark.parametrize("groups", [None, 2])
+def test_local_attention_is_a_band_mask(causal, groups):
+    """LocalAttention = the same module with a |i − j| ≤ w band, against the composition given
+    that band as a bool mask (and on top of a key padding mask); gradients; the KV cache."""
+    w = 2
+    m = attn.torch.LocalAttention(E, H, w, num_groups=groups, apply_causal_mask=causal, dtype=F64)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.copy_(torch.randn(p.shape, dtype=F64) * 0.4)
+    x = torch.randn(B, S, E, dtype=F64, requires_grad=True)
+    padding = torch.ones(B, 1, 1, S, dtype=torch.bool)
+    padding[1, ..., -1] = False
+    got = m(x, mask=padding)  # the window is the module's; the composition gets it as a bool mask
+    want = composition(m, x, mask=band(S, S, w, causal) & padding)
+    close(got, want, 1e-12)
+    wrt = [x, *m.parameters()]
+    for a, b_ in zip(torch.autograd.grad(got.sum(), wrt), torch.autograd.grad(want.sum(), wrt)):
+        close(a, b_, GRAD_TOL)
+    if causal:
+        with torch.no_grad():
+            cache = m.make_cache(S)
+            steps = [m(x[:, :2], kv=cache)] + [m(x[:, t:t + 1], kv=cache) for t in range(2, S)]
+            close(torch.cat(steps, 1), m(x), 1e-12)
+    assert type(get_attention("local", E, H, window_size=w)) is attn.torch.LocalAttention
+    with pytest.raises(ValueError, match="window_size: is missing"):
+        get_attention("local", E, H)
+    with pytest.raises(ValueError, match="window_size: = -1"):
+        attn.torch.LocalAttention(E, H, -1)
+    with pytest.raises(ValueError, match="LocalAttention is self-attention only"):
+        m(x, context=x)
+
+
+def linear_formula(m, x, context=None, keep=None, causal=False):
+    """docs/linear_attention.md's formula with elu + 1 features, with the module's projections."""
+    w = dict(m.named_parameters())
+    lin = lambda t, n: t @ w[f"{n}.weight"].T + w[f"{n}.bias"]  # noqa: E731
+    src = x if context is None else context
+    h, g, d = m.num_heads, m.num_groups, m.head_dim
+    q = lin(x, "q_proj").view(x.shape[0], -1, h, d).transpose(1, 2)
+    k = lin(src, "k_proj").view(src.shape[0], -1, g, d).transpose(1, 2).repeat_interleave(h // g, 1)
+    v = lin(src, "v_proj").view(src.shape[0], -1, g, d).transpose(1, 2).repeat_interleave(h // g, 1)
+    a = (torch.nn.functional.elu(q) + 1) @ (torch.nn.functional.elu(k) + 1).transpose(-1, -2)
+    if causal:
+        a = a * torch.ones(a.shape[-2:], dtype=torch.bool).tril()
+    if keep is not None:
+        a = a * keep
+    o = (a @ v) / (a.sum(-1, keepdim=True) + m.eps)
+    return lin(o.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1), "out_proj")
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+def test_linear_attention_module(causal):
+    m = get_attention("linear", E, H, num_groups=2, apply_causal_mask=causal, dtype=F64)
+    assert type(m) is attn.torch.LinearAttention
+    with torch.no_grad():
+        for p in m.parameters():
+            p.copy_(torch.randn(p.shape, dtype=F64) * 0.3)
+    x = torch.randn(B, S, E, dtype=F64, requires_grad=True)
+    padding = torch.ones(B, 1, 1, S, dtype=torch.bool)
+    padding[1, ..., -2:] = False
+    got = m(x, mask=padding)
+    want = linear_formula(m, x, keep=padding, causal=causal)
+    close(got, want, 1e-10)
+    wrt = [x, *m.parameters()]
+    for a, b_ in zip(torch.autograd.grad(got.sum(), wrt), torch.autograd.grad(want.sum(), wrt)):
+        close(a, b_, 1e-8)
+    if not causal:
+        ctx = torch.randn(B, S_KV, E, dtype=F64)
+        close(m(x, kv=m.project_kv(ctx)), linear_formula(m, x, context=ctx), 1e-10)
+    with pytest.raises(ValueError, match=r"mask: has shape \[7, 7\].*linear attention takes only key padding"):
+        m(x, mask=torch.ones(S, S, dtype=torch.bool))
+    with pytest.raises(ValueError, match="need_weights: is True, but linear attention never forms"):
+        m(x, need_weights=True)
+    with pytest.raises(ValueError, match="kv: LinearAttention has no KVCache"), torch.no_grad():
+        m(x, kv=m.make_cache(S))
+    favor = attn.torch.LinearAttention(E, H, feature_map="favor", num_features=16, seed=3)
+    assert favor.projection.shape == (16, E // H)
+    y = torch.randn(B, S, E)
+    close(favor(y), favor(y), 0)  # the projection is fixed at construction
