@@ -1,6 +1,7 @@
 """attn vs torch.nn.functional.scaled_dot_product_attention on the CPU, same process.
 
-    python -m attn.bench [--quick] [--tables sdpa,mha,modules] [--threads 2] [--reps 5] [--json FILE]
+    python -m attn.bench [--quick] [--tables sdpa,mha,modules] [--dtypes float32,bfloat16] [--threads 2]
+                         [--reps 5] [--json FILE]
 
 sdpa: B=1, H=16, D in {64, 128}, N in {1024, 2048}, non-causal, forward and forward+backward,
 fp32 and bf16. mha: the drop-in MultiheadAttention, E in {512, 1024}, H=E/64, N=2048, B=1,
@@ -207,11 +208,17 @@ def main(argv=None):
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--json", help="write the rows with the machine description here")
     ap.add_argument("--tables", default="sdpa,mha,modules", help="comma-separated subset of sdpa, mha, modules")
+    ap.add_argument("--dtypes", default="float32,bfloat16", help="comma-separated subset of float32, bfloat16")
     args = ap.parse_args(argv)
     tables = args.tables.split(",")
     for t in tables:
         if t not in ("sdpa", "mha", "modules"):
             ap.error(f"--tables: {t!r} is not one of sdpa, mha, modules")
+    dtypes = []
+    for d in args.dtypes.split(","):
+        if d not in ("float32", "bfloat16"):
+            ap.error(f"--dtypes: {d!r} is not one of float32, bfloat16")
+        dtypes.append(getattr(torch, d))
     if "OMP_PROC_BIND" not in os.environ and argv is None:  # pin threads: re-execute once with them set
         env = dict(os.environ, OMP_PROC_BIND="spread", OMP_PLACES="cores")
         os.execve(sys.executable, [sys.executable, "-m", "attn.bench", *sys.argv[1:]], env)
@@ -226,7 +233,6 @@ def main(argv=None):
         rows += bench_mha([128], 128, 1) if "mha" in tables else []
         rows += bench_modules([128], [64], [torch.float32], 1) if "modules" in tables else []
     else:
-        dtypes = [torch.float32, torch.bfloat16]
         if "sdpa" in tables:
             rows += bench_sdpa([(64, 1024), (128, 1024), (64, 2048), (128, 2048)], dtypes, args.reps)
         if "mha" in tables:

@@ -362,7 +362,7 @@ def test_readme_snippet_runs_as_written():
     env = {}
     exec(compile(code, "README.md", "exec"), env)
     assert env["report"].ok
-    assert env["weights"].shape == (2, 100, 100) and env["out"].shape == (2, 100, 512)
+    assert env["weights"].shape == (2, 32, 32) and env["out"].shape == (2, 32, 512)
     with torch.no_grad():
         close(torch.cat(env["steps"], 1), env["gqa"](env["x"]), 1e-5)
 
