@@ -192,7 +192,7 @@ class _SeedAttention(AttentionCore):
         q = self.split_heads(self.project_q(x), self.num_heads)
         params = {}
         if isinstance(kv, ProjectedKV):
-            self._check_projected(kv, b)
+            self._check_projected(kv, x)
             k, v = kv.k, kv.v
         elif isinstance(kv, KVCache):
             if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters())):
@@ -257,11 +257,17 @@ class _SeedAttention(AttentionCore):
             raise ValueError(f"context: has shape {list(context.shape)}, but x has shape {list(x.shape)} (their batch "
                              f"sizes, dim 0, must match: {context.shape[0]} != {x.shape[0]}){hint}")
 
-    def _check_projected(self, kv: ProjectedKV, b: int) -> None:
+    def _check_projected(self, kv: ProjectedKV, x: Tensor) -> None:
+        b = x.shape[0]
         want = (b, self.num_kv_heads, kv.length, self.head_dim)
         if tuple(kv.k.shape) != want or tuple(kv.v.shape) != want:
+            hint = ""
+            if kv.batch_size == x.shape[1] != b:
+                hint = (f"; x = {list(x.shape)} looks like (S, B, E), but these classes take batch-first [B, S, E]: "
+                        "transpose(0, 1)")
             raise ValueError(f"kv: holds k of shape {list(kv.k.shape)} and v of shape {list(kv.v.shape)}, expected "
-                             f"{list(want)} ([B, num_groups, S_kv, head_dim] of this module for x's batch size {b})")
+                             f"{list(want)} ([B, num_groups, S_kv, head_dim] of this module for x's batch size "
+                             f"{b}){hint}")
 
     def _mask(self, mask: Optional[Tensor], b: int, l: int, s: int, x: Tensor,
               context: Optional[Tensor]) -> Tuple[Optional[Tensor], Optional[Tensor]]:

@@ -145,7 +145,7 @@ def test_get_attention():
 
 def test_one_implementation_under_both_faces():
     """The torch drop-in and the seeds' classes are the same AttentionCore code: with the same
-    weights and the same masks (torch's True = blocked inverted) they give the same bits' worth."""
+    weights and the same masks (torch's True = blocked inverted) they give the same result (1e-13)."""
     for g in (H, 2, 1):
         ours = make("gqa") if g == 2 else make("mha" if g == H else "mqa")
         drop_in = attn.torch.MultiheadAttention(E, H, num_kv_heads=g, batch_first=True, dtype=F64)
@@ -288,6 +288,9 @@ def test_bad_inputs():
         m(x, kv=(x, x))
     with pytest.raises(ValueError, match=r"kv: holds k of shape \[2, 2, 7, 6\].*expected \[1, 2, 7, 6\]"):
         m(x[:1], kv=m.project_kv(x))
+    kv = m.project_kv(torch.randn(B, S_KV, E, dtype=F64))
+    with pytest.raises(ValueError, match=r"kv: holds k of shape \[2, 2, 5, 6\].*x = \[7, 2, 24\] looks like \(S, B, E\)"):
+        m(xt, kv=kv)
     with pytest.raises(ValueError, match="apply_causal_mask: is True for a cross-attention call"):
         make("mha", apply_causal_mask=True)(x, context=x)
 
