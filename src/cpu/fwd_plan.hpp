@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/problem.hpp"
+#include "cpu/amx/fwd_pack.hpp"
 #include "cpu/bwd_plan.hpp"
 #include "cpu/softmax_state.hpp"
 
@@ -26,6 +27,7 @@ struct FwdPlan {
   std::int64_t Br = 64;     // query positions per task
   std::int64_t Bc = 64;     // keys per tile
   bool extras = false;      // variants::needs_element_pass: element pass per tile
+  amx::FwdPack pack;        // K and Vᵀ packed for the tile ISAs (empty: the vector path runs)
   std::vector<FwdTask> tasks;
 };
 

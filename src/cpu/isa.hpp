@@ -1,6 +1,6 @@
 #pragma once
 // Runtime ISA selection for the cpu kernels (docs/architecture.md): the best compiled table entry the
-// CPU supports, chosen once by cpuid; ATTN_ISA=avx512bf16|avx512|avx2|scalar forces one.
+// CPU supports, chosen once by cpuid; ATTN_ISA=amx|avx512bf16|avx512|avx2|scalar|amx_emu forces one.
 
 #include <string>
 #include <vector>

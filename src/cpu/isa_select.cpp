@@ -13,6 +13,9 @@
 
 namespace attn::cpu {
 
+#if ATTN_ISA_AMX
+extern const CpuKernels kAmxKernels;
+#endif
 #if ATTN_ISA_AVX512BF16
 extern const CpuKernels kAvx512Bf16Kernels;
 #endif
@@ -23,11 +26,17 @@ extern const CpuKernels kAvx512Kernels;
 extern const CpuKernels kAvx2Kernels;
 #endif
 extern const CpuKernels kScalarKernels;
+#if ATTN_ISA_AMX_EMU
+extern const CpuKernels kAmxEmuKernels;
+#endif
 
 namespace {
 
 const std::vector<const CpuKernels*>& table() {
   static const std::vector<const CpuKernels*> list = {
+#if ATTN_ISA_AMX
+      &kAmxKernels,  // bf16 forward on tiles, the rest AVX-512: preferred wherever the tiles run
+#endif
 #if ATTN_ISA_AVX512BF16
       &kAvx512Bf16Kernels,
 #endif
@@ -38,6 +47,9 @@ const std::vector<const CpuKernels*>& table() {
       &kAvx2Kernels,
 #endif
       &kScalarKernels,
+#if ATTN_ISA_AMX_EMU
+      &kAmxEmuKernels,  // the tile kernels on the scalar emulation: tests only, never preferred
+#endif
   };
   return list;
 }

@@ -78,7 +78,9 @@ void forward(const core::ForwardArgs& a) {
   // Tile rows padded to 2 vectors and Dv to 1 vector of the widest ISA (FwdKernel's rows_p, dvp).
   constexpr std::int64_t kRowPad = 2 * isa::kMaxLanes, kColPad = isa::kMaxLanes;
   const std::int64_t rows_p = (p.G * plan.Br + kRowPad - 1) / kRowPad * kRowPad, dvp = (p.Dv + kColPad - 1) / kColPad * kColPad;
+  const std::int64_t Bc32 = (plan.Bc + 31) / 32 * 32;  // the tile ISAs write whole 32-key blocks of Sᵀ
   const int threads = a.p.params->num_threads > 0 ? a.p.params->num_threads : omp_get_max_threads();
+  if (kernels.prepare_forward) kernels.prepare_forward(plan, threads);
   const auto n_tasks = static_cast<std::int64_t>(plan.tasks.size());
 #pragma omp parallel num_threads(static_cast<int>(std::min<std::int64_t>(threads, n_tasks)))
   {
@@ -87,7 +89,7 @@ void forward(const core::ForwardArgs& a) {
     size(ws.q, rows_p * p.D);                    // Qᵀ
     size(ws.kt, plan.Bc * p.D);                  // K tile (converted dtypes only)
     size(ws.v, plan.Bc * dvp);                   // V tile (converted dtypes / ragged Dv only)
-    size(ws.s, plan.Bc * rows_p);                // Sᵀ / Pᵀ
+    size(ws.s, Bc32 * rows_p);                   // Sᵀ / Pᵀ
     size(ws.o, rows_p * dvp);                    // O accumulator
     size(ws.row, std::max(p.D, p.Dv) + isa::kMaxLanes);
     size(ws.extra, plan.Bc);
@@ -95,8 +97,8 @@ void forward(const core::ForwardArgs& a) {
     size(ws.hi_f, rows_p);
     size(ws.m_sub, rows_p);
     ws.state.resize(static_cast<std::size_t>(rows_p));
-    if (p.q.dtype == DType::bf16) {  // pair-packed tiles of the bf16-dot ISAs
-      const std::int64_t Dp = p.D + 1, Bcp = plan.Bc + 2;
+    if (p.q.dtype == DType::bf16) {  // pair-packed tiles of the bf16-dot and tile ISAs
+      const std::int64_t Dp = (p.D + 32) / 32 * 32, Bcp = Bc32 + 2;
       ws.q16.resize(static_cast<std::size_t>(Dp * rows_p));
       ws.k16.resize(static_cast<std::size_t>(Bcp * Dp));
       ws.p16.resize(static_cast<std::size_t>(Bcp * rows_p));

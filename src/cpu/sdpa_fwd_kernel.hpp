@@ -32,6 +32,7 @@
 #include "core/float_io.hpp"
 #include "core/half.hpp"
 #include "core/philox.hpp"
+#include "cpu/amx/fwd_tiles.hpp"
 #include "cpu/convert.hpp"
 #include "cpu/fwd_plan.hpp"
 #include "cpu/isa/vec_traits.hpp"
@@ -131,6 +132,7 @@ struct FwdKernel {
     const FwdTask& t;
     std::int64_t tb, rows, rows_p, D, Dv, dvp;
     bool pairs;  // bf16 inputs on an ISA with a bf16 pair dot (vdpbf16ps)
+    bool tiles;  // bf16 inputs on a tile ISA with the call's K/Vᵀ packed (plan.pack); O holds Oᵀ
     std::int64_t head(std::int64_t r) const { return t.kvh * p.G + r / t.rows_q; }
     std::int64_t pos(std::int64_t r) const { return t.i0 + r % t.rows_q; }
   };
@@ -141,6 +143,8 @@ struct FwdKernel {
 
   // ---- bf16 pair-dot path (ISAs with I::kBf16Dot; see isa/vec_avx512bf16.hpp) ----
   static constexpr bool kPairDot = requires { I::kBf16Dot; };
+  // ---- bf16 tile path (ISAs with I::Tiles, amx/fwd_tiles.hpp): the same Qᵀ and Pᵀ pairs ----
+  static constexpr bool kTiles = requires { typename I::Tiles; };
 
   // Sᵀ[c][r0 .. r0+2W) = Σ_pairs K[c][pair]·Qᵀ[pair][r] for C keys (Qᵀ as [D/2][rows_p][2]).
   template <int C>
@@ -162,8 +166,8 @@ struct FwdKernel {
     }
   }
 
-  static void pack_qt_pairs(const Rows& R, Workspace& ws) {
-    const std::int64_t Dp = round_up(R.D, 2);
+  /// Qᵀ pairs [Dp/2][rows_p][2], zero beyond D (Dp: even for the pair dot, a multiple of 32 for tiles).
+  static void pack_qt_pairs(const Rows& R, Workspace& ws, std::int64_t Dp) {
     std::fill(ws.q16.begin(), ws.q16.begin() + Dp * R.rows_p, std::uint16_t{0});
     for (std::int64_t r = 0; r < R.rows; ++r) {
       const std::int64_t ii = r % R.t.rows_q;
@@ -215,15 +219,23 @@ struct FwdKernel {
       for (int n = 0; n < NV; ++n) I::store(o + r * ldo + n * W, acc[r][n]);
   }
 
-  static void pv_pairs(const Rows& R, Workspace& ws, std::int64_t j0, std::int64_t bc) {
-    const std::int64_t bch = (bc + 1) / 2, n0 = R.p.tensor_col(R.t.b, j0);
-    for (std::int64_t cp = 0; cp < bch; ++cp) {  // P pairs, rounded to bf16
-      const bool has_hi = 2 * cp + 1 < bc;
+  /// Pᵀ pairs [bch][rows_p][2] rounded to bf16, zero for keys ≥ bc.
+  static void pack_p_pairs(const Rows& R, Workspace& ws, std::int64_t bc, std::int64_t bch) {
+    for (std::int64_t cp = 0; cp < bch; ++cp) {
+      const bool has_lo = 2 * cp < bc, has_hi = 2 * cp + 1 < bc;
       for (std::int64_t r0 = 0; r0 < R.rows_p; r0 += W) {
-        const V lo = I::load(ws.s.data() + 2 * cp * R.rows_p + r0);
+        const V lo = has_lo ? I::load(ws.s.data() + 2 * cp * R.rows_p + r0) : I::zero();
         const V hi = has_hi ? I::load(ws.s.data() + (2 * cp + 1) * R.rows_p + r0) : I::zero();
         I::store_pairs(ws.p16.data() + (cp * R.rows_p + r0) * 2, I::pairs_f32(lo, hi));
       }
+    }
+  }
+
+  static void pv_pairs(const Rows& R, Workspace& ws, std::int64_t j0, std::int64_t bc) {
+    const std::int64_t bch = (bc + 1) / 2, n0 = R.p.tensor_col(R.t.b, j0);
+    pack_p_pairs(R, ws, bc, bch);
+    for (std::int64_t cp = 0; cp < bch; ++cp) {
+      const bool has_hi = 2 * cp + 1 < bc;
       const auto* v_lo = reinterpret_cast<const std::uint16_t*>(row_ptr(R.p.v, R.tb, R.t.kvh, n0 + 2 * cp));
       const auto* v_hi = has_hi ? reinterpret_cast<const std::uint16_t*>(row_ptr(R.p.v, R.tb, R.t.kvh, n0 + 2 * cp + 1)) : nullptr;
       for (std::int64_t d0 = 0; d0 < R.dvp; d0 += W) {
@@ -242,6 +254,31 @@ struct FwdKernel {
           });
         });
       }
+    }
+  }
+
+  /// Sᵀ of the tile's keys (whole 32-key blocks) on tiles, from the packed K rows.
+  static void qk_tiles(const FwdPlan& plan, const Rows& R, Workspace& ws, std::int64_t j0, std::int64_t bc) {
+    const amx::FwdPack& pk = plan.pack;
+    amx::FwdTiles<typename I::Tiles>::qk(pk.k_rows(R.t.b, R.t.kvh) + j0 * pk.Dp, pk.Dp, ws.q16.data(), R.rows_p, bc,
+                                         ws.s.data());
+  }
+
+  /// Oᵀ += Vᵀ·Pᵀ on tiles.
+  static void pv_tiles(const FwdPlan& plan, const Rows& R, Workspace& ws, std::int64_t j0, std::int64_t bc) {
+    const amx::FwdPack& pk = plan.pack;
+    const std::int64_t bcp = round_up(bc, 32);
+    pack_p_pairs(R, ws, bc, bcp / 2);
+    amx::FwdTiles<typename I::Tiles>::pv(pk.vt_rows(R.t.b, R.t.kvh) + j0, pk.keys[R.t.b], ws.p16.data(), R.rows_p, bcp,
+                                         R.dvp, ws.o.data());
+  }
+
+  /// Oᵀ[d][r0 .. r0+W) *= alpha (the tile path's rescale, vectorised across rows).
+  static void rescale_ot(const Rows& R, Workspace& ws, std::int64_t r0, const float* alpha) {
+    const V a = I::load(alpha);
+    for (std::int64_t d = 0; d < R.dvp; ++d) {
+      float* o = ws.o.data() + d * R.rows_p + r0;
+      I::store(o, I::mul(I::load(o), a));
     }
   }
 
@@ -394,13 +431,14 @@ struct FwdKernel {
       const SoftmaxState& st = ws.state[r];
       const float inv_l = st.finalize();
       const std::int64_t h = R.head(r), n = R.p.tensor_row(R.t.b, R.pos(r));
-      const float* o = ws.o.data() + r * R.dvp;
+      const float* o = R.tiles ? ws.o.data() + r : ws.o.data() + r * R.dvp;  // O row r, or Oᵀ column r
+      const std::int64_t od = R.tiles ? R.rows_p : 1;
       const std::int64_t base = R.tb * out.strides[0] + h * out.strides[1] + n * out.strides[2];
       if (out.dtype == DType::f32 && out.strides[3] == 1) {
         float* dst = static_cast<float*>(out.at(base));
-        for (std::int64_t d = 0; d < R.Dv; ++d) dst[d] = o[d] * inv_l;
+        for (std::int64_t d = 0; d < R.Dv; ++d) dst[d] = o[d * od] * inv_l;
       } else {
-        for (std::int64_t d = 0; d < R.Dv; ++d) store_value(out, base + d * out.strides[3], o[d] * inv_l);
+        for (std::int64_t d = 0; d < R.Dv; ++d) store_value(out, base + d * out.strides[3], o[d * od] * inv_l);
       }
       if (plan.o->lse.defined()) {
         const TensorView& lse = plan.o->lse;
@@ -412,7 +450,10 @@ struct FwdKernel {
   /// Sᵀ of one tile after scale, extras and masking, ready for the softmax.
   static void scores(const Rows& R, const FwdPlan& plan, Workspace& ws, std::int64_t j0, std::int64_t bc, const float* k,
                      std::int64_t ldk) {
-    if constexpr (kPairDot) {
+    if constexpr (kTiles) {
+      if (R.tiles) qk_tiles(plan, R, ws, j0, bc);
+      else qk(k, ldk, bc, ws.q.data(), R.rows_p, R.D, ws.s.data());
+    } else if constexpr (kPairDot) {
       if (R.pairs) qk_pairs(R, ws, j0, bc);
       else qk(k, ldk, bc, ws.q.data(), R.rows_p, R.D, ws.s.data());
     } else {
@@ -442,7 +483,7 @@ struct FwdKernel {
       const std::int64_t bc = std::min(Bc, kv_end - j0);
       if (!tile_visible(R, ws, j0, bc)) continue;
       std::int64_t ldk = 0;
-      const float* k = R.pairs ? nullptr : tile_rows(R, p.k, j0, bc, R.D, 1, ws.kt.data(), R.D, &ldk);
+      const float* k = R.pairs || R.tiles ? nullptr : tile_rows(R, p.k, j0, bc, R.D, 1, ws.kt.data(), R.D, &ldk);
       scores(R, plan, ws, j0, bc, k, ldk);
       for (std::int64_t r0 = 0; r0 < R.rows_p; r0 += W) {
         scale_mask_max(ws.s.data(), R.rows_p, r0, bc, ws, scale);
@@ -459,42 +500,54 @@ struct FwdKernel {
 
   /// Online softmax of one tile: updates every row's SoftmaxState, turns Sᵀ into P̃ᵀ and rescales O.
   static void softmax_tile(const Rows& R, Workspace& ws, std::int64_t bc, float scale) {
-    float tile_max[isa::kMaxLanes], tile_sum[isa::kMaxLanes];
+    float tile_max[isa::kMaxLanes], tile_sum[isa::kMaxLanes], alphas[isa::kMaxLanes];
     for (std::int64_t r0 = 0; r0 < R.rows_p; r0 += W) {
       I::store(tile_max, scale_mask_max(ws.s.data(), R.rows_p, r0, bc, ws, scale));
+      bool rescale = false;
       for (int lane = 0; lane < W; ++lane) {
         const std::int64_t r = r0 + lane;
-        float alpha = 1.0f;
+        float& alpha = alphas[lane];
+        alpha = 1.0f;
         const float m = r < R.rows ? ws.state[r].begin_tile(tile_max[lane], &alpha) : kNegInf;
         ws.m_sub[r] = m == kNegInf ? 0.0f : m;  // rows with nothing visible: s = −inf, P = 0
-        if (alpha != 1.0f) {
+        if (alpha != 1.0f && !R.tiles) {
           float* o = ws.o.data() + r * R.dvp;
           for (std::int64_t d = 0; d < R.dvp; d += W) I::store(o + d, I::mul(I::load(o + d), I::set1(alpha)));
         }
+        rescale |= alpha != 1.0f;
       }
+      if (rescale && R.tiles) rescale_ot(R, ws, r0, alphas);
       I::store(tile_sum, exp_sum(ws.s.data(), R.rows_p, r0, bc, I::load(ws.m_sub.data() + r0)));
       for (int lane = 0; lane < W && r0 + lane < R.rows; ++lane) ws.state[r0 + lane].add(tile_sum[lane]);
     }
   }
 
   /// Where the softmax scale is applied: the element pass (extras), Qᵀ (fp32 path) or the row
-  /// pass (bf16 pair path, whose Qᵀ keeps the input bits).
+  /// pass (bf16 pair and tile paths, whose Qᵀ keeps the input bits).
   static float q_scale(const Rows& R, const FwdPlan& plan) { return plan.extras ? 1.0f : static_cast<float>(R.p.scale); }
   static float row_pass_scale(const Rows& R, const FwdPlan& plan) {
-    return R.pairs && !plan.extras ? static_cast<float>(R.p.scale) : 1.0f;
+    return (R.pairs || R.tiles) && !plan.extras ? static_cast<float>(R.p.scale) : 1.0f;
   }
 
   static void run(const FwdPlan& plan, const FwdTask& t, Workspace& ws) {
     const core::SdpaProblem& p = *plan.p;
     const std::int64_t rows = p.G * t.rows_q;
-    const Rows R{p, t, p.tensor_b[t.b], rows, round_up(rows, 2 * W), p.D, p.Dv, round_up(p.Dv, W),
-                 kPairDot && p.q.dtype == DType::bf16};
+    const bool tiles = kTiles && !plan.pack.empty();
+    const Rows R{p, t, p.tensor_b[t.b], rows, round_up(rows, kTiles ? 32 : 2 * W), p.D, p.Dv, round_up(p.Dv, W),
+                 kPairDot && !kTiles && p.q.dtype == DType::bf16, tiles};
     const float scale = row_pass_scale(R, plan);
     auto [kv_begin, kv_end] = row_ranges(R, ws);
     for (std::int64_t r = 0; r < R.rows; ++r) ws.state[r] = SoftmaxState{};
-    std::fill(ws.o.begin(), ws.o.begin() + R.rows * R.dvp, 0.0f);
-    if constexpr (kPairDot) {
-      if (R.pairs) pack_qt_pairs(R, ws);
+    std::fill(ws.o.begin(), ws.o.begin() + R.rows_p * R.dvp, 0.0f);
+    if constexpr (kTiles) {
+      if (R.tiles) {
+        pack_qt_pairs(R, ws, plan.pack.Dp);
+        I::Tiles::begin();
+      } else {
+        pack_qt(R, ws, q_scale(R, plan));
+      }
+    } else if constexpr (kPairDot) {
+      if (R.pairs) pack_qt_pairs(R, ws, round_up(R.D, 2));
       else pack_qt(R, ws, q_scale(R, plan));
     } else {
       pack_qt(R, ws, q_scale(R, plan));
@@ -504,12 +557,18 @@ struct FwdKernel {
       const std::int64_t bc = std::min(Bc, kv_end - j0);
       if (!tile_visible(R, ws, j0, bc)) continue;  // skip: costs nothing
       std::int64_t ldk = 0, ldv = 0;
-      const float* k = R.pairs ? nullptr : tile_rows(R, p.k, j0, bc, R.D, 1, ws.kt.data(), R.D, &ldk);
+      const float* k = R.pairs || R.tiles ? nullptr : tile_rows(R, p.k, j0, bc, R.D, 1, ws.kt.data(), R.D, &ldk);
       scores(R, plan, ws, j0, bc, k, ldk);
       softmax_tile(R, ws, bc, scale);
       if (p.has_dropout())
         for (std::int64_t r = 0; r < R.rows; ++r)
           dropout_row(R, r, ws.s.data(), j0, static_cast<std::int64_t>(ws.lo_f[r]), static_cast<std::int64_t>(ws.hi_f[r]));
+      if constexpr (kTiles) {
+        if (R.tiles) {
+          pv_tiles(plan, R, ws, j0, bc);
+          continue;
+        }
+      }
       if constexpr (kPairDot) {
         if (R.pairs) {
           pv_pairs(R, ws, j0, bc);
@@ -521,6 +580,9 @@ struct FwdKernel {
     }
     epilogue(R, plan, ws);
     if (plan.o->probs.defined()) write_probs(R, plan, ws, kv_begin, kv_end);
+    if constexpr (kTiles) {
+      if (R.tiles) I::Tiles::end();
+    }
   }
 };
 

@@ -68,7 +68,7 @@ TEST_P(CpuFwdSample, MatchesReference) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Isas, CpuFwdSample, ::testing::ValuesIn(isa_dtype_params()), isa_dtype_name);
+INSTANTIATE_TEST_SUITE_P(Isas, CpuFwdSample, ::testing::ValuesIn(isa_dtype_params(/*forward=*/true)), isa_dtype_name);
 
 TEST(CpuFwd, ForcedBackendRefusesF64WithReason) {
   Qkv x = make_qkv(1, 2, 2, 5, 6, 8, 8, DType::f64, Layout::bhsd, 3);
@@ -132,21 +132,25 @@ TEST(CpuFwd, BitwiseDeterministicAcrossThreadCounts) {
   }
 }
 
-/// probs (pre and post dropout) against the reference's.
+/// probs (pre and post dropout) against the reference's; bf16 inputs too (the pair and tile
+/// paths recompute S in their own products; probs are fp32, P is not rounded there).
 TEST(CpuFwd, ProbsMatchReference) {
   for (const std::string& isa : supported_isas()) {
     IsaScope scope(isa);
-    for (ProbsKind kind : {ProbsKind::pre_dropout, ProbsKind::post_dropout}) {
-      for (MaskKind mk : {MaskKind::causal_padding_window, MaskKind::dropout, MaskKind::varlen, MaskKind::bias}) {
-        SdpaCase c{3, 4, 2, 37, 70, 24, 20, DType::f32, mk, Layout::bshd, 5};
-        CaseSetup s = make_case(c);
-        s.params.probs_kind = kind;
-        SdpaParams ref = s.params, fast = s.params;
-        ref.backend = Backend::reference;
-        fast.backend = Backend::cpu;
-        Outputs a = forward(s.x, ref, true), b = forward(s.x, fast, true);
-        EXPECT_LE(max_abs_diff(b.probs.view, a.probs.view), 2e-6) << isa << " " << mask_name(mk);
-        EXPECT_TRUE(b.probs.guards_intact());
+    for (DType dt : {DType::f32, DType::bf16}) {
+      for (ProbsKind kind : {ProbsKind::pre_dropout, ProbsKind::post_dropout}) {
+        for (MaskKind mk : {MaskKind::causal_padding_window, MaskKind::dropout, MaskKind::varlen, MaskKind::bias}) {
+          SdpaCase c{3, 4, 2, 37, 70, 24, 20, dt, mk, Layout::bshd, 5};
+          CaseSetup s = make_case(c);
+          s.params.probs_kind = kind;
+          SdpaParams ref = s.params, fast = s.params;
+          ref.backend = Backend::reference;
+          fast.backend = Backend::cpu;
+          Outputs a = forward(s.x, ref, true), b = forward(s.x, fast, true);
+          EXPECT_LE(max_abs_diff(b.probs.view, a.probs.view), dt == DType::f32 ? 2e-6 : 1e-5)
+              << isa << " " << dtype_name(dt) << " " << mask_name(mk);
+          EXPECT_TRUE(b.probs.guards_intact());
+        }
       }
     }
   }

@@ -15,6 +15,9 @@ struct FwdPlan;
 struct FwdTask;
 struct Workspace;
 using FwdTaskFn = void (*)(const FwdPlan&, const FwdTask&, Workspace&);
+/// Per-call preparation of the forward before its tasks run, on `threads` threads (the tile ISAs
+/// pack K and Vᵀ into plan.pack, cpu/amx/prepare.hpp); null for the vector ISAs.
+using FwdPrepareFn = void (*)(FwdPlan&, int threads);
 
 /// The naive BLAS baseline's row passes (cpu/naive_rows_kernel.hpp), vectorised with the ISA's exp.
 struct NaiveRows {
@@ -32,6 +35,7 @@ struct CpuKernels {
   const char* name;
   bool (*supported)();         // the running CPU can execute these kernels
   bool (*preferred)();         // auto-selected where supported (a tuning decision per CPU)
+  FwdPrepareFn prepare_forward;  // null, or run once per forward call before its tasks
   FwdTaskFn forward_task;      // cpu/sdpa_fwd_kernel.hpp
   BwdTaskFn backward_task;     // cpu/sdpa_bwd_kernel.hpp
   kv::DecodeChunkFn decode_chunk;  // cache/decode_kernel.hpp

@@ -9,11 +9,23 @@
 
 namespace attn::cpu {
 namespace {
+// The tile ISAs (traits with a tile-operation class I::Tiles, docs/amx.md) pack K and Vᵀ once per call.
+template <isa::VecTraits I>
+void prepare_tiles(FwdPlan& plan, int threads) {
+  amx::prepare_forward(plan, threads, I::kTileMinRows);
+}
+template <isa::VecTraits I>
+constexpr FwdPrepareFn prepare_forward() {
+  if constexpr (requires { typename I::Tiles; }) return &prepare_tiles<I>;
+  else return nullptr;
+}
+
 template <isa::VecTraits I>
 constexpr CpuKernels make_kernels(bool (*supported)(), bool (*preferred)()) {
   return {I::kName,
           supported,
           preferred,
+          prepare_forward<I>(),
           &FwdKernel<I>::run,
           &BwdKernel<I>::run,
           &kv::DecodeKernel<I>::run,
