@@ -16,6 +16,53 @@
 #include <utility>
 #include <vector>
 
+#include "cpu/isa.hpp"
+#include "cpu/amx/tiles.hpp"
+
+// The AMX loop uses the kernels' tile operations (cpu/amx/tiles_hw.hpp) in a target region.
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("amx-tile,amx-bf16"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("amx-tile,amx-bf16")
+#endif
+#include "cpu/amx/tiles_hw.hpp"
+namespace attn::bench {
+namespace {
+// 4 accumulator tiles fed by 2 A and 2 B tiles that stay in registers: the instruction rate.
+__attribute__((noinline)) float amx_loop(std::int64_t iters) {
+  using T = cpu::amx::HwTiles;
+  alignas(64) std::uint16_t ab[4][16 * 32];
+  for (auto& t : ab)
+    for (auto& x : t) x = 0x3A83;  // bf16 ≈ 1e-3: no overflow in any run length
+  alignas(64) float c[16 * 16];
+  T::begin();
+  T::zero<0>();
+  T::zero<1>();
+  T::zero<2>();
+  T::zero<3>();
+  T::load<4>(ab[0], 64);
+  T::load<5>(ab[1], 64);
+  T::load<6>(ab[2], 64);
+  T::load<7>(ab[3], 64);
+  for (std::int64_t it = 0; it < iters; ++it) {
+    T::dot<0, 4, 6>();
+    T::dot<1, 4, 7>();
+    T::dot<2, 5, 6>();
+    T::dot<3, 5, 7>();
+  }
+  T::store<0>(c, 64);
+  T::end();
+  return c[0];
+}
+}  // namespace
+}  // namespace attn::bench
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
 namespace attn::bench {
 namespace {
 
@@ -136,6 +183,12 @@ std::optional<PeakResult> bf16_peak(int threads, int reps, double seconds) {
   if (!__builtin_cpu_supports("avx512bf16")) return std::nullopt;
   LoopFn loop = [](std::int64_t n) { return dpbf16_loop(n, kChains); };
   return summarise(run_on_threads(loop, 4.0 * 16 * kPeakChains, threads, reps, seconds), "zmm");
+}
+
+std::optional<PeakResult> amx_peak(int threads, int reps, double seconds) {
+  reps = std::max(reps, 1);
+  if (!cpu::isa_supported("amx")) return std::nullopt;
+  return summarise(run_on_threads(amx_loop, 4.0 * 16 * 16 * 32 * 2, threads, reps, seconds), "amx");
 }
 
 }  // namespace attn::bench

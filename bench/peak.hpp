@@ -23,6 +23,10 @@ PeakResult fma_peak(int threads, int reps, double seconds);
 /// vdpbf16ps peak (2 flops per bf16 pair: 64 per zmm instruction), or nullopt without AVX512_BF16.
 std::optional<PeakResult> bf16_peak(int threads, int reps, double seconds);
 
+/// AMX tdpbf16ps peak (16·16·32·2 = 16384 flops per instruction; 4 independent 16 × 16 fp32
+/// accumulator tiles per thread), or nullopt where the CPU/OS/process cannot run AMX tiles.
+std::optional<PeakResult> amx_peak(int threads, int reps, double seconds);
+
 /// Independent accumulator chains per thread. FMA latency is 4 cycles on 2 pipes, so at least 8
 /// must be in flight; 12 leaves margin and still fits the 16 ymm registers with 2 operands.
 inline constexpr int kPeakChains = 12;

@@ -24,6 +24,7 @@ Baselines measure_baselines(int threads, int reps, bool small) {
   const int peak_reps = std::max(reps, 3);
   b.fma = fma_peak(threads, peak_reps, seconds);
   b.bf16 = bf16_peak(threads, peak_reps, seconds);
+  b.amx = amx_peak(threads, peak_reps, seconds);
   b.sgemm_n = small ? 256 : 2048;
   b.sgemm_gflops = sgemm_gflops(b.sgemm_n, threads, std::max(reps, 3));
   const char* name = "";
@@ -58,6 +59,7 @@ nlohmann::json to_json(const Report& report) {
                       {"fma_peak_vector", b.fma.vector},
                       {"fma_peak_chains_per_thread", kPeakChains},
                       {"bf16_peak_gflops", b.bf16 ? json(b.bf16->best_gflops) : json(nullptr)},
+                      {"amx_peak_gflops", b.amx ? json(b.amx->best_gflops) : json(nullptr)},
                       {"sgemm_gflops", b.sgemm_gflops},
                       {"sgemm_n", b.sgemm_n},
                       {"naive_softmax_isa", b.naive_softmax_isa}};
@@ -84,6 +86,8 @@ nlohmann::json to_json(const Report& report) {
                        {"ms_min", r.timing.min_s * 1e3},
                        {"gflops", r.gflops},
                        {"pct_fma_peak", b.fma.best_gflops > 0 ? 100.0 * r.gflops / b.fma.best_gflops : 0.0},
+                       {"pct_amx_peak", b.amx && r.c.dtype == DType::bf16 ? json(100.0 * r.gflops / b.amx->best_gflops)
+                                                                           : json(nullptr)},
                        {"ratio_vs_naive", r.c.impl == Impl::cpu && naive > 0 ? json(r.gflops / naive) : json(nullptr)},
                        {"max_abs_diff_vs_naive",
                         r.max_abs_diff_vs_naive >= 0 ? json(r.max_abs_diff_vs_naive) : json(nullptr)}});
@@ -108,6 +112,10 @@ std::string format_table(const Report& report) {
     std::snprintf(line, sizeof line, ", bf16 vdpbf16ps peak %.1f", b.bf16->best_gflops);
     os << line;
   }
+  if (b.amx) {
+    std::snprintf(line, sizeof line, ", AMX tdpbf16ps peak %.1f (4 accumulator tiles/thread)", b.amx->best_gflops);
+    os << line;
+  }
   std::snprintf(line, sizeof line, ", sgemm %lld^3 %.1f GFLOP/s (%.0f%% of peak)\n\n",
                 static_cast<long long>(b.sgemm_n), b.sgemm_gflops,
                 b.fma.best_gflops > 0 ? 100.0 * b.sgemm_gflops / b.fma.best_gflops : 0.0);
@@ -120,8 +128,8 @@ std::string format_table(const Report& report) {
                   100 * busy);
     os << line;
   }
-  std::snprintf(line, sizeof line, "%-32s %-11s %-5s %10s %9s %7s %10s %9s\n", "shape", "backend", "dtype",
-                "ms median", "GFLOP/s", "% peak", "cpu/naive", "max|diff|");
+  std::snprintf(line, sizeof line, "%-32s %-11s %-5s %10s %9s %7s %7s %10s %9s\n", "shape", "backend", "dtype",
+                "ms median", "GFLOP/s", "% peak", "% amx", "cpu/naive", "max|diff|");
   os << line;
   for (const Result& r : report.results) {
     const double naive = naive_gflops_for(report, r.c.shape, r.c.op);
@@ -129,16 +137,18 @@ std::string format_table(const Report& report) {
     if (r.c.impl == Impl::cpu && naive > 0) std::snprintf(ratio, sizeof ratio, "%.2f", r.gflops / naive);
     char diff[32] = "-";
     if (r.max_abs_diff_vs_naive >= 0) std::snprintf(diff, sizeof diff, "%.1e", r.max_abs_diff_vs_naive);
-    std::snprintf(line, sizeof line, "%-32s %-11s %-5s %10.3f %9.1f %6.1f%% %10s %9s\n", r.c.shape.name().c_str(),
+    char amx[32] = "-";
+    if (b.amx && r.c.dtype == DType::bf16) std::snprintf(amx, sizeof amx, "%.1f%%", 100.0 * r.gflops / b.amx->best_gflops);
+    std::snprintf(line, sizeof line, "%-32s %-11s %-5s %10.3f %9.1f %6.1f%% %7s %10s %9s\n", r.c.shape.name().c_str(),
                   impl_name(r.c.impl), dtype_name(r.c.dtype), r.timing.median_s * 1e3, r.gflops,
-                  b.fma.best_gflops > 0 ? 100.0 * r.gflops / b.fma.best_gflops : 0.0, ratio, diff);
+                  b.fma.best_gflops > 0 ? 100.0 * r.gflops / b.fma.best_gflops : 0.0, amx, ratio, diff);
     os << line;
   }
   os << "\nop " << op_name(report.op)
      << (report.op == Op::fwd   ? " (forward)"
          : report.op == Op::bwd ? " (backward given out and lse; flops = 2.5x forward)"
                                 : " (forward then backward; flops = 3.5x forward)")
-     << ";\n% peak = GFLOP/s / fp32 FMA peak (also for bf16 rows); cpu/naive = GFLOP/s ratio to naive_blas f32 on "
+     << ";\n% peak = GFLOP/s / fp32 FMA peak (also for bf16 rows); % amx = bf16 GFLOP/s / AMX tile peak; cpu/naive = GFLOP/s ratio to naive_blas f32 on "
         "the same shape;\nmax|diff| = max abs difference of "
      << (report.op == Op::fwd ? "the output" : "dq, dk and dv")
      << " from naive_blas's (bf16 rows: bf16 inputs and outputs).\n";

@@ -18,6 +18,7 @@ namespace attn::bench {
 struct Baselines {
   PeakResult fma;                  ///< fp32 FMA peak, all threads, pinned
   std::optional<PeakResult> bf16;  ///< vdpbf16ps peak, where the CPU has AVX512_BF16
+  std::optional<PeakResult> amx;   ///< AMX tdpbf16ps peak, where the CPU and OS run AMX tiles
   double sgemm_gflops = 0;         ///< OpenBLAS sgemm n³ on all threads
   std::int64_t sgemm_n = 2048;
   std::string naive_softmax_isa;   ///< the exp/softmax ISA used by the naive baseline

@@ -1,7 +1,7 @@
 #pragma once
 // The tile operations of tiles.hpp on the AMX instructions (AMX-TILE, AMX-BF16). Only included
 // inside a target region that enables amx-tile and amx-bf16 (isa/amx.cpp); a thread must have
-// the tile permission (support.hpp) before begin(). GCC's _tile_* macros paste the tile number
+// the tile permission (isa::has_amx_bf16, isa/cpu_features.hpp) before begin(). GCC's _tile_* macros paste the tile number
 // into the instruction text, so each number is spelled out once (ATTN_TILE_CASES).
 
 #include <immintrin.h>
