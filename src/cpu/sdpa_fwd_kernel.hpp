@@ -264,11 +264,10 @@ struct FwdKernel {
                                          ws.s.data());
   }
 
-  /// Oᵀ += Vᵀ·Pᵀ on tiles.
+  /// Oᵀ += Vᵀ·Pᵀ on tiles, from the Pᵀ pairs in ws.p16 (whole 32-key blocks, zero past bc).
   static void pv_tiles(const FwdPlan& plan, const Rows& R, Workspace& ws, std::int64_t j0, std::int64_t bc) {
     const amx::FwdPack& pk = plan.pack;
     const std::int64_t bcp = round_up(bc, 32);
-    pack_p_pairs(R, ws, bc, bcp / 2);
     amx::FwdTiles<typename I::Tiles>::pv(pk.vt_rows(R.t.b, R.t.kvh) + j0, pk.keys[R.t.b], ws.p16.data(), R.rows_p, bcp,
                                          R.dvp, ws.o.data());
   }
@@ -522,6 +521,67 @@ struct FwdKernel {
     }
   }
 
+  /// The tile path's online softmax of one tile (no dropout), fused with the rounding of P: per
+  /// group of W rows, one read-only pass for the tile max of the scaled, masked scores, then
+  /// P = exp(s·scale − m) = 2^(s·scale·log2 e − m·log2 e) (I::exp2, amx/exp2.hpp) written straight
+  /// into the Pᵀ pairs of the P·V product (bf16; zero for hidden keys and for keys
+  /// bc .. round_up(bc, 32)), with l summed from the unrounded P. The same states and masks as
+  /// softmax_tile, with a lazy max (below); Sᵀ is not written back.
+  /// The running max moves only when a tile's max passes it by more than kLazySlack (natural
+  /// units), so most tiles need no rescale of Oᵀ; P ≤ e^kLazySlack ≈ 2981 then, exact in the sums
+  /// (out and lse divide by the same l; bf16 keeps P's relative precision at any magnitude).
+  static constexpr float kLazySlack = 8.0f;
+  static void softmax_tile_pairs(const Rows& R, Workspace& ws, std::int64_t bc, float scale) {
+    float tile_max[isa::kMaxLanes], tile_sum[isa::kMaxLanes], alphas[isa::kMaxLanes];
+    const std::int64_t bch = round_up(bc, 32) / 2, ld = R.rows_p;
+    const V vs = I::set1(scale);
+    for (std::int64_t r0 = 0; r0 < R.rows_p; r0 += W) {
+      float full_lo = 0.0f, full_hi = static_cast<float>(bc);  // keys visible to all W rows: no mask
+      for (int lane = 0; lane < W; ++lane) {
+        full_lo = std::max(full_lo, ws.lo_f[r0 + lane]);
+        full_hi = std::min(full_hi, ws.hi_f[r0 + lane]);
+      }
+      const auto flo = static_cast<std::int64_t>(full_lo), fhi = static_cast<std::int64_t>(full_hi);  // integral
+      const auto masked = [&](std::int64_t c) { return c < flo || c >= fhi; };
+      const V lo = I::load(ws.lo_f.data() + r0), hi = I::load(ws.hi_f.data() + r0);
+      const float* st = ws.s.data() + r0;
+      V vmax = I::set1(kNegInf);
+      for (std::int64_t c = 0; c < bc; ++c) {
+        V s = I::mul(I::load(st + c * ld), vs);
+        if (masked(c)) s = I::select_range(s, I::set1(static_cast<float>(c)), lo, hi, kNegInf);
+        vmax = I::max(vmax, s);
+      }
+      I::store(tile_max, vmax);
+      bool rescale = false;
+      for (int lane = 0; lane < W; ++lane) {
+        const std::int64_t r = r0 + lane;
+        alphas[lane] = 1.0f;
+        const float m = r < R.rows ? ws.state[r].begin_tile_lazy(tile_max[lane], kLazySlack, &alphas[lane]) : kNegInf;
+        ws.m_sub[r] = m == kNegInf ? 0.0f : m;  // rows with nothing visible: every key hidden, P = 0
+        rescale |= alphas[lane] != 1.0f;
+      }
+      if (rescale) rescale_ot(R, ws, r0, alphas);
+      const V vs2 = I::set1(scale * isa::kLog2e);
+      const V neg_m2 = I::mul(I::load(ws.m_sub.data() + r0), I::set1(-isa::kLog2e));
+      V sum = I::zero();
+      const auto p_at = [&](std::int64_t c) {
+        if (c >= bc) return I::zero();
+        V x = I::fma(I::load(st + c * ld), vs2, neg_m2);
+        if (masked(c)) x = I::select_range(x, I::set1(static_cast<float>(c)), lo, hi, kNegInf);
+        const V e = I::exp2(x);
+        sum = I::add(sum, e);
+        return e;
+      };
+      std::uint16_t* p16 = ws.p16.data() + r0 * 2;
+      for (std::int64_t cp = 0; cp < bch; ++cp) {
+        const V e0 = p_at(2 * cp), e1 = p_at(2 * cp + 1);
+        I::store_pairs(p16 + cp * ld * 2, I::pairs_f32(e0, e1));
+      }
+      I::store(tile_sum, sum);
+      for (int lane = 0; lane < W && r0 + lane < R.rows; ++lane) ws.state[r0 + lane].add(tile_sum[lane]);
+    }
+  }
+
   /// Where the softmax scale is applied: the element pass (extras), Qᵀ (fp32 path) or the row
   /// pass (bf16 pair and tile paths, whose Qᵀ keeps the input bits).
   static float q_scale(const Rows& R, const FwdPlan& plan) { return plan.extras ? 1.0f : static_cast<float>(R.p.scale); }
@@ -559,16 +619,24 @@ struct FwdKernel {
       std::int64_t ldk = 0, ldv = 0;
       const float* k = R.pairs || R.tiles ? nullptr : tile_rows(R, p.k, j0, bc, R.D, 1, ws.kt.data(), R.D, &ldk);
       scores(R, plan, ws, j0, bc, k, ldk);
-      softmax_tile(R, ws, bc, scale);
-      if (p.has_dropout())
-        for (std::int64_t r = 0; r < R.rows; ++r)
-          dropout_row(R, r, ws.s.data(), j0, static_cast<std::int64_t>(ws.lo_f[r]), static_cast<std::int64_t>(ws.hi_f[r]));
       if constexpr (kTiles) {
         if (R.tiles) {
+          if (p.has_dropout()) {  // dropout needs P in fp32 (dropout_row), then the pairs
+            softmax_tile(R, ws, bc, scale);
+            for (std::int64_t r = 0; r < R.rows; ++r)
+              dropout_row(R, r, ws.s.data(), j0, static_cast<std::int64_t>(ws.lo_f[r]), static_cast<std::int64_t>(ws.hi_f[r]));
+            pack_p_pairs(R, ws, bc, round_up(bc, 32) / 2);
+          } else {
+            softmax_tile_pairs(R, ws, bc, scale);
+          }
           pv_tiles(plan, R, ws, j0, bc);
           continue;
         }
       }
+      softmax_tile(R, ws, bc, scale);
+      if (p.has_dropout())
+        for (std::int64_t r = 0; r < R.rows; ++r)
+          dropout_row(R, r, ws.s.data(), j0, static_cast<std::int64_t>(ws.lo_f[r]), static_cast<std::int64_t>(ws.hi_f[r]));
       if constexpr (kPairDot) {
         if (R.pairs) {
           pv_pairs(R, ws, j0, bc);

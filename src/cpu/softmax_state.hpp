@@ -35,6 +35,15 @@ struct SoftmaxState {
     l *= *alpha;
     return m_new;
   }
+  /// begin_tile, except that a max that grows by at most `slack` is kept (α = 1): exp(s − m) ≤
+  /// e^slack then. Exact all the same (l and the accumulator share m); fewer rescales.
+  float begin_tile_lazy(float tile_max, float slack, float* alpha) {
+    if (m != kNegInf && tile_max <= m + slack) {
+      *alpha = 1.0f;
+      return m;
+    }
+    return begin_tile(tile_max, alpha);
+  }
   /// Adds the sum of exp(s − m) of the tile just processed.
   void add(float tile_sum) { l += tile_sum; }
 

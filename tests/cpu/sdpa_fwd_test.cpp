@@ -4,7 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
+#include <random>
 
 #include "attn/error.hpp"
 
@@ -127,6 +129,46 @@ TEST(CpuFwd, BitwiseDeterministicAcrossThreadCounts) {
         }
         for (std::size_t r = 1; r < results.size(); ++r)
           EXPECT_TRUE(results[r] == results[0]) << isa << " " << dtype_name(dt) << " causal=" << causal << " run " << r;
+      }
+    }
+  }
+}
+
+/// Scores that climb across the key tiles (a trend with small steps and jumps past the tile path's
+/// lazy-max slack, docs/amx.md) and a small noise: every ISA against the reference, causal and not,
+/// so that kept and moved maxima, rescales and P well above 1 all occur.
+TEST(CpuFwd, ClimbingScoresMatchReference) {
+  const std::int64_t Nq = 70, Nk = 1000, D = 64;
+  for (const std::string& isa : supported_isas()) {
+    IsaScope scope(isa);
+    for (DType dt : {DType::f32, DType::bf16}) {
+      Qkv x = make_qkv(1, 2, 1, Nq, Nk, D, D, dt, Layout::bhsd, 21);
+      std::mt19937_64 rng(3);
+      std::normal_distribution<double> noise(0.0, 0.05);
+      for (std::int64_t h = 0; h < 2; ++h)
+        for (std::int64_t i = 0; i < Nq; ++i)
+          for (std::int64_t d = 0; d < D; ++d) set(x.q.view, 1.0 + 0.2 * noise(rng), 0, h, i, d);
+      for (std::int64_t j = 0; j < Nk; ++j) {
+        // scaled score ≈ 8·k (q ≈ 1, scale = 1/8): a climb of 0.02 per key, a jump of 12 every 300 keys
+        const double t = 0.02 * static_cast<double>(j) + 12.0 * static_cast<double>(j / 300) + 2.0 * std::sin(j / 17.0);
+        for (std::int64_t d = 0; d < D; ++d) set(x.k.view, 8.0 * t / static_cast<double>(D) + noise(rng), 0, 0, j, d);
+      }
+      for (bool causal : {false, true}) {
+        SdpaParams params;
+        params.mask.causal = causal;
+        SdpaParams ref = params, fast = params;
+        ref.backend = Backend::reference;
+        fast.backend = Backend::cpu;
+        Outputs a = forward(x, ref, false, DType::f64), b = forward(x, fast, false, DType::f32);
+        EXPECT_LE(max_abs_diff(b.out.view, a.out.view), dt == DType::f32 ? 2e-5 : 2e-2)
+            << isa << " " << dtype_name(dt) << " causal=" << causal;
+        double lse_err = 0.0;
+        for (std::int64_t h = 0; h < 2; ++h)
+          for (std::int64_t i = 0; i < Nq; ++i) {
+            const double t = at(a.lse.view, 0, h, i), f = at(b.lse.view, 0, h, i);
+            lse_err = std::max(lse_err, std::abs(t - f) / (1.0 + std::abs(t)));
+          }
+        EXPECT_LE(lse_err, 1e-4) << isa << " " << dtype_name(dt) << " causal=" << causal;
       }
     }
   }

@@ -15,6 +15,7 @@
 #include "core/float_io.hpp"
 #include "core/half.hpp"
 #include "core/philox.hpp"
+#include "cpu/amx/exp2.hpp"
 #include "cpu/amx/prepare.hpp"
 #include "cpu/amx/tiles.hpp"  // (amx/fwd_tiles.hpp, templates only, is included inside the region: its calls inline)
 #include "cpu/bwd_plan.hpp"

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "core/half.hpp"
+#include "cpu/amx/exp2.hpp"
 #include "cpu/amx/tiles.hpp"
 #include "cpu/isa/vec_scalar.hpp"
 
@@ -16,6 +17,7 @@ struct AmxEmu : Scalar {
   using Tiles = amx::EmuTiles;
   static constexpr const char* kName = "amx_emu";
   static constexpr std::int64_t kTileMinRows = 1;
+  static float exp2(float t) { return amx::exp2_poly(t); }  // the tile path's softmax (amx/exp2.hpp)
 
   using PairVec = std::uint32_t;  // one (lo, hi) bf16 pair, lo in the low half
   static PairVec pairs_f32(float lo, float hi) {

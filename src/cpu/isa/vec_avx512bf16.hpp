@@ -33,11 +33,12 @@ struct Avx512Bf16 : Avx512 {
     return _mm512_dpbf16_ps(acc, reinterpret_cast<__m512bh&>(a), reinterpret_cast<__m512bh&>(b));
   }
   /// 16 lanes of pairs (lo[i], hi[i]) from two rows of 16 floats, rounded to bf16.
+  /// (vcvtne2ps2bf16 puts lo in the low 16 elements and hi in the high 16; vpermw interleaves them.)
   static __m512i pairs_f32(__m512 lo, __m512 hi) {
-    const __m256bh a = _mm512_cvtneps_pbh(lo), b = _mm512_cvtneps_pbh(hi);
-    const __m512i a32 = _mm512_cvtepu16_epi32(reinterpret_cast<const __m256i&>(a));
-    const __m512i b32 = _mm512_cvtepu16_epi32(reinterpret_cast<const __m256i&>(b));
-    return _mm512_or_si512(a32, _mm512_slli_epi32(b32, 16));
+    const __m512bh both = _mm512_cvtne2ps_pbh(hi, lo);
+    const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                                                21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    return _mm512_permutexvar_epi16(interleave, reinterpret_cast<const __m512i&>(both));
   }
   /// 16 lanes of pairs (lo[i], hi[i]) from two rows of n ≤ 16 bf16 values (rest zero).
   static __m512i pairs_bf16(const std::uint16_t* lo, const std::uint16_t* hi, int n) {
