@@ -69,7 +69,8 @@ void forward(const core::ForwardArgs& a) {
   FwdPlan plan;
   plan.p = &p;
   plan.o = &a.o;
-  const TileSizes ts = tile_override().value_or(forward_tile_sizes(p.D, p.G));
+  const bool amx_tiles = kernels.prepare_forward != nullptr && p.q.dtype == DType::bf16;  // the tile ISAs
+  const TileSizes ts = tile_override().value_or(forward_tile_sizes(p.D, p.G, amx_tiles));
   plan.Br = ts.Br;
   plan.Bc = ts.Bc;
   plan.extras = variants::needs_element_pass(p);

@@ -21,12 +21,17 @@ struct TileSizes {
 // Non-causal throughput is flat within noise around Br = 64; larger Br loses at D=128 (the
 // Qᵀ/O/S tiles leave L2). Causal N=2048, 2 threads: D=64 64x128 92 vs 64x64 79; D=128 64x64 116
 // vs 64x128 113 (noisy: another build was running).
-inline TileSizes forward_tile_sizes(std::int64_t D, std::int64_t G) {
+// The AMX tile path (bf16 on `amx`, docs/amx.md) takes Bc = 128 at every D: the Oᵀ accumulator
+// tiles are loaded and stored once per key tile, so longer key tiles amortise them. Intel Xeon
+// (Emerald Rapids, KVM), 2026-12-01, B=1 H=16 N=2048 D=128, bf16, 2 threads, medians of 7 on a
+// loaded machine: 64×64 402 GFLOP/s, 64×128 461, 64×256 431, 32×256 425, 128×128 432 (a second
+// run: 381, 444, 421, 409, 442); D=64 64×128 vs 64×256: 353 vs 350.
+inline TileSizes forward_tile_sizes(std::int64_t D, std::int64_t G, bool amx_tiles = false) {
   // Rows per task ≈ 64: Br = 64 / G query positions (at least 4), so that G heads share every
   // K/V tile while the task's Qᵀ, O and Sᵀ tiles stay in L2.
   const std::int64_t rows = 64;
   const std::int64_t Br = std::max<std::int64_t>(4, rows / std::max<std::int64_t>(G, 1));
-  const std::int64_t Bc = D <= 64 ? 128 : 64;
+  const std::int64_t Bc = D <= 64 || amx_tiles ? 128 : 64;
   return {Br, Bc};
 }
 

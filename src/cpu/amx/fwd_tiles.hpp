@@ -37,6 +37,8 @@ struct FwdTiles {
         T::template zero<3>();
         for (std::int64_t d0 = 0; d0 < Dp; d0 += 32) {
           const std::uint16_t* b = q2 + (d0 / 2 * rows_p + r0) * 2;
+          if (r0 == 0)  // the next 32 K rows into L1 while these run: 32 of their Dp lines per step
+            for (int l = 0; l < 32; ++l) __builtin_prefetch(a + 32 * Dp + (d0 / 32 * 32 + l) * 32);
           T::template load<4>(a + d0, lda);
           T::template load<5>(a + 16 * Dp + d0, lda);
           T::template load<6>(b, ldb);
@@ -82,6 +84,7 @@ struct FwdTiles {
       }
       for (std::int64_t c0 = 0; c0 < bcp; c0 += 32) {
         const std::uint16_t* b = p2 + (c0 / 2 * rows_p + r0) * 2;
+        for (int l = 0; l < (kTwo ? 32 : 16); ++l) __builtin_prefetch(vt + l * ldv + c0 + 32);  // the next Vᵀ block
         T::template load<4>(vt + c0, lda);
         T::template load<6>(b, ldb);
         T::template load<7>(b + 32, ldb);
