@@ -23,9 +23,11 @@ struct TileSizes {
 // vs 64x128 113 (noisy: another build was running).
 // The AMX tile path (bf16 on `amx`, docs/amx.md) takes Bc = 128 at every D: the Oᵀ accumulator
 // tiles are loaded and stored once per key tile, so longer key tiles amortise them. Intel Xeon
-// (Emerald Rapids, KVM), 2026-12-01, B=1 H=16 N=2048 D=128, bf16, 2 threads, medians of 7 on a
-// loaded machine: 64×64 402 GFLOP/s, 64×128 461, 64×256 431, 32×256 425, 128×128 432 (a second
-// run: 381, 444, 421, 409, 442); D=64 64×128 vs 64×256: 353 vs 350.
+// (Emerald Rapids, KVM), 2026-12-01, B=1 H=16 N=2048 D=128, bf16, 2 threads, medians of 7 of
+// sdpa_forward on a loaded machine, the tile path before its fused softmax: 64×64 402 GFLOP/s,
+// 64×128 461, 64×256 431, 32×256 425, 128×128 432 (a second run: 381, 444, 421, 409, 442);
+// D=64 64×128 vs 64×256: 353 vs 350. With the fused softmax, 64×128 vs 64×256 at D=128: 504 vs
+// 414 and 501 vs 500 (two runs).
 inline TileSizes forward_tile_sizes(std::int64_t D, std::int64_t G, bool amx_tiles = false) {
   // Rows per task ≈ 64: Br = 64 / G query positions (at least 4), so that G heads share every
   // K/V tile while the task's Qᵀ, O and Sᵀ tiles stay in L2.
