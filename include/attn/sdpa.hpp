@@ -2,7 +2,7 @@
 /// Scaled-dot-product attention: softmax(score pipeline(q·kᵀ))·v, forward and backward, with every
 /// mask of DESIGN.md §5. Shapes (logical; any strides):
 ///   q [B, Hq, Nq, D]   k [B, Hkv, Nk, D]   v [B, Hkv, Nk, Dv]
-///   out [B, Hq, Nq, Dv]   lse [B, Hq, Nq] (fp32)   probs [B, Hq, Nq, Nk]
+///   out [B, Hq, Nq, Dv]   lse [B, Hq, Nq] (lse_dtype(q.dtype))   probs [B, Hq, Nq, Nk]
 /// Head h of q uses kv head h / (Hq / Hkv). Under varlen (cu_seqlens) B is 1 and the sequences are
 /// packed along N; each sequence is its own batch row for masks, dropout and callbacks.
 
@@ -86,10 +86,15 @@ struct SdpaParams {
   int num_threads = 0;          ///< 0 = all (the result does not depend on it)
 };
 
+/// The dtype of lse (and dlse) for q/k/v of dtype `input`: f64 for f64 inputs, so that fp64
+/// gradients stay fp64-exact however large the scores; f32 for f32, bf16 and f16 inputs. Any other
+/// lse dtype is an error.
+constexpr DType lse_dtype(DType input) { return input == DType::f64 ? DType::f64 : DType::f32; }
+
 /// Forward outputs. `lse` and `probs` are optional (empty views when not wanted).
 struct SdpaOutputs {
   TensorView out;    ///< [B, Hq, Nq, Dv], dtype of q or f32
-  TensorView lse;    ///< [B, Hq, Nq] f32, natural log
+  TensorView lse;    ///< [B, Hq, Nq] of lse_dtype(q.dtype), natural log
   TensorView probs;  ///< [B, Hq, Nq, Nk], any float dtype
 };
 
@@ -106,7 +111,7 @@ void sdpa_forward(const SdpaOutputs& outputs, const TensorView& q, const TensorV
                   const TensorView& v, const SdpaParams& params);
 
 /// Gradients of sdpa_forward given dout, and the forward's out and lse (lse is required).
-/// `dlse` (optional, [B, Hq, Nq], any float dtype) is the loss's gradient with respect to the
+/// `dlse` (optional, [B, Hq, Nq], dtype lse_dtype(q.dtype)) is the loss's gradient with respect to the
 /// returned lse; it adds dlse_i·P_ij to the score gradient (d lse_i / d s_ij = P_ij).
 void sdpa_backward(const SdpaGrads& grads, const TensorView& dout, const TensorView& q, const TensorView& k,
                    const TensorView& v, const TensorView& out, const TensorView& lse, const SdpaParams& params,

@@ -67,10 +67,15 @@ _BWD = _params.OpArgs(head=[("Tensor", n) for n in ("dout", "q", "k", "v", "out"
                       extra=[("bool", "need_dbias", False)], returns="(Tensor, Tensor, Tensor, Tensor)")
 
 
+def _lse_dtype(dtype: torch.dtype) -> torch.dtype:
+    """lse's dtype for inputs of `dtype`: float64 for float64 (fp64 gradients stay exact), else float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 def _fwd_outputs(a: dict) -> Tuple[Tensor, Tensor, Tensor]:
     q, k, v = a["q"], a["k"], a["v"]
     out = _out_like(q, v.shape[3], q.dtype)
-    lse = q.new_empty(q.shape[:3], dtype=torch.float32)
+    lse = q.new_empty(q.shape[:3], dtype=_lse_dtype(q.dtype))
     probs = q.new_empty((q.shape[0], q.shape[1], q.shape[2], k.shape[2]) if a["need_probs"] else (0,))
     return out, lse, probs
 
@@ -217,7 +222,7 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
     (N, H, L, E) is attn's [B, H, N, D]); returns [N, ..., Hq, L, Ev] in query's dimension order.
     attn_mask: bool (True = attend) or float (added), broadcast to [N, Hq, L, S]. is_causal:
     top-left causal. enable_gqa: allow Hkv dividing Hq. return_lse: also return lse [..., Hq, L]
-    in float32, natural log.
+    (natural log; float64 for float64 inputs, float32 otherwise).
 
     Extras (keyword-only; attn's parameter table, see help(attn.sdpa_forward)):
     """

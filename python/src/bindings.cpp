@@ -167,7 +167,8 @@ NB_MODULE(_core, m) {
       },
       "out"_a, "q"_a, "k"_a, "v"_a, "lse"_a = nb::none(), "probs"_a = nb::none(), "params"_a,
       (std::string("sdpa_forward(out, q, k, v, lse=None, probs=None, **params): writes softmax(S)·V into out\n"
-                   "[B, Hq, Nq, Dv] (and lse [B, Hq, Nq] f32, probs [B, Hq, Nq, Nk] when given).\n"
+                   "[B, Hq, Nq, Dv] (and lse [B, Hq, Nq], f64 for f64 inputs else f32, probs [B, Hq, Nq, Nk] when\n"
+                   "given).\n"
                    "q [B, Hq, Nq, D], k [B, Hkv, Nk, D], v [B, Hkv, Nk, Dv].") + "\n" + params).c_str());
 
   m.def(

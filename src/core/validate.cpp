@@ -227,6 +227,14 @@ SdpaProblem check_qkv(const TensorView& q, const TensorView& k, const TensorView
   return p;
 }
 
+// lse and dlse: f64 for f64 inputs (fp64 gradients stay exact), f32 for f32/bf16/f16 inputs.
+void check_lse_dtype(const TensorView& t, const char* name, DType input) {
+  const DType want = lse_dtype(input);
+  ATTN_CHECK(t.dtype == want, name, "has dtype ", dtype_name(t.dtype), ", expected ", dtype_name(want),
+             want == DType::f64 ? " (f64 inputs carry an f64 lse, so that fp64 gradients stay fp64-exact)"
+                                : " (the lse of f32, bf16 and f16 inputs is f32)");
+}
+
 void check_out_lse(const SdpaProblem& p, const TensorView& out, const TensorView& lse, const char* out_name) {
   const std::int64_t tb = p.q.shape[0];
   check_rank(out, out_name, 4, "[B, Hq, Nq, Dv]");
@@ -237,7 +245,7 @@ void check_out_lse(const SdpaProblem& p, const TensorView& out, const TensorView
   check_dim(out, out_name, 3, p.Dv, "v.shape[3] (value head dim Dv)");
   if (lse.defined()) {
     ATTN_CHECK(lse.rank == 3, "lse", "has rank ", lse.rank, " (shape ", lse.shape_string(), "), expected rank 3 [B, Hq, Nq]");
-    ATTN_CHECK(lse.dtype == DType::f32, "lse", "has dtype ", dtype_name(lse.dtype), ", expected f32");
+    check_lse_dtype(lse, "lse", p.q.dtype);
     check_dim(lse, "lse", 0, tb, "q.shape[0] (batch B)");
     check_dim(lse, "lse", 1, p.Hq, "q.shape[1] (query heads Hq)");
     check_dim(lse, "lse", 2, p.Nq, "q.shape[2] (query length Nq)");
@@ -280,7 +288,7 @@ SdpaProblem validate_backward(const SdpaGrads& g, const TensorView& dout, const 
   ATTN_CHECK(lse.defined(), "lse", "is required by sdpa_backward (pass the forward's lse)");
   if (dlse.defined()) {
     check_rank(dlse, "dlse", 3, "[B, Hq, Nq]");
-    check_float(dlse, "dlse");
+    check_lse_dtype(dlse, "dlse", q.dtype);
     check_same_shape(dlse, "dlse", lse, "lse");
   }
   check_rank(dout, "dout", 4, "[B, Hq, Nq, Dv]");

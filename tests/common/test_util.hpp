@@ -196,7 +196,8 @@ inline void nan_beyond_lengths(const TensorView& t, const std::vector<std::int64
   });
 }
 
-/// Forward outputs in guard memory: out [B, Hq, Nq, Dv] (layout of q), lse [B, Hq, Nq] f32, probs.
+/// Forward outputs in guard memory: out [B, Hq, Nq, Dv] (layout of q), lse [B, Hq, Nq] (f64 for f64
+/// inputs, else f32), probs.
 struct Outputs {
   GuardedTensor out, lse, probs;
   SdpaOutputs views() const { return {out.view, lse.view, probs.view}; }
@@ -205,7 +206,7 @@ struct Outputs {
 inline Outputs make_outputs(const Qkv& x, bool with_probs = false, DType out_dtype = DType::f64) {
   Outputs o;
   o.out = make_tensor4(out_dtype, x.B, x.Hq, x.Nq, x.Dv, x.layout);
-  o.lse = make_tensor(DType::f32, {x.B, x.Hq, x.Nq});
+  o.lse = make_tensor(lse_dtype(x.dtype), {x.B, x.Hq, x.Nq});
   if (with_probs) o.probs = make_tensor4(DType::f64, x.B, x.Hq, x.Nq, x.Nk);
   return o;
 }

@@ -262,6 +262,43 @@ TEST(CoreValidate, LseNotF32) {
 
 // ---- scalar parameters
 
+TEST(CoreValidate, LseF32ForF64Inputs) {
+  Problem p;
+  Tensor q(DType::f64, {p.B, p.Hq, p.Nq, p.D}), k(DType::f64, {p.B, p.Hkv, p.Nk, p.D}), v(DType::f64, {p.B, p.Hkv, p.Nk, p.Dv});
+  p.q = q, p.k = k, p.v = v;
+  expect_error(p.fwd(), "lse", {"dtype f32", "expected f64", "f64 inputs"});
+}
+
+TEST(CoreValidate, LseF64ForF64InputsIsAccepted) {
+  Problem p;
+  Tensor q(DType::f64, {p.B, p.Hq, p.Nq, p.D}), k(DType::f64, {p.B, p.Hkv, p.Nk, p.D}), v(DType::f64, {p.B, p.Hkv, p.Nk, p.Dv});
+  Tensor lse(DType::f64, {p.B, p.Hq, p.Nq});
+  p.q = q, p.k = k, p.v = v, p.lse = lse;
+  EXPECT_NO_THROW(attn::explain({p.out, p.lse, p.probs}, p.q, p.k, p.v, p.params));
+}
+
+TEST(CoreValidate, BackwardLseF32ForF64Inputs) {
+  BwdProblem p;
+  Tensor q(DType::f64, {p.B, p.Hq, p.Nq, p.D}), k(DType::f64, {p.B, p.Hkv, p.Nk, p.D}), v(DType::f64, {p.B, p.Hkv, p.Nk, p.Dv});
+  p.q = q, p.k = k, p.v = v;
+  expect_error(p.bwd(), "lse", {"dtype f32", "expected f64"});
+}
+
+TEST(CoreValidate, BackwardDlseF32ForF64Inputs) {
+  BwdProblem p;
+  Tensor q(DType::f64, {p.B, p.Hq, p.Nq, p.D}), k(DType::f64, {p.B, p.Hkv, p.Nk, p.D}), v(DType::f64, {p.B, p.Hkv, p.Nk, p.Dv});
+  Tensor lse(DType::f64, {p.B, p.Hq, p.Nq}), dlse(DType::f32, {p.B, p.Hq, p.Nq});
+  p.q = q, p.k = k, p.v = v, p.lse = lse, p.dlse = dlse;
+  expect_error(p.bwd(), "dlse", {"dtype f32", "expected f64"});
+}
+
+TEST(CoreValidate, BackwardDlseF64ForF32Inputs) {
+  BwdProblem p;
+  Tensor dlse(DType::f64, {p.B, p.Hq, p.Nq});
+  p.dlse = dlse;
+  expect_error(p.bwd(), "dlse", {"dtype f64", "expected f32"});
+}
+
 TEST(CoreValidate, DropoutNegative) {
   Problem p;
   p.params.dropout_p = -0.1;

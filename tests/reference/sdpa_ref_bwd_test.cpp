@@ -20,8 +20,9 @@ namespace attn::test {
 namespace {
 
 constexpr double kStep = 1e-5;  // central-difference step: truncation ~h², rounding ~1e-16/h
-// lse is fp32, so the analytic gradient carries ~1e-7 relative error; FD itself is ~1e-9.
-constexpr double kAtol = 1e-6, kRtol = 1e-5;
+// f64 inputs carry an f64 lse, so the analytic gradient is fp64-exact; the bound is the finite
+// differences' own error (~1e-9: truncation ~h², rounding ~1e-16/h).
+constexpr double kAtol = 1e-8, kRtol = 1e-7;
 
 SdpaParams ref_params() {
   SdpaParams p;
@@ -29,8 +30,8 @@ SdpaParams ref_params() {
   return p;
 }
 
-// lse of row (b, h, i) in fp64, computed here from q and k (the forward stores lse in fp32, too
-// coarse for finite differences). Only plain and causal calls: the dlse tests use nothing else.
+// lse of row (b, h, i) in fp64, computed here from q and k (independently of the forward).
+// Only plain and causal calls: the dlse tests use nothing else.
 double lse_f64(const Qkv& x, const SdpaParams& params, std::int64_t b, std::int64_t h, std::int64_t i) {
   const double scale = params.scale.value_or(1.0 / std::sqrt(static_cast<double>(x.D)));
   const std::int64_t off = params.mask.alignment == Alignment::bottom_right ? x.Nk - x.Nq : 0;
@@ -310,6 +311,47 @@ TEST(RefGrad, DlseShapeIsChecked) {
   } catch (const Error& e) {
     EXPECT_EQ(e.argument(), "dlse") << e.what();
   }
+}
+
+// Softmax is invariant under adding a constant c to every score, so the gradients with a bias of
+// c everywhere must equal those without it. In fp64 they must stay fp64-exact for |c| up to 1e4:
+// that needs the fp64 lse of f64 inputs (an fp32 lse is off by ~|c|·6e-8, and P = exp(s − lse)
+// carries that error into every gradient).
+void check_shift_invariance(const SdpaParams& params) {
+  const Qkv x = make_qkv(2, 2, 2, 6, 6, 8, 5, DType::f64, Layout::bhsd, 41);
+  GuardedTensor dout = make_tensor4(DType::f64, x.B, x.Hq, x.Nq, x.Dv, x.layout);
+  fill_normal(dout, 42);
+  GuardedTensor dlse = make_tensor(DType::f64, {x.B, x.Hq, x.Nq});
+  fill_normal(dlse, 43);
+  const Outputs o0 = forward(x, params);
+  const Grads g0 = make_grads(x, TensorView{});
+  sdpa_backward(g0.views(), dout, x.q, x.k, x.v, o0.out, o0.lse, params, dlse);
+  for (const double c : {-1e4, -1e3, 1.0, 1e3, 1e4}) {
+    SCOPED_TRACE("c = " + std::to_string(c));
+    GuardedTensor bias = make_tensor(DType::f64, {x.Nq, x.Nk});
+    fill_value(bias, c);
+    SdpaParams p = params;
+    p.mask.bias = bias;
+    const Outputs o = forward(x, p);
+    const Grads g = make_grads(x, TensorView{});
+    sdpa_backward(g.views(), dout, x.q, x.k, x.v, o.out, o.lse, p, dlse);
+    EXPECT_LE(max_abs_diff(o.out, o0.out), 1e-11);  // s + c rounds to ulp(1e4) ≈ 1.8e-12
+    for_each_element(o.lse.view, [&](const auto& idx, std::int64_t off) {
+      const double want = at(o0.lse.view, idx[0], idx[1], idx[2]) + c;
+      EXPECT_NEAR(load_f64(o.lse.view, off), want, 1e-10) << "lse at row " << idx[2];
+    });
+    EXPECT_LE(max_abs_diff(g.dq, g0.dq), 1e-10 * std::max(1.0, max_abs(g0.dq)));
+    EXPECT_LE(max_abs_diff(g.dk, g0.dk), 1e-10 * std::max(1.0, max_abs(g0.dk)));
+    EXPECT_LE(max_abs_diff(g.dv, g0.dv), 1e-10 * std::max(1.0, max_abs(g0.dv)));
+  }
+}
+
+TEST(RefGrad, Fp64GradientsSurviveAConstantShiftOfTheScores) { check_shift_invariance(ref_params()); }
+
+TEST(RefGrad, Fp64GradientsSurviveAConstantShiftOfTheScoresCausal) {
+  SdpaParams p = ref_params();
+  p.mask.causal = true;
+  check_shift_invariance(p);
 }
 
 // Every feature at once, under GQA, lengths and BSHD strides.
