@@ -20,9 +20,10 @@ namespace attn {
 enum class Backend { automatic, reference, cpu, cuda };
 const char* backend_name(Backend backend);
 
-/// Where the diagonal of a causal/window mask sits when Nq != Nk (DESIGN.md §5):
-/// top_left: query i is aligned with key i (PyTorch). bottom_right: the last query row is aligned
-/// with the last key (FlashAttention, decode): off_b = Lk_b - Lq_b.
+/// Where the diagonal of a causal/window mask (and ALiBi's zero distance) sits when a sequence has
+/// Lq_b != Lk_b (docs/contract.md §5): top_left: query i is aligned with key i, off_b = 0
+/// (PyTorch's is_causal). bottom_right: the last query is aligned with the last key,
+/// off_b = Lk_b - Lq_b (FlashAttention, KV-cache decode).
 enum class Alignment { top_left, bottom_right };
 
 /// Block-sparse mask: keep bits per (q block, k block), with its own block sizes.
@@ -48,7 +49,10 @@ struct MaskSpec {
   bool causal = false;               ///< same as window_right = 0
   std::int64_t window_left = -1;     ///< keys further left than this are hidden; -1 = unbounded
   std::int64_t window_right = -1;    ///< keys further right than this are hidden; -1 = unbounded
-  Alignment alignment = Alignment::bottom_right;
+  /// No default: a causal, windowed or ALiBi call in which some sequence has Lq_b != Lk_b (e.g.
+  /// Nq != Nk) must state it, or validation throws naming both choices. When every Lq_b = Lk_b
+  /// the two agree and it may stay unset.
+  std::optional<Alignment> alignment;
 
   /// Per-batch lengths (padding on the right); empty = Nq / Nk for every row. Size B.
   std::vector<std::int64_t> q_lengths, k_lengths;

@@ -106,7 +106,8 @@ const Entry kParams[] = {
    [](State& s, nb::handle v) { s.p.mask.window_left = i64(v); }},
   {"window_right", "int", "-1", "keys further right of the diagonal are hidden; -1 = unbounded",
    [](State& s, nb::handle v) { s.p.mask.window_right = i64(v); }},
-  {"alignment", "str", "'bottom_right'", "'top_left' or 'bottom_right': the diagonal of causal/window/ALiBi when Nq != Nk",
+  {"alignment", "str?", "None", "'top_left' or 'bottom_right': the diagonal of causal/window/ALiBi when some Lq != Lk; "
+   "no default: such a call must choose (None is then an error)",
    [](State& s, nb::handle v) { s.p.mask.alignment = parse_alignment(str(v)); }},
   {"q_lengths", "int[]", "None", "per-batch query lengths (right padding); None = Nq",
    [](State& s, nb::handle v) { s.p.mask.q_lengths = int_list(v, "q_lengths"); }},

@@ -105,6 +105,23 @@ void check_cu_seqlens(const std::vector<std::int64_t>& cu, const char* name, std
   ATTN_CHECK(cu.back() == total, name, "ends at ", cu.back(), ", expected the packed total length ", total);
 }
 
+// Causal, the window and ALiBi use the offset off_b; it depends on the alignment only when some
+// sequence has Lq_b != Lk_b, and then the caller must choose (there is no default).
+void check_alignment(const SdpaProblem& p, const MaskSpec& m) {
+  if (m.alignment) return;
+  const char* use = m.causal ? "causal" : m.window_left >= 0 || m.window_right >= 0 ? "windowed" : !m.alibi_slopes.empty() ? "uses ALiBi" : nullptr;
+  if (!use) return;
+  for (std::size_t b = 0; b < p.Lq.size(); ++b) {
+    if (p.Lq[b] == p.Lk[b]) continue;
+    std::ostringstream seen;
+    if (p.Nq != p.Nk) seen << "Nq = " << p.Nq << " != Nk = " << p.Nk;
+    else seen << "sequence " << b << " has Lq = " << p.Lq[b] << " != Lk = " << p.Lk[b];
+    ATTN_CHECK(false, "params.mask.alignment", "is not set, but the call is ", use, " and ", seen.str(),
+               ", expected top_left (query i aligned with key i, PyTorch's is_causal) or bottom_right (the last query "
+               "aligned with the last key, FlashAttention and KV-cache decode)");
+  }
+}
+
 void resolve_sequences(SdpaProblem& p, const MaskSpec& m, std::int64_t tensor_B) {
   const bool has_cu = !m.cu_seqlens_q.empty() || !m.cu_seqlens_k.empty();
   if (has_cu) {
@@ -140,6 +157,7 @@ void resolve_sequences(SdpaProblem& p, const MaskSpec& m, std::int64_t tensor_B)
     }
     p.off[b] = m.alignment == Alignment::bottom_right ? p.Lk[b] - p.Lq[b] : 0;
   }
+  check_alignment(p, m);
 }
 
 void check_block_mask(const BlockMask& bm, const SdpaProblem& p) {

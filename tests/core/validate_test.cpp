@@ -299,6 +299,51 @@ TEST(CoreValidate, BackwardDlseF64ForF32Inputs) {
   expect_error(p.bwd(), "dlse", {"dtype f64", "expected f32"});
 }
 
+// ---- alignment: no default when some Lq_b != Lk_b and the call is causal, windowed or uses ALiBi
+
+TEST(CoreValidate, AlignmentUnsetWithCausalAndNqNotNk) {
+  Problem p;  // Nq = 3, Nk = 5
+  p.params.mask.causal = true;
+  expect_error(p.fwd(), "params.mask.alignment", {"is not set", "causal", "Nq = 3 != Nk = 5", "top_left", "bottom_right"});
+}
+
+TEST(CoreValidate, AlignmentUnsetWithWindowOrAlibi) {
+  Problem p;
+  p.params.mask.window_left = 1;
+  expect_error(p.fwd(), "params.mask.alignment", {"windowed", "top_left", "bottom_right"});
+  Problem r;
+  r.params.mask.alibi_slopes = {0.5, 0.25, 0.125, 0.0625};
+  expect_error(r.fwd(), "params.mask.alignment", {"ALiBi", "top_left", "bottom_right"});
+  BwdProblem b;
+  b.params.mask.window_right = 0;
+  expect_error(b.bwd(), "params.mask.alignment", {"windowed", "top_left", "bottom_right"});
+}
+
+TEST(CoreValidate, AlignmentUnsetWithLengthsThatDiffer) {
+  Problem p;
+  Tensor q(DType::f32, {p.B, p.Hq, p.Nk, p.D}), out(DType::f32, {p.B, p.Hq, p.Nk, p.Dv});
+  p.q = q, p.out = out, p.lse = {}, p.probs = {};  // Nq = Nk = 5
+  p.params.mask.causal = true;
+  EXPECT_NO_THROW(p.forward());
+  p.params.mask.k_lengths = {5, 2};
+  expect_error(p.fwd(), "params.mask.alignment", {"sequence 1 has Lq = 5 != Lk = 2", "top_left", "bottom_right"});
+  p.params.mask.alignment = attn::Alignment::top_left;
+  EXPECT_NO_THROW(p.forward());
+}
+
+TEST(CoreValidate, AlignmentStatedOrUnneededIsAccepted) {
+  for (auto a : {attn::Alignment::top_left, attn::Alignment::bottom_right}) {
+    Problem p;
+    p.params.mask.causal = true;
+    p.params.mask.alignment = a;
+    EXPECT_NO_THROW(p.forward());
+  }
+  Problem plain;  // Nq != Nk, but nothing uses the offset
+  Tensor bias(DType::f32, {plain.Nq, plain.Nk});
+  plain.params.mask.bias = bias;
+  EXPECT_NO_THROW(attn::explain({plain.out, plain.lse, plain.probs}, plain.q, plain.k, plain.v, plain.params));
+}
+
 TEST(CoreValidate, DropoutNegative) {
   Problem p;
   p.params.dropout_p = -0.1;

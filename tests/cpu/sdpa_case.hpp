@@ -131,7 +131,7 @@ inline CaseSetup make_case(const SdpaCase& c) {
   switch (c.mask) {
     case MaskKind::none: break;
     case MaskKind::causal_top_left: m.causal = true; m.alignment = Alignment::top_left; break;
-    case MaskKind::causal_bottom_right: m.causal = true; break;
+    case MaskKind::causal_bottom_right: m.causal = true; m.alignment = Alignment::bottom_right; break;
     case MaskKind::window: window(); m.alignment = c.seed % 2 ? Alignment::top_left : Alignment::bottom_right; break;
     case MaskKind::padding:
     case MaskKind::causal_padding_window:
@@ -143,6 +143,7 @@ inline CaseSetup make_case(const SdpaCase& c) {
       if (c.mask == MaskKind::causal_padding_window) {
         window();
         m.causal = true;
+        m.alignment = c.seed % 2 ? Alignment::top_left : Alignment::bottom_right;
       }
       break;
     case MaskKind::bias:
@@ -158,6 +159,7 @@ inline CaseSetup make_case(const SdpaCase& c) {
       if (all || c.mask == MaskKind::alibi) {
         for (std::int64_t h = 0; h < c.Hq; ++h) m.alibi_slopes.push_back(std::pow(2.0, -8.0 * static_cast<double>(h + 1) / static_cast<double>(c.Hq)));
         m.alibi_slopes.back() *= 0.9;  // slopes need not be the canonical ones
+        m.alignment = c.seed % 2 ? Alignment::bottom_right : Alignment::top_left;
       }
       if (all || c.mask == MaskKind::softcap) m.softcap = 3.0 + static_cast<double>(c.seed % 5);
       break;

@@ -133,6 +133,8 @@ std::unique_ptr<CheckProblem> build_problem(const CheckCase& c, std::uint64_t se
   for (const attn::Tensor* t : {&p->q, &p->k, &p->v}) fill_normal(*t, rng, 1.0);
 
   attn::MaskSpec& m = p->params.mask;
+  // Causal, window, ALiBi and the lengths cases have Lq != Lk somewhere: the alignment must be stated.
+  m.alignment = attn::Alignment::bottom_right;
   switch (c.feature) {
     case F::none: break;
     case F::causal: m.causal = true; break;
