@@ -60,8 +60,8 @@ std::string shape_spec(const Shape& s) {
 
 MemoryProbe run_memory_probe(const std::string& backend, const Shape& s, int threads) {
   if (backend != "cpu" && backend != "naive")
-    throw attn::Error("--memory-probe", "'" + backend + "' is not a probe (cpu, naive)");
-  if (s.Nq != s.Nk || s.D != s.Dv) throw attn::Error("--memory-probe", "the probe needs Nq = Nk and D = Dv");
+    throw attn::Error(attn::ErrorKind::value, "--memory-probe", "= '" + backend + "', expected cpu or naive");
+  if (s.Nq != s.Nk || s.D != s.Dv) throw attn::Error(attn::ErrorKind::value, "--memory-probe", "got a shape with Nq != Nk or D != Dv, expected Nq = Nk and D = Dv");
   Tensor q(DType::f32, {s.B, s.Hq, s.Nq, s.D}), k(DType::f32, {s.B, s.Hkv, s.Nk, s.D}),
       v(DType::f32, {s.B, s.Hkv, s.Nk, s.Dv}), dout(DType::f32, {s.B, s.Hq, s.Nq, s.Dv}),
       out(DType::f32, {s.B, s.Hq, s.Nq, s.Dv}), lse(DType::f32, {s.B, s.Hq, s.Nq}),
@@ -126,9 +126,9 @@ MemoryProbe spawn_memory_probe(const std::string& backend, const Shape& shape, i
   // popen runs /bin/sh, for which /proc/self/exe would be the shell: resolve it here.
   std::array<char, PATH_MAX> exe{};
   const ssize_t len = readlink("/proc/self/exe", exe.data(), exe.size() - 1);
-  if (len <= 0) throw attn::Error("--memory", "cannot resolve /proc/self/exe");
+  if (len <= 0) throw attn::Error(attn::ErrorKind::system, "--memory", "could not resolve /proc/self/exe, expected the path of this executable");
   const std::string path(exe.data(), static_cast<std::size_t>(len));
-  if (path.find('\'') != std::string::npos) throw attn::Error("--memory", "the executable path contains a quote");
+  if (path.find('\'') != std::string::npos) throw attn::Error(attn::ErrorKind::system, "--memory", "found a quote in the executable's path, expected a path without quotes");
   char args[256];
   std::snprintf(args, sizeof args, " bench --memory-probe %s --shapes %s --threads %d", backend.c_str(),
                 shape_spec(shape).c_str(), threads);
@@ -138,7 +138,7 @@ MemoryProbe spawn_memory_probe(const std::string& backend, const Shape& shape, i
   cmd += args;
   std::fflush(stdout);
   FILE* pipe = popen(cmd.c_str(), "r");
-  if (!pipe) throw attn::Error("--memory", "cannot start " + cmd);
+  if (!pipe) throw attn::Error(attn::ErrorKind::system, "--memory", "could not start " + cmd + ", expected a child process");
   MemoryProbe probe;
   bool found = false;
   std::string output;
@@ -151,7 +151,8 @@ MemoryProbe spawn_memory_probe(const std::string& backend, const Shape& shape, i
   }
   const int rc = pclose(pipe);
   if (rc != 0 || !found)
-    throw attn::Error("--memory", "the " + backend + " probe failed (status " + std::to_string(rc) + "): " + output);
+    throw attn::Error(attn::ErrorKind::system, "--memory",
+                      "ran the " + backend + " probe, which exited with status " + std::to_string(rc) + ", expected 0: " + output);
   return probe;
 }
 

@@ -217,7 +217,7 @@ std::vector<MhaBenchResult> run_mha_bench(const MhaBenchOptions& o, std::FILE* o
     j["results"] = rs;
     std::ofstream f(o.json_path);
     f << j.dump(2) << "\n";
-    if (!f) throw Error("--json", "cannot write " + o.json_path);
+    if (!f) throw Error(ErrorKind::system, "--json", "= " + o.json_path + ", which cannot be written, expected a writable path");
     std::fprintf(out, "wrote %s\n", o.json_path.c_str());
   }
   return results;

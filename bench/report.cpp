@@ -178,9 +178,9 @@ std::string series_style(const Case& c) {
 
 void write_plot(const Report& report, const std::string& png_path) {
   if (png_path.find_first_of("'\"\n") != std::string::npos)
-    throw attn::Error("--plot", "the file name may not contain quotes or newlines: " + png_path);
+    throw attn::Error(attn::ErrorKind::value, "--plot", "= " + png_path + ", expected a file name without quotes or newlines");
   if (std::system("command -v gnuplot >/dev/null 2>&1") != 0)
-    throw attn::Error("--plot", "gnuplot not found (install the Debian package gnuplot-nox)");
+    throw attn::Error(attn::ErrorKind::system, "--plot", "needs gnuplot, which was not found, expected it on PATH (Debian package gnuplot-nox)");
 
   // panel (causal) -> series label -> (N, GFLOP/s) points
   std::map<bool, std::map<std::string, std::map<std::int64_t, double>>> panels;
@@ -228,13 +228,13 @@ void write_plot(const Report& report, const std::string& png_path) {
 
   char script[] = "/tmp/attn_bench_plot_XXXXXX";
   const int fd = mkstemp(script);
-  if (fd < 0) throw attn::Error("--plot", "cannot create a temporary gnuplot script");
+  if (fd < 0) throw attn::Error(attn::ErrorKind::system, "--plot", "could not create a temporary gnuplot script, expected a writable temporary directory");
   close(fd);
   { std::ofstream(script) << gp.str(); }
   const std::string cmd = std::string("gnuplot '") + script + "' 2>&1";
   const int rc = std::system(cmd.c_str());
   std::remove(script);
-  if (rc != 0) throw attn::Error("--plot", "gnuplot failed (exit status " + std::to_string(rc) + ") writing " + png_path);
+  if (rc != 0) throw attn::Error(attn::ErrorKind::system, "--plot", "gnuplot exited with status " + std::to_string(rc) + " writing " + png_path + ", expected 0");
 }
 
 }  // namespace attn::bench

@@ -47,7 +47,7 @@ const char* op_name(Op op) { return op == Op::fwd ? "fwd" : op == Op::bwd ? "bwd
 Op parse_op(const std::string& name) {
   for (Op op : {Op::fwd, Op::bwd, Op::fwdbwd})
     if (name == op_name(op)) return op;
-  throw attn::Error("--op", "'" + name + "' is not an op (fwd, bwd, fwdbwd)");
+  throw attn::Error(attn::ErrorKind::value, "--op", "= '" + name + "', expected fwd, bwd or fwdbwd");
 }
 
 double op_flops(const Shape& s, Op op) {
@@ -69,9 +69,9 @@ Shape parse_shape(const std::string& spec) {
   const bool ok = (got == 5 || (got == 6 && t == "c")) && v[0] > 0 && v[1] > 0 && v[2] > 0 && v[3] > 0 && v[4] > 0 &&
                   v[1] % v[2] == 0;
   if (!ok)
-    throw attn::Error("--shapes", "'" + spec +
-                      "' is not a shape (expected full, quick, smoke or BxHqxHkvxNxD[c] with Hq % Hkv == 0, "
-                      "e.g. 1x16x16x1024x128c)");
+    throw attn::Error(attn::ErrorKind::value, "--shapes", "= '" + spec +
+                      "', which is not a shape, expected full, quick, smoke or BxHqxHkvxNxD[c] with Hq % Hkv == 0 "
+                      "(e.g. 1x16x16x1024x128c)");
   return make_shape(v[0], v[1], v[2], v[3], v[4], got == 6);
 }
 
@@ -96,7 +96,7 @@ std::vector<Shape> shape_set(const std::string& name) {
     std::stringstream in(name);
     for (std::string item; std::getline(in, item, ',');)
       if (!item.empty()) shapes.push_back(parse_shape(item));
-    if (shapes.empty()) throw attn::Error("--shapes", "empty shape list");
+    if (shapes.empty()) throw attn::Error(attn::ErrorKind::value, "--shapes", "is an empty list, expected at least one shape");
   }
   return shapes;
 }
@@ -174,7 +174,7 @@ CaseRunner::CaseRunner(const Case& c, int threads) : state_(std::make_unique<Sta
     }
   }
   if (c.impl == Impl::naive_blas) {
-    if (c.dtype != DType::f32) throw attn::Error("dtype", "the naive_blas baseline is fp32 only");
+    if (c.dtype != DType::f32) throw attn::Error(attn::ErrorKind::dtype, "dtype", std::string("= ") + attn::dtype_name(c.dtype) + ", expected f32 (the naive_blas baseline is fp32 only)");
     const NaiveAttention::Shape ns{s.B, s.Hq, s.Hkv, s.Nq, s.Nk, s.D, s.Dv, s.causal};
     st.naive = std::make_unique<NaiveAttention>(ns, threads);
     if (c.op != Op::fwd) st.naive_bwd = std::make_unique<NaiveAttentionBackward>(ns, threads);

@@ -32,7 +32,7 @@ namespace {
 DType dtype_of(const nb::ndarray<>& a, const char* name) {
   const nb::dlpack::dtype t = a.dtype();
   using C = nb::dlpack::dtype_code;
-  ATTN_CHECK(t.lanes == 1, name, "has a vector dtype (lanes = ", int(t.lanes), "), expected a scalar dtype");
+  ATTN_CHECK(t.lanes == 1, dtype, name, "has a vector dtype (lanes = ", int(t.lanes), "), expected a scalar dtype");
   const auto code = static_cast<C>(t.code);
   if (code == C::Float && t.bits == 32) return DType::f32;
   if (code == C::Float && t.bits == 64) return DType::f64;
@@ -43,25 +43,25 @@ DType dtype_of(const nb::ndarray<>& a, const char* name) {
   if (code == C::Int && t.bits == 8) return DType::i8;
   if (code == C::Int && t.bits == 32) return DType::i32;
   if (code == C::Int && t.bits == 64) return DType::i64;
-  throw Error(name, detail::concat("has dtype code ", int(t.code), " with ", int(t.bits),
+  throw Error(ErrorKind::dtype, name, detail::concat("has dtype code ", int(t.code), " with ", int(t.bits),
                                    " bits, which attn does not have (expected f32, f64, bf16, f16, bool, i8, i32 or i64)"));
 }
 
 }  // namespace
 
 TensorView to_view(nb::handle obj, const char* name, Keep& keep) {
-  ATTN_CHECK(!obj.is_none(), name, "is required but was None");
+  ATTN_CHECK(!obj.is_none(), value, name, "is None, expected an array");
   nb::object o = nb::borrow(obj);
   if (nb::hasattr(o, "requires_grad") && nb::hasattr(o, "detach") && nb::cast<bool>(o.attr("requires_grad")))
     o = o.attr("detach")();
   nb::ndarray<> a;
   if (!nb::try_cast(o, a)) {
     const std::string type = nb::cast<std::string>(nb::str(nb::handle(reinterpret_cast<PyObject*>(Py_TYPE(o.ptr())))));
-    throw Error(name, "is a " + type + ", expected a writable numpy array or a CPU torch tensor (DLPack, no copies)");
+    throw Error(ErrorKind::type, name, "is a " + type + ", expected a writable numpy array or a CPU torch tensor (DLPack, no copies)");
   }
-  ATTN_CHECK(a.device_type() == nb::device::cpu::value, name, "lives on device type ", a.device_type(),
-             ", but attn's Python package runs on the CPU (move it with .cpu())");
-  ATTN_CHECK(a.ndim() >= 1 && a.ndim() <= kMaxRank, name, "has rank ", a.ndim(), ", expected rank 1 to ", kMaxRank);
+  ATTN_CHECK(a.device_type() == nb::device::cpu::value, value, name, "lives on device type ", a.device_type(),
+             ", expected a CPU array (attn's Python package runs on the CPU; move it with .cpu())");
+  ATTN_CHECK(a.ndim() >= 1 && a.ndim() <= kMaxRank, shape, name, "has rank ", a.ndim(), ", expected rank 1 to ", kMaxRank);
   TensorView v;
   v.data = a.data();
   v.dtype = dtype_of(a, name);
@@ -83,8 +83,10 @@ void register_errors() {
     try {
       std::rethrow_exception(p);
     } catch (const Error& e) {
-      const bool about_dtype = std::strstr(e.what(), "dtype") != nullptr;
-      PyErr_SetString(about_dtype ? PyExc_TypeError : PyExc_ValueError, e.what());
+      // The Python type follows the error's kind: a wrong dtype or a wrong kind of object is a
+      // TypeError, everything else (values, shapes, memory, unsupported calls) a ValueError.
+      const bool type_error = e.kind() == ErrorKind::dtype || e.kind() == ErrorKind::type;
+      PyErr_SetString(type_error ? PyExc_TypeError : PyExc_ValueError, e.what());
     }
   });
 }

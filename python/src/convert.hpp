@@ -24,7 +24,7 @@ TensorView to_view(nb::handle obj, const char* name, Keep& keep);
 /// The same, or an empty view for None.
 TensorView to_optional_view(nb::handle obj, const char* name, Keep& keep);
 
-/// Registers attn::Error -> ValueError (TypeError when the message is about a dtype).
+/// Registers attn::Error -> TypeError for ErrorKind::dtype and ErrorKind::type, else ValueError.
 void register_errors();
 
 /// Registers attn._core.WordPiece, the BERT tokenizer (text_bindings.cpp).

@@ -23,13 +23,13 @@ DType cache_dtype(const std::string& s) {
   if (s == "f32" || s == "float32") return DType::f32;
   if (s == "bf16" || s == "bfloat16") return DType::bf16;
   if (s == "i8" || s == "int8") return DType::i8;
-  throw Error("dtype", "= '" + s + "', expected 'f32', 'bf16' or 'i8' (cache storage types)");
+  throw Error(ErrorKind::dtype, "dtype", "= '" + s + "', expected 'f32', 'bf16' or 'i8' (cache storage types)");
 }
 
 KvLayout cache_layout(const std::string& s) {
   if (s == "contiguous") return KvLayout::contiguous;
   if (s == "paged") return KvLayout::paged;
-  throw Error("layout", "= '" + s + "', expected 'contiguous' or 'paged'");
+  throw Error(ErrorKind::value, "layout", "= '" + s + "', expected 'contiguous' or 'paged'");
 }
 
 }  // namespace

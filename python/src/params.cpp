@@ -43,7 +43,7 @@ struct Entry {
 Alignment parse_alignment(const std::string& s) {
   if (s == "top_left") return Alignment::top_left;
   if (s == "bottom_right") return Alignment::bottom_right;
-  throw Error("alignment", "= '" + s + "', expected 'top_left' or 'bottom_right'");
+  throw Error(ErrorKind::value, "alignment", "= '" + s + "', expected 'top_left' or 'bottom_right' (or None)");
 }
 
 Backend parse_backend(const std::string& s) {
@@ -51,19 +51,19 @@ Backend parse_backend(const std::string& s) {
   if (s == "reference") return Backend::reference;
   if (s == "cpu") return Backend::cpu;
   if (s == "cuda") return Backend::cuda;
-  throw Error("backend", "= '" + s + "', expected 'auto', 'reference', 'cpu' or 'cuda'");
+  throw Error(ErrorKind::value, "backend", "= '" + s + "', expected 'auto', 'reference', 'cpu' or 'cuda'");
 }
 
 ProbsKind parse_probs_kind(const std::string& s) {
   if (s == "pre_dropout") return ProbsKind::pre_dropout;
   if (s == "post_dropout") return ProbsKind::post_dropout;
-  throw Error("probs_kind", "= '" + s + "', expected 'pre_dropout' or 'post_dropout'");
+  throw Error(ErrorKind::value, "probs_kind", "= '" + s + "', expected 'pre_dropout' or 'post_dropout'");
 }
 
 std::vector<std::int64_t> int_list(nb::handle obj, const char* name) {
   std::vector<std::int64_t> out;
   for (nb::handle item : nb::iter(obj)) {
-    if (!nb::try_cast(nb::int_(item), out.emplace_back())) throw Error(name, "must be a sequence of ints");
+    if (!nb::try_cast(nb::int_(item), out.emplace_back())) throw Error(ErrorKind::type, name, "has an item that is not an int, expected a sequence of ints");
   }
   return out;
 }
@@ -71,7 +71,7 @@ std::vector<std::int64_t> int_list(nb::handle obj, const char* name) {
 std::vector<double> float_list(nb::handle obj, const char* name) {
   std::vector<double> out;
   for (nb::handle item : nb::iter(obj)) {
-    if (!nb::try_cast(nb::float_(item), out.emplace_back())) throw Error(name, "must be a sequence of floats");
+    if (!nb::try_cast(nb::float_(item), out.emplace_back())) throw Error(ErrorKind::type, name, "has an item that is not a float, expected a sequence of floats");
   }
   return out;
 }
@@ -129,14 +129,14 @@ const Entry kParams[] = {
    [](State& s, nb::handle v) { s.p.mask.block_mask = BlockMask{128, 128, to_view(v, "params.mask.block_mask.keep", s.keep)}; }},
   {"block_size", "int|int[2]", "None", "block_mask's (qb, kb), or one int for both; None = 128",
    [](State& s, nb::handle v) {
-     ATTN_CHECK(s.p.mask.block_mask.has_value(), "block_size", "was given without block_mask");
+     ATTN_CHECK(s.p.mask.block_mask.has_value(), value, "block_size", "was given without block_mask, expected block_mask too");
      BlockMask& bm = *s.p.mask.block_mask;
      if (nb::isinstance<nb::int_>(v)) {
        bm.q_block = bm.k_block = i64(v);
        return;
      }
      const std::vector<std::int64_t> qk = int_list(v, "block_size");
-     ATTN_CHECK(qk.size() == 2, "block_size", "has ", qk.size(), " entries, expected an int or (q_block, k_block)");
+     ATTN_CHECK(qk.size() == 2, shape, "block_size", "has ", qk.size(), " entries, expected an int or (q_block, k_block)");
      bm.q_block = qk[0];
      bm.k_block = qk[1];
    }},
@@ -192,7 +192,7 @@ SdpaParams parse_params(const nb::kwargs& kwargs, Keep& keep, Callbacks& cb) {
     const std::string name = nb::cast<std::string>(key);
     bool known = false;
     for (const Entry& e : kParams) known = known || name == e.name;
-    if (!known) throw Error(name, "is not a parameter of attn's sdpa (see help(attn.sdpa_forward) for the names)");
+    if (!known) throw Error(ErrorKind::value, name, "is not a parameter of attn's sdpa, expected one of the names in help(attn.sdpa_forward)");
   }
   SdpaParams p;
   State s{p, keep, cb};
@@ -205,7 +205,7 @@ SdpaParams parse_params(const nb::kwargs& kwargs, Keep& keep, Callbacks& cb) {
       e.set(s, value);
     } catch (const nb::cast_error&) {
       const nb::handle type(reinterpret_cast<PyObject*>(Py_TYPE(value.ptr())));
-      throw Error(e.name, "is a " + nb::cast<std::string>(type.attr("__name__")) + ", expected " + e.type);
+      throw Error(ErrorKind::type, e.name, "is a " + nb::cast<std::string>(type.attr("__name__")) + ", expected " + e.type);
     }
   }
   return p;
@@ -218,7 +218,7 @@ std::string params_doc() {
   }
   doc +=
       "Arrays: numpy arrays or CPU torch tensors (f32, f64, bf16, f16), any strides, never copied.\n"
-      "Raises ValueError (TypeError for dtype problems) with attn's message.";
+      "Raises TypeError for a wrong dtype or kind of object, ValueError otherwise, with attn's message.";
   return doc;
 }
 

@@ -136,7 +136,7 @@ def test_bad_inputs_raise_value_error():
     q, k = torch.randn(1, 4, 5, 8), torch.randn(1, 2, 5, 8)
     with pytest.raises(ValueError, match="enable_gqa=True"):
         attn_sdpa(q, k, k)
-    with pytest.raises(ValueError, match="does not divide"):
+    with pytest.raises(ValueError, match="expected a divisor of"):
         attn_sdpa(q, torch.randn(1, 3, 5, 8), torch.randn(1, 3, 5, 8), enable_gqa=True)
     with pytest.raises(ValueError, match="does not broadcast"):
         attn_sdpa(q, q, q, attn_mask=torch.ones(2, 5, 5, dtype=torch.bool))

@@ -33,36 +33,36 @@ std::vector<float> dense_f32(const TensorView& t) {
 }
 
 void check_matrix(const TensorView& w, const char* name, std::int64_t rows, std::int64_t E) {
-  ATTN_CHECK(w.rank == 2 && w.shape[0] == rows && w.shape[1] == E, name, name, " has shape ", w.shape_string(),
+  ATTN_CHECK(w.rank == 2 && w.shape[0] == rows && w.shape[1] == E, shape, name, "has shape ", w.shape_string(),
              ", expected [", rows, ", ", E, "] (kv_heads · head_dim, embed_dim)");
-  ATTN_CHECK(is_floating(w.dtype), name, name, " has dtype ", dtype_name(w.dtype), ", expected a float dtype");
+  ATTN_CHECK(is_floating(w.dtype), dtype, name, "has dtype ", dtype_name(w.dtype), ", expected a floating dtype (f32, f64, bf16, f16)");
 }
 
 void check_bias(const TensorView& b, const char* name, std::int64_t n) {
   if (!b.defined()) return;
-  ATTN_CHECK(b.rank == 1 && b.shape[0] == n, name, name, " has shape ", b.shape_string(), ", expected [", n, "]");
-  ATTN_CHECK(is_floating(b.dtype), name, name, " has dtype ", dtype_name(b.dtype), ", expected a float dtype");
+  ATTN_CHECK(b.rank == 1 && b.shape[0] == n, shape, name, "has shape ", b.shape_string(), ", expected [", n, "]");
+  ATTN_CHECK(is_floating(b.dtype), dtype, name, "has dtype ", dtype_name(b.dtype), ", expected a floating dtype (f32, f64, bf16, f16)");
 }
 
 }  // namespace
 
 KvCache project_cross_kv(const TensorView& x, const TensorView& w_k, const TensorView& w_v, const TensorView& b_k,
                          const TensorView& b_v, const CrossKvSpec& spec, const std::vector<std::int64_t>& src_lengths) {
-  ATTN_CHECK(x.rank == 3, "encoder_out", "encoder_out has rank ", x.rank, ", expected 3: [B, Ns, E]");
-  ATTN_CHECK(is_floating(x.dtype), "encoder_out", "encoder_out has dtype ", dtype_name(x.dtype),
-             ", expected a float dtype");
+  ATTN_CHECK(x.rank == 3, shape, "encoder_out", "has rank ", x.rank, ", expected rank 3 [B, Ns, E]");
+  ATTN_CHECK(is_floating(x.dtype), dtype, "encoder_out", "has dtype ", dtype_name(x.dtype),
+             ", expected a floating dtype (f32, f64, bf16, f16)");
   const std::int64_t B = x.shape[0], Ns = x.shape[1], E = x.shape[2];
   const std::int64_t Hkv = spec.kv_heads, D = spec.head_dim, Dv = spec.v_head_dim > 0 ? spec.v_head_dim : spec.head_dim;
-  ATTN_CHECK(Hkv >= 1 && D >= 1, "spec", "kv_heads = ", Hkv, ", head_dim = ", D, " (expected ≥ 1)");
+  ATTN_CHECK(Hkv >= 1 && D >= 1, value, "spec", "has kv_heads = ", Hkv, " and head_dim = ", D, ", expected both >= 1");
   check_matrix(w_k, "w_k", Hkv * D, E);
   check_matrix(w_v, "w_v", Hkv * Dv, E);
   check_bias(b_k, "b_k", Hkv * D);
   check_bias(b_v, "b_v", Hkv * Dv);
-  ATTN_CHECK(src_lengths.empty() || static_cast<std::int64_t>(src_lengths.size()) == B, "src_lengths",
-             "src_lengths has ", src_lengths.size(), " entries, expected B = ", B);
+  ATTN_CHECK(src_lengths.empty() || static_cast<std::int64_t>(src_lengths.size()) == B, shape, "src_lengths",
+             "has ", src_lengths.size(), " entries, expected B = ", B);
   for (std::size_t b = 0; b < src_lengths.size(); ++b)
-    ATTN_CHECK(src_lengths[b] >= 0 && src_lengths[b] <= Ns, "src_lengths", "src_lengths[", b, "] = ", src_lengths[b],
-               " (expected 0 ≤ length ≤ Ns = ", Ns, ")");
+    ATTN_CHECK(src_lengths[b] >= 0 && src_lengths[b] <= Ns, value, "src_lengths", "src_lengths[", b, "] = ", src_lengths[b],
+               ", expected a length in [0, ", Ns, "] (Ns)");
 
   KvCacheConfig cfg;
   cfg.batch = B;

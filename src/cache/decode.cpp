@@ -37,31 +37,31 @@ std::int64_t chunk_keys(std::int64_t L, std::int64_t D) {
 
 void validate(const DecodeOutputs& o, const TensorView& q, const KvCache& cache, const DecodeParams& params) {
   const std::int64_t B = cache.batch(), Hkv = cache.kv_heads(), D = cache.head_dim(), Dv = cache.v_head_dim();
-  ATTN_CHECK(q.rank == 4, "q", "q has rank ", q.rank, ", expected 4: [B, Hq, Nq, D]");
-  ATTN_CHECK(is_floating(q.dtype), "q", "q has dtype ", dtype_name(q.dtype), ", expected a float dtype");
-  ATTN_CHECK(q.shape[0] == B, "q.shape[0]", "q.shape[0] = ", q.shape[0], ", but the cache has batch ", B);
-  ATTN_CHECK(q.shape[1] >= 1 && q.shape[1] % Hkv == 0, "q.shape[1]", "q.shape[1] = ", q.shape[1],
-             " query heads is not a multiple of the cache's ", Hkv, " kv heads");
-  ATTN_CHECK(q.shape[3] == D, "q.shape[3]", "q.shape[3] = ", q.shape[3], ", but the cache has head_dim ", D,
+  ATTN_CHECK(q.rank == 4, shape, "q", "has rank ", q.rank, ", expected rank 4 [B, Hq, Nq, D]");
+  ATTN_CHECK(is_floating(q.dtype), dtype, "q", "has dtype ", dtype_name(q.dtype), ", expected a floating dtype (f32, f64, bf16, f16)");
+  ATTN_CHECK(q.shape[0] == B, shape, "q.shape[0]", "= ", q.shape[0], ", expected the cache's batch ", B);
+  ATTN_CHECK(q.shape[1] >= 1 && q.shape[1] % Hkv == 0, shape, "q.shape[1]", "= ", q.shape[1],
+             " query heads, expected a multiple of the cache's ", Hkv, " kv heads");
+  ATTN_CHECK(q.shape[3] == D, shape, "q.shape[3]", "= ", q.shape[3], ", expected the cache's head_dim ", D,
              " (head dims of q and k must match)");
   const std::int64_t Hq = q.shape[1], Nq = q.shape[2];
   ATTN_CHECK(o.out.rank == 4 && o.out.shape[0] == B && o.out.shape[1] == Hq && o.out.shape[2] == Nq &&
-                 o.out.shape[3] == Dv,
-             "out", "out has shape ", o.out.shape_string(), ", expected [", B, ", ", Hq, ", ", Nq, ", ", Dv, "]");
-  ATTN_CHECK(is_floating(o.out.dtype), "out", "out has dtype ", dtype_name(o.out.dtype), ", expected a float dtype");
+                 o.out.shape[3] == Dv, shape,
+             "out", "has shape ", o.out.shape_string(), ", expected [", B, ", ", Hq, ", ", Nq, ", ", Dv, "]");
+  ATTN_CHECK(is_floating(o.out.dtype), dtype, "out", "has dtype ", dtype_name(o.out.dtype), ", expected a floating dtype (f32, f64, bf16, f16)");
   if (o.lse.defined()) {
-    ATTN_CHECK(o.lse.rank == 3 && o.lse.shape[0] == B && o.lse.shape[1] == Hq && o.lse.shape[2] == Nq, "lse",
-               "lse has shape ", o.lse.shape_string(), ", expected [", B, ", ", Hq, ", ", Nq, "]");
-    ATTN_CHECK(o.lse.dtype == DType::f32, "lse", "lse has dtype ", dtype_name(o.lse.dtype), ", expected f32");
+    ATTN_CHECK(o.lse.rank == 3 && o.lse.shape[0] == B && o.lse.shape[1] == Hq && o.lse.shape[2] == Nq, shape, "lse",
+               "has shape ", o.lse.shape_string(), ", expected [", B, ", ", Hq, ", ", Nq, "]");
+    ATTN_CHECK(o.lse.dtype == DType::f32, dtype, "lse", "has dtype ", dtype_name(o.lse.dtype), ", expected f32 (decode computes in fp32)");
   }
-  ATTN_CHECK(params.alibi_slopes.empty() || static_cast<std::int64_t>(params.alibi_slopes.size()) == Hq,
-             "params.alibi_slopes", "alibi_slopes has ", params.alibi_slopes.size(), " entries, expected Hq = ", Hq);
-  ATTN_CHECK(std::isfinite(params.softcap) && params.softcap >= 0.0, "params.softcap", "softcap = ", params.softcap,
-             " (expected a finite value ≥ 0; 0 = off)");
-  ATTN_CHECK(!params.scale || std::isfinite(*params.scale), "params.scale", "scale = ", params.scale.value_or(0.0),
-             " (expected a finite value)");
-  ATTN_CHECK(params.window_left >= -1, "params.window_left", "window_left = ", params.window_left,
-             " (expected ≥ 0, or -1 = unbounded)");
+  ATTN_CHECK(params.alibi_slopes.empty() || static_cast<std::int64_t>(params.alibi_slopes.size()) == Hq, shape,
+             "params.alibi_slopes", "has ", params.alibi_slopes.size(), " entries, expected one per query head (Hq = ", Hq, ")");
+  ATTN_CHECK(std::isfinite(params.softcap) && params.softcap >= 0.0, value, "params.softcap", "= ", params.softcap,
+             ", expected 0 (off) or a finite value > 0");
+  ATTN_CHECK(!params.scale || std::isfinite(*params.scale), value, "params.scale", "= ", params.scale.value_or(0.0),
+             ", expected a finite value");
+  ATTN_CHECK(params.window_left >= -1, value, "params.window_left", "= ", params.window_left,
+             ", expected -1 (unbounded) or >= 0");
 }
 
 DecodePlan make_plan(const TensorView& q, const KvCache& cache, const DecodeParams& params) {

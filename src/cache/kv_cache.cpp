@@ -150,13 +150,13 @@ KvCache::KvCache(const KvCacheConfig& config) : impl_(std::make_unique<Impl>()) 
   m.cfg = config;
   if (m.cfg.v_head_dim == 0) m.cfg.v_head_dim = m.cfg.head_dim;
   const KvCacheConfig& c = m.cfg;
-  ATTN_CHECK(c.dtype == DType::f32 || c.dtype == DType::bf16 || c.dtype == DType::i8, "config.dtype",
-             "dtype ", dtype_name(c.dtype), " is not a cache type (expected f32, bf16 or i8)");
-  ATTN_CHECK(c.batch >= 0, "config.batch", "batch = ", c.batch, " (expected ≥ 0)");
-  ATTN_CHECK(c.kv_heads >= 1, "config.kv_heads", "kv_heads = ", c.kv_heads, " (expected ≥ 1)");
-  ATTN_CHECK(c.head_dim >= 1, "config.head_dim", "head_dim = ", c.head_dim, " (expected ≥ 1)");
-  ATTN_CHECK(c.v_head_dim >= 1, "config.v_head_dim", "v_head_dim = ", c.v_head_dim, " (expected ≥ 1, or 0 = head_dim)");
-  ATTN_CHECK(c.capacity >= 0, "config.capacity", "capacity = ", c.capacity, " (expected ≥ 0)");
+  ATTN_CHECK(c.dtype == DType::f32 || c.dtype == DType::bf16 || c.dtype == DType::i8, dtype, "config.dtype",
+             "has dtype ", dtype_name(c.dtype), ", expected a cache storage type (f32, bf16 or i8)");
+  ATTN_CHECK(c.batch >= 0, value, "config.batch", "= ", c.batch, ", expected >= 0");
+  ATTN_CHECK(c.kv_heads >= 1, value, "config.kv_heads", "= ", c.kv_heads, ", expected >= 1");
+  ATTN_CHECK(c.head_dim >= 1, value, "config.head_dim", "= ", c.head_dim, ", expected >= 1");
+  ATTN_CHECK(c.v_head_dim >= 1, value, "config.v_head_dim", "= ", c.v_head_dim, ", expected >= 1 (or 0 = head_dim)");
+  ATTN_CHECK(c.capacity >= 0, value, "config.capacity", "= ", c.capacity, ", expected >= 0");
   m.B = c.batch;
   m.Hkv = c.kv_heads;
   m.D = c.head_dim;
@@ -168,9 +168,9 @@ KvCache::KvCache(const KvCacheConfig& config) : impl_(std::make_unique<Impl>()) 
   m.vsp.resize(m.kp.size());
   if (c.layout == KvLayout::paged) {
     const std::int64_t P = c.page_size;
-    ATTN_CHECK(P >= Impl::kBlock && std::has_single_bit(static_cast<std::uint64_t>(P)), "config.page_size",
-               "page_size = ", P, " (expected a power of two ≥ ", Impl::kBlock, ")");
-    ATTN_CHECK(c.num_pages >= 0, "config.num_pages", "num_pages = ", c.num_pages, " (expected ≥ 0)");
+    ATTN_CHECK(P >= Impl::kBlock && std::has_single_bit(static_cast<std::uint64_t>(P)), value, "config.page_size",
+               "= ", P, ", expected a power of two ≥ ", Impl::kBlock);
+    ATTN_CHECK(c.num_pages >= 0, value, "config.num_pages", "= ", c.num_pages, ", expected >= 0");
     m.cap = c.capacity;
     m.head_tokens = P;
     m.shift = std::countr_zero(static_cast<std::uint64_t>(P));
@@ -203,7 +203,7 @@ std::int64_t KvCache::v_head_dim() const { return impl_->Dv; }
 std::int64_t KvCache::capacity() const { return impl_->cap; }
 const std::vector<std::int64_t>& KvCache::lengths() const { return impl_->len; }
 std::int64_t KvCache::length(std::int64_t b) const {
-  ATTN_CHECK(b >= 0 && b < impl_->B, "b", "batch row ", b, " out of range [0, ", impl_->B, ")");
+  ATTN_CHECK(b >= 0 && b < impl_->B, value, "b", "= ", b, ", expected a batch row in [0, ", impl_->B, ")");
   return impl_->len[static_cast<std::size_t>(b)];
 }
 void KvCache::set_read_only() { impl_->ro = true; }
@@ -211,15 +211,15 @@ bool KvCache::read_only() const { return impl_->ro; }
 std::int64_t KvCache::pages_total() const { return static_cast<std::int64_t>(impl_->k_pg.size()); }
 std::int64_t KvCache::pages_free() const { return static_cast<std::int64_t>(impl_->free_pages.size()); }
 std::vector<std::int32_t> KvCache::block_table(std::int64_t b) const {
-  ATTN_CHECK(b >= 0 && b < impl_->B, "b", "batch row ", b, " out of range [0, ", impl_->B, ")");
+  ATTN_CHECK(b >= 0 && b < impl_->B, value, "b", "= ", b, ", expected a batch row in [0, ", impl_->B, ")");
   return impl_->paged() ? impl_->table[static_cast<std::size_t>(b)] : std::vector<std::int32_t>{};
 }
 
 float KvCache::element(int which, std::int64_t b, std::int64_t h, std::int64_t j, std::int64_t d) const {
   const Impl& m = *impl_;
   ATTN_CHECK(b >= 0 && b < m.B && h >= 0 && h < m.Hkv && j >= 0 && j < m.len[static_cast<std::size_t>(b)] && d >= 0 &&
-                 d < (which == 0 ? m.D : m.Dv),
-             "index", "element (", b, ", ", h, ", ", j, ", ", d, ") is outside the cached tokens");
+                 d < (which == 0 ? m.D : m.Dv), value,
+             "index", "(", b, ", ", h, ", ", j, ", ", d, ") is outside the cached tokens, expected b < B, h < Hkv, j < len_b, d < D (or Dv)");
   const char* r = m.row(which, b, h, j);
   return core::visit_dtype<DType::f32, DType::bf16, DType::i8>(m.cfg.dtype, "cache dtype", [&](auto t) {
     using E = core::Elem<decltype(t)::value>;
@@ -237,41 +237,39 @@ float KvCache::scale(int which, std::int64_t b, std::int64_t h, std::int64_t j) 
 void KvCache::append(const TensorView& k, const TensorView& v, const std::vector<std::int64_t>& rows,
                      const std::vector<std::int64_t>& counts) {
   Impl& m = *impl_;
-  ATTN_CHECK(!m.ro, "cache", "the cache is read-only (a cross-attention cache); append is not allowed");
-  ATTN_CHECK(k.rank == 4, "k", "k has rank ", k.rank, ", expected 4: [n, Hkv, N, D]");
-  ATTN_CHECK(v.rank == 4, "v", "v has rank ", v.rank, ", expected 4: [n, Hkv, N, Dv]");
-  ATTN_CHECK(is_floating(k.dtype), "k", "k has dtype ", dtype_name(k.dtype), ", expected a float dtype");
-  ATTN_CHECK(is_floating(v.dtype), "v", "v has dtype ", dtype_name(v.dtype), ", expected a float dtype");
+  ATTN_CHECK(!m.ro, unsupported, "cache", "is read-only (a cross-attention cache), expected a writable cache for append");
+  ATTN_CHECK(k.rank == 4, shape, "k", "has rank ", k.rank, ", expected rank 4 [n, Hkv, N, D]");
+  ATTN_CHECK(v.rank == 4, shape, "v", "has rank ", v.rank, ", expected rank 4 [n, Hkv, N, Dv]");
+  ATTN_CHECK(is_floating(k.dtype), dtype, "k", "has dtype ", dtype_name(k.dtype), ", expected a floating dtype (f32, f64, bf16, f16)");
+  ATTN_CHECK(is_floating(v.dtype), dtype, "v", "has dtype ", dtype_name(v.dtype), ", expected a floating dtype (f32, f64, bf16, f16)");
   const std::int64_t n = k.shape[0], N = k.shape[2];
-  ATTN_CHECK(k.shape[1] == m.Hkv, "k.shape[1]", "k.shape[1] = ", k.shape[1], ", but the cache has ", m.Hkv,
-             " kv heads");
-  ATTN_CHECK(k.shape[3] == m.D, "k.shape[3]", "k.shape[3] = ", k.shape[3], ", but the cache has head_dim ", m.D);
-  ATTN_CHECK(v.shape[0] == n, "v.shape[0]", "v.shape[0] = ", v.shape[0], ", but k.shape[0] = ", n);
-  ATTN_CHECK(v.shape[1] == m.Hkv, "v.shape[1]", "v.shape[1] = ", v.shape[1], ", but the cache has ", m.Hkv,
-             " kv heads");
-  ATTN_CHECK(v.shape[2] == N, "v.shape[2]", "v.shape[2] = ", v.shape[2], ", but k.shape[2] = ", N);
-  ATTN_CHECK(v.shape[3] == m.Dv, "v.shape[3]", "v.shape[3] = ", v.shape[3], ", but the cache has v_head_dim ", m.Dv);
+  ATTN_CHECK(k.shape[1] == m.Hkv, shape, "k.shape[1]", "= ", k.shape[1], ", expected the cache's ", m.Hkv, " kv heads");
+  ATTN_CHECK(k.shape[3] == m.D, shape, "k.shape[3]", "= ", k.shape[3], ", expected the cache's head_dim ", m.D);
+  ATTN_CHECK(v.shape[0] == n, shape, "v.shape[0]", "= ", v.shape[0], ", expected ", n, " = k.shape[0]");
+  ATTN_CHECK(v.shape[1] == m.Hkv, shape, "v.shape[1]", "= ", v.shape[1], ", expected the cache's ", m.Hkv, " kv heads");
+  ATTN_CHECK(v.shape[2] == N, shape, "v.shape[2]", "= ", v.shape[2], ", expected ", N, " = k.shape[2]");
+  ATTN_CHECK(v.shape[3] == m.Dv, shape, "v.shape[3]", "= ", v.shape[3], ", expected the cache's v_head_dim ", m.Dv);
   if (rows.empty())
-    ATTN_CHECK(n == m.B, "k.shape[0]", "k.shape[0] = ", n, ", but the cache has batch ", m.B,
+    ATTN_CHECK(n == m.B, shape, "k.shape[0]", "= ", n, ", expected the cache's batch ", m.B,
                " (pass `rows` to append to some rows only)");
   else
-    ATTN_CHECK(static_cast<std::int64_t>(rows.size()) == n, "rows", "rows has ", rows.size(),
-               " entries, but k.shape[0] = ", n);
-  ATTN_CHECK(counts.empty() || static_cast<std::int64_t>(counts.size()) == n, "counts", "counts has ", counts.size(),
-             " entries, but k.shape[0] = ", n);
+    ATTN_CHECK(static_cast<std::int64_t>(rows.size()) == n, shape, "rows", "has ", rows.size(),
+               " entries, expected ", n, " = k.shape[0]");
+  ATTN_CHECK(counts.empty() || static_cast<std::int64_t>(counts.size()) == n, shape, "counts", "has ", counts.size(),
+             " entries, expected ", n, " = k.shape[0]");
   std::vector<char> seen(static_cast<std::size_t>(m.B), 0);
   std::int64_t need_cap = m.cap, need_pages = 0;
   for (std::int64_t e = 0; e < n; ++e) {
     const std::int64_t b = rows.empty() ? e : rows[static_cast<std::size_t>(e)];
     const std::int64_t c = counts.empty() ? N : counts[static_cast<std::size_t>(e)];
-    ATTN_CHECK(b >= 0 && b < m.B, "rows", "rows[", e, "] = ", b, " is not a batch row of the cache [0, ", m.B, ")");
-    ATTN_CHECK(!seen[static_cast<std::size_t>(b)], "rows", "batch row ", b, " appears twice in rows");
+    ATTN_CHECK(b >= 0 && b < m.B, value, "rows", "rows[", e, "] = ", b, " is not a batch row of the cache, expected one in [0, ", m.B, ")");
+    ATTN_CHECK(!seen[static_cast<std::size_t>(b)], value, "rows", "names batch row ", b, " twice, expected each row at most once");
     seen[static_cast<std::size_t>(b)] = 1;
-    ATTN_CHECK(c >= 0 && c <= N, "counts", "counts[", e, "] = ", c, " (expected 0 ≤ count ≤ N = ", N, ")");
+    ATTN_CHECK(c >= 0 && c <= N, value, "counts", "counts[", e, "] = ", c, ", expected a count in [0, ", N, "] (N = ", N, ")");
     const std::int64_t len = m.len[static_cast<std::size_t>(b)], after = len + c;
-    ATTN_CHECK(after <= m.cap || m.cfg.growable, "k",
-               "batch row ", b, " holds ", len, " tokens; appending ", c, " exceeds the capacity ", m.cap,
-               " (make the cache growable or trim it)");
+    ATTN_CHECK(after <= m.cap || m.cfg.growable, value, "k",
+               "appends ", c, " tokens to batch row ", b, ", which holds ", len, ", and exceeds the capacity ", m.cap,
+               ", expected at most ", m.cap - len, " (make the cache growable or trim it)");
     need_cap = std::max(need_cap, after);
     if (m.paged()) {
       const std::int64_t P = m.cfg.page_size;
@@ -280,8 +278,9 @@ void KvCache::append(const TensorView& k, const TensorView& v, const std::vector
   }
   if (m.paged()) {
     const auto free_now = static_cast<std::int64_t>(m.free_pages.size());
-    ATTN_CHECK(need_pages <= free_now || m.cfg.growable, "k", "the page pool is exhausted: this append needs ",
-               need_pages, " new pages, ", free_now, " of ", m.k_pg.size(), " are free");
+    ATTN_CHECK(need_pages <= free_now || m.cfg.growable, value, "k", "needs ", need_pages,
+               " new pages, but the page pool is exhausted, expected at most the ", free_now, " of ", m.k_pg.size(),
+               " pages that are free (make the cache growable or give it more pages)");
     if (need_pages > free_now) add_pages(m, std::max(need_pages - free_now, static_cast<std::int64_t>(m.k_pg.size())));
     if (need_cap > m.cap) m.cap = std::max(need_cap, 2 * m.cap);
   } else if (need_cap > m.cap) {
@@ -318,11 +317,10 @@ void KvCache::append(const TensorView& k, const TensorView& v, const std::vector
 
 void KvCache::trim(std::int64_t b, std::int64_t length) {
   Impl& m = *impl_;
-  ATTN_CHECK(!m.ro, "cache", "the cache is read-only (a cross-attention cache); trim is not allowed");
-  ATTN_CHECK(b >= 0 && b < m.B, "b", "batch row ", b, " out of range [0, ", m.B, ")");
+  ATTN_CHECK(!m.ro, unsupported, "cache", "is read-only (a cross-attention cache), expected a writable cache for trim");
+  ATTN_CHECK(b >= 0 && b < m.B, value, "b", "= ", b, ", expected a batch row in [0, ", m.B, ")");
   const auto bi = static_cast<std::size_t>(b);
-  ATTN_CHECK(length >= 0 && length <= m.len[bi], "length", "length = ", length, " (expected 0 ≤ length ≤ len_", b,
-             " = ", m.len[bi], ")");
+  ATTN_CHECK(length >= 0 && length <= m.len[bi], value, "length", "= ", length, ", expected a length in [0, ", m.len[bi], "] (len_", b, " = ", m.len[bi], ")");
   m.len[bi] = length;
   if (m.paged()) release_pages(m, bi, length);
 }

@@ -65,9 +65,10 @@ const core::BackendOps& choose(Backend wanted, const Args& args, Can can) {
     if (can(ops, args, reasons)) return ops;
   }
   std::ostringstream os;
-  os << (wanted == Backend::automatic ? "no backend can run this call" : "the requested backend cannot run this call")
-     << ":\n" << to_string(all);
-  throw Error("params.backend", os.str());
+  os << "= " << backend_name(wanted)
+     << (wanted == Backend::automatic ? ", but no backend can run this call" : ", which cannot run this call")
+     << ", expected a backend that can; the verdicts:\n" << to_string(all);
+  throw Error(ErrorKind::unsupported, "params.backend", os.str());
 }
 
 const auto can_fwd = [](const core::BackendOps& ops, const core::ForwardArgs& a, core::Reasons& r) {

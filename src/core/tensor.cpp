@@ -36,10 +36,10 @@ bool is_floating(DType dtype) {
 
 namespace {
 void set_shape(TensorView& t, std::span<const std::int64_t> shape) {
-  ATTN_CHECK(shape.size() <= kMaxRank, "shape", "rank ", shape.size(), " is above the maximum rank ", kMaxRank);
+  ATTN_CHECK(shape.size() <= kMaxRank, shape, "shape", "has rank ", shape.size(), ", expected a rank <= ", kMaxRank);
   t.rank = static_cast<int>(shape.size());
   std::copy(shape.begin(), shape.end(), t.shape.begin());
-  for (int a = 0; a < t.rank; ++a) ATTN_CHECK(t.shape[a] >= 0, "shape", "shape[", a, "] = ", t.shape[a], ", expected >= 0");
+  for (int a = 0; a < t.rank; ++a) ATTN_CHECK(t.shape[a] >= 0, shape, "shape", "shape[", a, "] = ", t.shape[a], ", expected >= 0");
 }
 void set_contiguous_strides(TensorView& t) {
   std::int64_t s = 1;
@@ -54,7 +54,7 @@ TensorView::TensorView(void* data_, DType dtype_, std::initializer_list<std::int
                        std::initializer_list<std::int64_t> strides_)
     : data(data_), dtype(dtype_) {
   set_shape(*this, {shape_.begin(), shape_.size()});
-  ATTN_CHECK(strides_.size() == shape_.size(), "strides", "got ", strides_.size(), " strides for a rank-", rank, " shape");
+  ATTN_CHECK(strides_.size() == shape_.size(), shape, "strides", "has ", strides_.size(), " entries, expected ", rank, " (one per axis of the shape)");
   std::copy(strides_.begin(), strides_.end(), strides.begin());
 }
 
@@ -72,11 +72,11 @@ std::int64_t TensorView::numel() const {
 }
 
 TensorView TensorView::permute(std::initializer_list<int> order) const {
-  ATTN_CHECK(static_cast<int>(order.size()) == rank, "order", "permute needs ", rank, " axes, got ", order.size());
+  ATTN_CHECK(static_cast<int>(order.size()) == rank, value, "order", "has ", order.size(), " axes, expected ", rank, " (a permutation of the view's axes)");
   TensorView r = *this;
   int a = 0;
   for (int src : order) {
-    ATTN_CHECK(src >= 0 && src < rank, "order", "axis ", src, " is outside [0, ", rank, ")");
+    ATTN_CHECK(src >= 0 && src < rank, value, "order", "names axis ", src, ", expected an axis in [0, ", rank, ")");
     r.shape[a] = shape[src];
     r.strides[a] = strides[src];
     ++a;
@@ -132,7 +132,7 @@ Tensor::Tensor(DType dtype, std::span<const std::int64_t> shape) {
 }
 
 Tensor Tensor::with_guard(DType dtype, std::initializer_list<std::int64_t> shape, std::int64_t guard_elems) {
-  ATTN_CHECK(guard_elems >= 0, "guard_elems", "got ", guard_elems, ", expected >= 0");
+  ATTN_CHECK(guard_elems >= 0, value, "guard_elems", "= ", guard_elems, ", expected >= 0");
   Tensor t;
   t.view_ = TensorView(nullptr, dtype, shape);
   t.storage_elems_ = t.view_.numel() + 2 * guard_elems;

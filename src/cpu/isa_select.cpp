@@ -64,12 +64,13 @@ const CpuKernels& select(const std::string& forced, const char* source) {
   }
   for (const CpuKernels* e : table()) {
     if (forced != e->name) continue;
-    ATTN_CHECK(e->supported(), source, source, "=", forced, " but this CPU cannot run the ", forced, " kernels");
+    ATTN_CHECK(e->supported(), unsupported, source, "= ", forced, ", but this CPU cannot run the ", forced,
+               " kernels, expected an ISA it supports");
     return *e;
   }
   std::string names;
   for (const CpuKernels* e : table()) names += std::string(names.empty() ? "" : "|") + e->name;
-  throw Error(source, std::string(source) + "=" + forced + " is not a compiled ISA; expected one of " + names);
+  throw Error(ErrorKind::unsupported, source, "= " + forced + ", which is not a compiled ISA, expected one of " + names);
 }
 
 }  // namespace

@@ -18,8 +18,8 @@ namespace attn::nn {
 template <class T>
 Linear<T>::Linear(std::int64_t in_features, std::int64_t out_features, bool bias, std::uint64_t seed)
     : in_(in_features), out_(out_features) {
-  ATTN_CHECK(in_ >= 1, "in_features", "in_features = ", in_, ", expected ≥ 1");
-  ATTN_CHECK(out_ >= 1, "out_features", "out_features = ", out_, ", expected ≥ 1");
+  ATTN_CHECK(in_ >= 1, value, "in_features", "= ", in_, ", expected ≥ 1");
+  ATTN_CHECK(out_ >= 1, value, "out_features", "= ", out_, ", expected ≥ 1");
   const std::int64_t nw = out_ * in_, nb = bias ? out_ : 0;
   storage_ = Tensor(detail::dtype_of<T>(), {2 * (nw + nb)});
   T* p = storage_.ptr<T>();
@@ -67,9 +67,9 @@ Tensor like_with_last(const TensorView& like, std::int64_t last, DType dtype) {
 
 template <class T>
 Tensor Linear<T>::forward(const TensorView& x) const {
-  ATTN_CHECK(x.dtype == detail::dtype_of<T>(), "x", "has dtype ", dtype_name(x.dtype), ", expected ",
+  ATTN_CHECK(x.dtype == detail::dtype_of<T>(), dtype, "x", "has dtype ", dtype_name(x.dtype), ", expected ",
              dtype_name(detail::dtype_of<T>()));
-  ATTN_CHECK(x.rank >= 1 && x.shape[x.rank - 1] == in_, "x", "has shape ", x.shape_string(), ", expected [..., ", in_,
+  ATTN_CHECK(x.rank >= 1 && x.shape[x.rank - 1] == in_, shape, "x", "has shape ", x.shape_string(), ", expected [..., ", in_,
              "] (in_features)");
   const detail::Rows<T> r = detail::as_rows<T>(x, "x");
   Tensor y = like_with_last(x, out_, x.dtype);
@@ -79,13 +79,13 @@ Tensor Linear<T>::forward(const TensorView& x) const {
 
 template <class T>
 Tensor Linear<T>::backward(const TensorView& x, const TensorView& dy) {
-  ATTN_CHECK(x.dtype == detail::dtype_of<T>() && dy.dtype == x.dtype, "dy", "x has dtype ", dtype_name(x.dtype),
+  ATTN_CHECK(x.dtype == detail::dtype_of<T>() && dy.dtype == x.dtype, dtype, "dy", "x has dtype ", dtype_name(x.dtype),
              " and dy ", dtype_name(dy.dtype), ", expected ", dtype_name(detail::dtype_of<T>()));
-  ATTN_CHECK(x.rank >= 1 && x.shape[x.rank - 1] == in_, "x", "has shape ", x.shape_string(), ", expected [..., ", in_,
+  ATTN_CHECK(x.rank >= 1 && x.shape[x.rank - 1] == in_, shape, "x", "has shape ", x.shape_string(), ", expected [..., ", in_,
              "] (in_features)");
   bool same = dy.rank == x.rank && dy.shape[dy.rank - 1] == out_;
   for (int a = 0; same && a + 1 < x.rank; ++a) same = dy.shape[a] == x.shape[a];
-  ATTN_CHECK(same, "dy", "has shape ", dy.shape_string(), ", expected x's leading dims and ", out_, " (x has shape ",
+  ATTN_CHECK(same, shape, "dy", "has shape ", dy.shape_string(), ", expected x's leading dims and ", out_, " (x has shape ",
              x.shape_string(), ")");
   const detail::Rows<T> rx = detail::as_rows<T>(x, "x"), rdy = detail::as_rows<T>(dy, "dy");
   Tensor dx = like_with_last(x, in_, x.dtype);

@@ -11,19 +11,19 @@ std::vector<std::string> attention_types() { return {"mha", "gqa", "mqa"}; }
 template <class T>
 std::unique_ptr<MultiheadAttention<T>> make_attention(const std::string& type, MhaConfig config) {
   if (type == "mha") {
-    ATTN_CHECK(config.num_kv_heads == 0 || config.num_kv_heads == config.num_heads, "config.num_kv_heads",
+    ATTN_CHECK(config.num_kv_heads == 0 || config.num_kv_heads == config.num_heads, value, "config.num_kv_heads",
                "num_kv_heads = ", config.num_kv_heads,
                " with type \"mha\", expected 0 or num_heads = ", config.num_heads, " (use \"gqa\" for fewer kv heads)");
     config.num_kv_heads = config.num_heads;
   } else if (type == "gqa") {
-    ATTN_CHECK(config.num_kv_heads >= 1, "config.num_kv_heads", "num_kv_heads = ", config.num_kv_heads,
+    ATTN_CHECK(config.num_kv_heads >= 1, value, "config.num_kv_heads", "= ", config.num_kv_heads,
                " with type \"gqa\", expected the number of kv heads (a divisor of num_heads = ", config.num_heads, ")");
   } else if (type == "mqa") {
-    ATTN_CHECK(config.num_kv_heads == 0 || config.num_kv_heads == 1, "config.num_kv_heads",
+    ATTN_CHECK(config.num_kv_heads == 0 || config.num_kv_heads == 1, value, "config.num_kv_heads",
                "num_kv_heads = ", config.num_kv_heads, " with type \"mqa\", expected 0 or 1");
     config.num_kv_heads = 1;
   } else {
-    throw Error("type",
+    throw Error(ErrorKind::value, "type",
                 ::attn::detail::concat("unknown attention type \"", type,
                                        "\"; known: mha, gqa, mqa (linear, local and strided are not built yet)"));
   }

@@ -12,14 +12,14 @@ namespace attn::nn {
 
 template <class T>
 MhaGrads MultiheadAttention<T>::backward(const TensorView& dout) {
-  ATTN_CHECK(saved_ != nullptr, "dout", "backward called without a forward (or twice after one forward)");
+  ATTN_CHECK(saved_ != nullptr, value, "dout", "backward called without a forward (or twice after one forward)");
   Saved& s = *saved_;
   detail::Projections<T>& p = s.proj;
-  ATTN_CHECK(dout.dtype == detail::dtype_of<T>(), "dout", "has dtype ", dtype_name(dout.dtype), ", expected ",
+  ATTN_CHECK(dout.dtype == detail::dtype_of<T>(), dtype, "dout", "has dtype ", dtype_name(dout.dtype), ", expected ",
              dtype_name(detail::dtype_of<T>()));
   bool same = dout.rank == static_cast<int>(s.out_shape.size());
   for (int a = 0; same && a < dout.rank; ++a) same = dout.shape[a] == s.out_shape[static_cast<std::size_t>(a)];
-  ATTN_CHECK(same, "dout", "has shape ", dout.shape_string(), ", expected the forward's output shape ",
+  ATTN_CHECK(same, shape, "dout", "has shape ", dout.shape_string(), ", expected the forward's output shape ",
              detail::make_tensor(DType::i8, s.out_shape).view().shape_string());
   const bool bf = config_.batch_first;
   const std::int64_t Mq = p.dq.B * p.dq.L, Mk = p.dk.B * p.dk.L, kvw = Hkv_ * hd_;

@@ -12,12 +12,12 @@ namespace {
 template <class T>
 void check_cache(const MultiheadAttention<T>& m, const KvCache& cache, const TensorView& query,
                  const detail::SeqDims& dq) {
-  ATTN_CHECK(cache.kv_heads() == m.num_kv_heads(), "cache", "has kv_heads = ", cache.kv_heads(),
+  ATTN_CHECK(cache.kv_heads() == m.num_kv_heads(), value, "cache", "has kv_heads = ", cache.kv_heads(),
              ", expected the module's num_kv_heads = ", m.num_kv_heads());
-  ATTN_CHECK(cache.head_dim() == m.head_dim() && cache.v_head_dim() == m.head_dim(), "cache",
+  ATTN_CHECK(cache.head_dim() == m.head_dim() && cache.v_head_dim() == m.head_dim(), value, "cache",
              "has head_dim = ", cache.head_dim(), " and v_head_dim = ", cache.v_head_dim(),
              ", expected the module's head_dim = ", m.head_dim());
-  ATTN_CHECK(cache.batch() == dq.B, "cache", "has batch = ", cache.batch(), " but query has batch size ", dq.B,
+  ATTN_CHECK(cache.batch() == dq.B, shape, "cache", "has batch = ", cache.batch(), " but query has batch size ", dq.B,
              " (shape ", query.shape_string(), ")",
              detail::layout_hint(query, "query", m.config().batch_first, cache.batch()));
 }
@@ -44,9 +44,9 @@ Tensor MultiheadAttention<T>::forward_cached(const TensorView& query, const Tens
   detail::check_inputs(*this, query, key, value);
   const bool bf = config_.batch_first;
   const detail::SeqDims dq = detail::seq_dims(query, bf), dk = detail::seq_dims(key, bf);
-  ATTN_CHECK(dk.L == dq.L, "key", "has length ", dk.L, " but query has ", dq.L,
+  ATTN_CHECK(dk.L == dq.L, value, "key", "has length ", dk.L, " but query has ", dq.L,
              "; a decoding step appends the K/V of its own query tokens");
-  ATTN_CHECK(!options.attn_mask.defined() && options.key_lengths.empty() && !options.need_weights, "options",
+  ATTN_CHECK(!options.attn_mask.defined() && options.key_lengths.empty() && !options.need_weights, value, "options",
              "attn_mask, key_lengths and need_weights are not supported with a KV cache (decode is causal "
              "bottom-right over each row's cached keys)");
   check_cache(*this, cache, query, dq);
@@ -73,12 +73,12 @@ Tensor MultiheadAttention<T>::forward_cached(const TensorView& query, const Tens
 template <class T>
 KvCache MultiheadAttention<T>::project_kv(const TensorView& memory, const std::vector<std::int64_t>& src_lengths,
                                           DType dtype) const {
-  ATTN_CHECK(!rotary_, "memory", "cached cross-attention K/V carry no RoPE; this module has rotary set");
-  ATTN_CHECK(kdim_ == vdim_, "memory", "kdim = ", kdim_, " and vdim = ", vdim_,
+  ATTN_CHECK(!rotary_, value, "memory", "cached cross-attention K/V carry no RoPE; this module has rotary set");
+  ATTN_CHECK(kdim_ == vdim_, value, "memory", "kdim = ", kdim_, " and vdim = ", vdim_,
              " differ; one memory tensor feeds both projections");
-  ATTN_CHECK(memory.rank == 2 || memory.rank == 3, "memory", "has rank ", memory.rank, " (shape ",
+  ATTN_CHECK(memory.rank == 2 || memory.rank == 3, shape, "memory", "has rank ", memory.rank, " (shape ",
              memory.shape_string(), "), expected 3 or 2 (unbatched)");
-  ATTN_CHECK(memory.shape[memory.rank - 1] == kdim_, "memory", "has shape ", memory.shape_string(),
+  ATTN_CHECK(memory.shape[memory.rank - 1] == kdim_, shape, "memory", "has shape ", memory.shape_string(),
              ": its last dim is ", memory.shape[memory.rank - 1], ", expected kdim = ", kdim_);
   TensorView x = memory;  // as [B, Ls, kdim]
   if (memory.rank == 2) {
@@ -102,9 +102,9 @@ KvCache MultiheadAttention<T>::project_kv(const TensorView& memory, const std::v
 
 template <class T>
 Tensor MultiheadAttention<T>::forward_cross_cached(const TensorView& query, const KvCache& memory_kv) const {
-  ATTN_CHECK(query.dtype == detail::dtype_of<T>(), "query", "has dtype ", dtype_name(query.dtype), ", expected ",
+  ATTN_CHECK(query.dtype == detail::dtype_of<T>(), dtype, "query", "has dtype ", dtype_name(query.dtype), ", expected ",
              dtype_name(detail::dtype_of<T>()));
-  ATTN_CHECK((query.rank == 2 || query.rank == 3) && query.shape[query.rank - 1] == E_, "query", "has shape ",
+  ATTN_CHECK((query.rank == 2 || query.rank == 3) && query.shape[query.rank - 1] == E_, shape, "query", "has shape ",
              query.shape_string(), ", expected rank 2 or 3 with last dim embed_dim = ", E_);
   const bool bf = config_.batch_first;
   const detail::SeqDims dq = detail::seq_dims(query, bf);

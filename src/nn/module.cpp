@@ -15,7 +15,7 @@ Parameter Module::parameter(const std::string& name) const {
     if (p.name == name) return p;
     names += (names.empty() ? "" : ", ") + p.name;
   }
-  throw Error("name", ::attn::detail::concat("no parameter called \"", name, "\"; the parameters are: ", names));
+  throw Error(ErrorKind::value, "name", ::attn::detail::concat("= \"", name, "\", which is not a parameter, expected one of: ", names));
 }
 
 std::int64_t Module::num_parameters() const {

@@ -13,17 +13,17 @@ namespace attn::nn {
 namespace {
 
 std::int64_t checked_config(const MhaConfig& c) {
-  ATTN_CHECK(c.embed_dim >= 1, "embed_dim", "embed_dim = ", c.embed_dim, ", expected ≥ 1");
-  ATTN_CHECK(c.num_heads >= 1, "num_heads", "num_heads = ", c.num_heads, ", expected ≥ 1");
-  ATTN_CHECK(c.embed_dim % c.num_heads == 0, "num_heads", "num_heads = ", c.num_heads,
+  ATTN_CHECK(c.embed_dim >= 1, value, "embed_dim", "= ", c.embed_dim, ", expected ≥ 1");
+  ATTN_CHECK(c.num_heads >= 1, value, "num_heads", "= ", c.num_heads, ", expected ≥ 1");
+  ATTN_CHECK(c.embed_dim % c.num_heads == 0, value, "num_heads", "= ", c.num_heads,
              " does not divide embed_dim = ", c.embed_dim, " (head_dim = embed_dim / num_heads)");
   const std::int64_t Hkv = c.num_kv_heads == 0 ? c.num_heads : c.num_kv_heads;
-  ATTN_CHECK(Hkv >= 1 && c.num_heads % Hkv == 0, "num_kv_heads", "num_kv_heads = ", c.num_kv_heads,
+  ATTN_CHECK(Hkv >= 1 && c.num_heads % Hkv == 0, value, "num_kv_heads", "= ", c.num_kv_heads,
              " does not divide num_heads = ", c.num_heads,
              " (each kv head serves num_heads / num_kv_heads query heads)");
-  ATTN_CHECK(c.kdim >= 0 && c.vdim >= 0, "kdim", "kdim = ", c.kdim, ", vdim = ", c.vdim,
+  ATTN_CHECK(c.kdim >= 0 && c.vdim >= 0, value, "kdim", "= ", c.kdim, ", vdim = ", c.vdim,
              ", expected ≥ 0 (0 = embed_dim)");
-  ATTN_CHECK(c.dropout >= 0.0 && c.dropout < 1.0, "dropout", "dropout = ", c.dropout, ", expected a value in [0, 1)");
+  ATTN_CHECK(c.dropout >= 0.0 && c.dropout < 1.0, value, "dropout", "= ", c.dropout, ", expected a value in [0, 1)");
   return Hkv;
 }
 
@@ -138,24 +138,24 @@ void check_inputs(const MultiheadAttention<T>& m, const TensorView& query, const
   for (int i = 0; i < 3; ++i) {
     const TensorView& x = *in[i].first;
     const char* name = in[i].second;
-    ATTN_CHECK(x.dtype == dtype_of<T>(), name, "has dtype ", dtype_name(x.dtype), ", expected ",
+    ATTN_CHECK(x.dtype == dtype_of<T>(), dtype, name, "has dtype ", dtype_name(x.dtype), ", expected ",
                dtype_name(dtype_of<T>()), " (the module's dtype)");
-    ATTN_CHECK(x.rank == 2 || x.rank == 3, name, "has rank ", x.rank, " (shape ", x.shape_string(), "), expected 3 ",
+    ATTN_CHECK(x.rank == 2 || x.rank == 3, shape, name, "has rank ", x.rank, " (shape ", x.shape_string(), "), expected 3 ",
                c.batch_first ? "(B, L, E)" : "(L, B, E)", " or 2 (L, E) unbatched");
-    ATTN_CHECK(x.rank == query.rank, name, "has rank ", x.rank, " (shape ", x.shape_string(), ") but query has rank ",
+    ATTN_CHECK(x.rank == query.rank, shape, name, "has rank ", x.rank, " (shape ", x.shape_string(), ") but query has rank ",
                query.rank, " (shape ", query.shape_string(), "); batched and unbatched inputs cannot be mixed");
-    ATTN_CHECK(x.shape[x.rank - 1] == widths[i], name, "has shape ", x.shape_string(), ": its last dim is ",
+    ATTN_CHECK(x.shape[x.rank - 1] == widths[i], shape, name, "has shape ", x.shape_string(), ": its last dim is ",
                x.shape[x.rank - 1], ", expected ", width_names[i], " = ", widths[i]);
   }
   const SeqDims dq = seq_dims(query, c.batch_first), dk = seq_dims(key, c.batch_first),
                 dv = seq_dims(value, c.batch_first);
-  ATTN_CHECK(dk.B == dq.B, "key", "has batch size ", dk.B, " (shape ", key.shape_string(), ") but query has ", dq.B,
+  ATTN_CHECK(dk.B == dq.B, shape, "key", "has batch size ", dk.B, " (shape ", key.shape_string(), ") but query has ", dq.B,
              " (shape ", query.shape_string(), ")",
              layout_hint(key, "key", c.batch_first, other_batch(query, c.batch_first)));
-  ATTN_CHECK(dv.B == dq.B, "value", "has batch size ", dv.B, " (shape ", value.shape_string(), ") but query has ", dq.B,
+  ATTN_CHECK(dv.B == dq.B, shape, "value", "has batch size ", dv.B, " (shape ", value.shape_string(), ") but query has ", dq.B,
              " (shape ", query.shape_string(), ")",
              layout_hint(value, "value", c.batch_first, other_batch(query, c.batch_first)));
-  ATTN_CHECK(dv.L == dk.L, "value", "has length ", dv.L, " (shape ", value.shape_string(), ") but key has ", dk.L,
+  ATTN_CHECK(dv.L == dk.L, shape, "value", "has length ", dv.L, " (shape ", value.shape_string(), ") but key has ", dk.L,
              " (shape ", key.shape_string(), "); key and value must have the same length");
 }
 
@@ -163,7 +163,7 @@ void check_options(const MhaOptions& o, const TensorView& query, bool batch_firs
                    std::int64_t Hq) {
   if (o.attn_mask.defined()) {
     const TensorView& m = o.attn_mask;
-    ATTN_CHECK(m.dtype == DType::boolean || m.dtype == DType::i8 || is_floating(m.dtype), "attn_mask", "has dtype ",
+    ATTN_CHECK(m.dtype == DType::boolean || m.dtype == DType::i8 || is_floating(m.dtype), dtype, "attn_mask", "has dtype ",
                dtype_name(m.dtype), ", expected bool/i8 (true = attend) or a float dtype (added to the scores)");
     const std::int64_t target[] = {dq.B, Hq, dq.L, dk.L};
     bool ok = m.rank >= 1 && m.rank <= 4;
@@ -171,22 +171,22 @@ void check_options(const MhaOptions& o, const TensorView& query, bool batch_firs
       const std::int64_t t = target[4 - m.rank + a];
       ok = m.shape[a] == 1 || m.shape[a] == t;
     }
-    ATTN_CHECK(ok, "attn_mask", "has shape ", m.shape_string(),
+    ATTN_CHECK(ok, shape, "attn_mask", "has shape ", m.shape_string(),
                ", which does not broadcast to [B, num_heads, Lq, Lk] = [", dq.B, ", ", Hq, ", ", dq.L, ", ", dk.L,
                "] (a per-batch mask is [B, 1, Lq, Lk])");
   }
   if (!o.key_lengths.empty()) {
-    ATTN_CHECK(static_cast<std::int64_t>(o.key_lengths.size()) == dq.B, "key_lengths", "has ", o.key_lengths.size(),
+    ATTN_CHECK(static_cast<std::int64_t>(o.key_lengths.size()) == dq.B, shape, "key_lengths", "has ", o.key_lengths.size(),
                " entries, expected one per batch row (B = ", dq.B, ")",
                layout_hint(query, "query", batch_first, static_cast<std::int64_t>(o.key_lengths.size())));
     for (std::size_t b = 0; b < o.key_lengths.size(); ++b)
-      ATTN_CHECK(o.key_lengths[b] >= 0 && o.key_lengths[b] <= dk.L, "key_lengths", "key_lengths[", b,
+      ATTN_CHECK(o.key_lengths[b] >= 0 && o.key_lengths[b] <= dk.L, value, "key_lengths", "key_lengths[", b,
                  "] = ", o.key_lengths[b], ", expected 0 ≤ length ≤ Lk = ", dk.L);
   }
-  ATTN_CHECK(!o.is_causal || dq.L == dk.L || o.causal_alignment.has_value(), "causal_alignment",
+  ATTN_CHECK(!o.is_causal || dq.L == dk.L || o.causal_alignment.has_value(), value, "causal_alignment",
              "is_causal with Lq = ", dq.L, " ≠ Lk = ", dk.L,
              " needs causal_alignment: top_left (query i sees keys j ≤ i) or bottom_right (j ≤ i + Lk − Lq)");
-  ATTN_CHECK(o.positions.size() <= 1 || static_cast<std::int64_t>(o.positions.size()) == dq.B, "positions", "has ",
+  ATTN_CHECK(o.positions.size() <= 1 || static_cast<std::int64_t>(o.positions.size()) == dq.B, shape, "positions", "has ",
              o.positions.size(), " entries, expected 0, 1 or B = ", dq.B);
 }
 

@@ -20,10 +20,10 @@ const char* rotary_convention_name(RotaryConvention convention) {
 
 RotaryEmbedding::RotaryEmbedding(std::int64_t head_dim, const RotaryConfig& config)
     : head_dim_(head_dim), rotary_dim_(config.rotary_dim == 0 ? head_dim : config.rotary_dim), config_(config) {
-  ATTN_CHECK(head_dim_ >= 1, "head_dim", "head_dim = ", head_dim_, ", expected ≥ 1");
-  ATTN_CHECK(rotary_dim_ >= 2 && rotary_dim_ % 2 == 0 && rotary_dim_ <= head_dim_, "rotary.rotary_dim",
+  ATTN_CHECK(head_dim_ >= 1, value, "head_dim", "= ", head_dim_, ", expected ≥ 1");
+  ATTN_CHECK(rotary_dim_ >= 2 && rotary_dim_ % 2 == 0 && rotary_dim_ <= head_dim_, value, "rotary.rotary_dim",
              "rotary_dim = ", rotary_dim_, ", expected an even number in [2, head_dim = ", head_dim_, "]");
-  ATTN_CHECK(config.base > 0 && std::isfinite(config.base), "rotary.base", "base = ", config.base,
+  ATTN_CHECK(config.base > 0 && std::isfinite(config.base), value, "rotary.base", "= ", config.base,
              ", expected a finite value > 0");
   config_.rotary_dim = rotary_dim_;
   const std::int64_t half = rotary_dim_ / 2;
@@ -62,15 +62,15 @@ void rotate_typed(const TensorView& x, const std::vector<float>& cos_t, const st
 }  // namespace
 
 void RotaryEmbedding::rotate(const TensorView& x, const std::vector<std::int64_t>& offsets, bool inverse) const {
-  ATTN_CHECK(x.rank == 4, "x", "has rank ", x.rank, " (shape ", x.shape_string(), "), expected 4: [B, H, N, D]");
-  ATTN_CHECK(x.dtype == DType::f32 || x.dtype == DType::f64, "x", "has dtype ", dtype_name(x.dtype),
+  ATTN_CHECK(x.rank == 4, shape, "x", "has rank ", x.rank, " (shape ", x.shape_string(), "), expected 4: [B, H, N, D]");
+  ATTN_CHECK(x.dtype == DType::f32 || x.dtype == DType::f64, dtype, "x", "has dtype ", dtype_name(x.dtype),
              ", expected f32 or f64");
-  ATTN_CHECK(x.shape[3] == head_dim_, "x", "has shape ", x.shape_string(),
+  ATTN_CHECK(x.shape[3] == head_dim_, shape, "x", "has shape ", x.shape_string(),
              ", expected head dim x.shape[3] = ", head_dim_);
   const std::int64_t B = x.shape[0], N = x.shape[2];
-  ATTN_CHECK(offsets.size() <= 1 || static_cast<std::int64_t>(offsets.size()) == B, "offsets", "has ", offsets.size(),
+  ATTN_CHECK(offsets.size() <= 1 || static_cast<std::int64_t>(offsets.size()) == B, shape, "offsets", "has ", offsets.size(),
              " entries, expected 0, 1 or B = ", B);
-  for (std::int64_t o : offsets) ATTN_CHECK(o >= 0, "offsets", "has an entry ", o, ", expected ≥ 0");
+  for (std::int64_t o : offsets) ATTN_CHECK(o >= 0, value, "offsets", "has an entry ", o, ", expected ≥ 0");
   const std::int64_t half = rotary_dim_ / 2;
   const bool interleaved = config_.convention == RotaryConvention::interleaved;
   std::vector<float> cos_t(static_cast<std::size_t>(half)), sin_t(static_cast<std::size_t>(half));

@@ -21,7 +21,7 @@ struct Rows {
 
 template <class T>
 Rows<T> as_rows(const TensorView& x, const char* name) {
-  ATTN_CHECK(x.rank >= 1 && x.rank <= 3, name, "has rank ", x.rank, " (shape ", x.shape_string(), "), expected 1 to 3");
+  ATTN_CHECK(x.rank >= 1 && x.rank <= 3, shape, name, "has rank ", x.rank, " (shape ", x.shape_string(), "), expected 1 to 3");
   Rows<T> r;
   r.C = x.shape[x.rank - 1];
   r.M = 1;

@@ -29,6 +29,10 @@ void expect_error(const std::function<void()>& call, const std::string& argument
     EXPECT_EQ(e.argument(), argument) << e.what();
     const std::string what = e.what();
     EXPECT_EQ(what.rfind(argument + ": ", 0), 0u) << "message does not start with the argument: " << what;
+    // The format of include/attn/error.hpp: "<argument>: <seen>, expected <expected>[ (<why>)]", and
+    // the seen part does not repeat the argument's name first.
+    EXPECT_NE(what.find(", expected "), std::string::npos) << "no ', expected ' in: " << what;
+    EXPECT_NE(what.rfind(argument + ": " + argument + " ", 0), 0u) << "the argument is repeated: " << what;
     for (const std::string& part : parts)
       EXPECT_NE(what.find(part), std::string::npos) << "missing '" << part << "' in: " << what;
   }
@@ -297,6 +301,50 @@ TEST(CoreValidate, BackwardDlseF64ForF32Inputs) {
   Tensor dlse(DType::f64, {p.B, p.Hq, p.Nq});
   p.dlse = dlse;
   expect_error(p.bwd(), "dlse", {"dtype f64", "expected f32"});
+}
+
+// ---- error kinds (what Python's exception type is chosen from)
+
+attn::ErrorKind kind_of(const std::function<void()>& call) {
+  try {
+    call();
+  } catch (const attn::Error& e) {
+    return e.kind();
+  }
+  ADD_FAILURE() << "no attn::Error thrown";
+  return attn::ErrorKind::system;
+}
+
+TEST(CoreValidate, ErrorKinds) {
+  {
+    Problem p;
+    Tensor k(DType::f64, {p.B, p.Hkv, p.Nk, p.D});
+    p.k = k;
+    EXPECT_EQ(kind_of(p.fwd()), attn::ErrorKind::dtype);
+  }
+  {
+    Problem p;
+    p.k = with_shape(p.k, {p.B, p.Hkv, p.Nk, p.D - 1});
+    EXPECT_EQ(kind_of(p.fwd()), attn::ErrorKind::shape);
+  }
+  {
+    Problem p;
+    p.params.dropout_p = 1.0;
+    EXPECT_EQ(kind_of(p.fwd()), attn::ErrorKind::value);
+  }
+  {
+    Problem p;
+    p.out = TensorView(p.q.data, DType::f32, {p.B, p.Hq, p.Nq, p.Dv});
+    EXPECT_EQ(kind_of(p.fwd()), attn::ErrorKind::layout);
+  }
+  {
+    Problem p;
+    p.params.mask.score_mod.value = [](double s, std::int64_t, std::int64_t, std::int64_t, std::int64_t) { return s; };
+    BwdProblem b;
+    b.params.mask.score_mod = p.params.mask.score_mod;  // no grad: no backend can run the backward
+    EXPECT_EQ(kind_of(b.bwd()), attn::ErrorKind::unsupported);
+  }
+  EXPECT_STREQ(attn::error_kind_name(attn::ErrorKind::dtype), "dtype");
 }
 
 // ---- alignment: no default when some Lq_b != Lk_b and the call is causal, windowed or uses ALiBi

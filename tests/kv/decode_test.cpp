@@ -238,16 +238,6 @@ TEST(Decode, CrossAttentionCache) {
   }
 }
 
-void expect_error(const std::function<void()>& f, const std::string& argument, const std::string& fragment) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected one about " << argument;
-  } catch (const Error& e) {
-    EXPECT_EQ(e.argument(), argument) << e.what();
-    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
-  }
-}
-
 TEST(Decode, BadInputsNameTheArgument) {
   KvCache cache({2, 2, 16, 8, 32});
   GuardedTensor k = make_tensor4(DType::f32, 2, 2, 4, 16), v = make_tensor4(DType::f32, 2, 2, 4, 8);

@@ -4,9 +4,13 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
+
+#include "attn/error.hpp"
 #include "attn/kv_cache.hpp"
 #include "attn/sdpa.hpp"
 #include "common/test_util.hpp"
@@ -94,6 +98,21 @@ inline double lse_diff(const TensorView& a, const TensorView& b) {
     m = std::max(m, std::isnan(x - y) ? kInf : std::abs(x - y));
   });
   return m;
+}
+
+/// Expects `f` to throw attn::Error naming `argument`, in the format of include/attn/error.hpp
+/// ("<argument>: <seen>, expected <expected>..."), with `fragment` somewhere in the message.
+inline void expect_error(const std::function<void()>& f, const std::string& argument, const std::string& fragment) {
+  try {
+    f();
+    ADD_FAILURE() << "no error; expected one about " << argument;
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_EQ(e.argument(), argument) << what;
+    EXPECT_EQ(what.rfind(argument + ": ", 0), 0u) << what;
+    EXPECT_NE(what.find(", expected "), std::string::npos) << what;
+    EXPECT_NE(what.find(fragment), std::string::npos) << what;
+  }
 }
 
 }  // namespace attn::test

@@ -111,7 +111,7 @@ int run_mha(const BenchOptions& opt) {
     m.lengths = {32};
     m.repeats = 1;
   } else if (!opt.shapes.empty()) {
-    throw attn::Error("--shapes", "--op mha takes --quick or --shapes smoke (the sweep is E x heads x kind x N)");
+    throw attn::Error(attn::ErrorKind::value, "--shapes", "was given with --op mha, expected --quick or --shapes smoke (the sweep is E x heads x kind x N)");
   }
   attn::bench::run_mha_bench(m, stdout);
   return 0;
@@ -171,7 +171,7 @@ int run_memory(const BenchOptions& opt, int threads) {
                         {"probes", probes}};
     std::ofstream out(opt.json_path);
     out << j.dump(2) << "\n";
-    if (!out) throw attn::Error("--json", "cannot write " + opt.json_path);
+    if (!out) throw attn::Error(attn::ErrorKind::system, "--json", "= " + opt.json_path + ", which cannot be written, expected a writable path");
     std::printf("wrote %s\n", opt.json_path.c_str());
   }
   return 0;
@@ -255,7 +255,7 @@ int run_bench(const BenchOptions& opt) {
   if (!opt.json_path.empty()) {
     std::ofstream out(opt.json_path);
     out << attn::bench::to_json(report).dump(2) << "\n";
-    if (!out) throw attn::Error("--json", "cannot write " + opt.json_path);
+    if (!out) throw attn::Error(attn::ErrorKind::system, "--json", "= " + opt.json_path + ", which cannot be written, expected a writable path");
     std::printf("wrote %s\n", opt.json_path.c_str());
   }
   if (!opt.plot_path.empty()) {
