@@ -73,7 +73,7 @@ MhaOutput MultiheadAttention<T>::forward(const TensorView& query, const TensorVi
   sp.dropout_offset = options.dropout_offset;
   sp.probs_kind = ProbsKind::post_dropout;
   s->ctx = Tensor(detail::dtype_of<T>(), {dq.B * dq.L, E_});
-  s->lse = Tensor(DType::f32, {dq.B, Hq_, dq.L});
+  s->lse = Tensor(lse_dtype(detail::dtype_of<T>()), {dq.B, Hq_, dq.L});  // f64 for the double module
   Tensor probs;
   if (options.need_weights) probs = Tensor(detail::dtype_of<T>(), {dq.B, Hq_, dq.L, dk.L});
   const TensorView ctx = detail::head_view(s->ctx.template ptr<T>(), E_, dq, Hq_, hd_, bf);

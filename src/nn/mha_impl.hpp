@@ -88,7 +88,7 @@ struct MultiheadAttention<T>::Saved {
   detail::Projections<T> proj;   // post-RoPE q and k, v
   TensorView query, key, value;  // shapes of the inputs (their gradients have them)
   Tensor ctx;                    // [Mq, E] attention output before out_proj, rows as query
-  Tensor lse;                    // [B, Hq, Lq] f32
+  Tensor lse;                    // [B, Hq, Lq], lse_dtype of the module's dtype
   SdpaParams params;
   std::vector<std::int64_t> positions;
   std::vector<std::int64_t> out_shape;
