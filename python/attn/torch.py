@@ -46,7 +46,7 @@ def set_num_threads(n: int) -> None:
     """Threads attn's kernels use from attn.torch (0 = all cores; results do not depend on it)."""
     global _num_threads
     if n < 0:
-        raise ValueError(f"num_threads = {n}, expected >= 0 (0 = all cores)")
+        raise ValueError(f"num_threads: = {n}, expected >= 0 (0 = all cores)")
     _num_threads = int(n)
 
 
@@ -127,8 +127,8 @@ def _probs_grad(q, k, probs, dprobs, scale, dropout_p, softcap, cu_seqlens_q):
     the weights to be the softmax itself: no dropout (the dropped entries' P is not kept), no
     softcap, no varlen packing."""
     if dropout_p > 0 or softcap > 0 or cu_seqlens_q is not None:
-        raise ValueError("gradients through the returned attention weights need dropout_p = 0, no softcap and no "
-                         "cu_seqlens (detach the weights, or compute them with torch in this case)")
+        raise ValueError("attn_output_weights: carry a gradient, expected dropout_p = 0, no softcap and no cu_seqlens "
+                         "for that (detach the weights, or compute them with torch in this case)")
     p = probs.to(torch.float32 if probs.dtype != torch.float64 else torch.float64)
     dw = dprobs.to(p.dtype)
     ds = p * (dw - (p * dw).sum(-1, keepdim=True))
@@ -203,7 +203,7 @@ def _to_4d(t: Tensor, name: str) -> Tensor:
     if t.dim() == 4:
         return t
     if t.dim() < 2:
-        raise ValueError(f"{name} has shape {list(t.shape)}, expected [..., H, L, E] (at least 2 dims)")
+        raise ValueError(f"{name}: has shape {list(t.shape)}, expected [..., H, L, E] (at least 2 dims)")
     if t.dim() < 4:
         return t.reshape((1,) * (4 - t.dim()) + tuple(t.shape))
     return t.reshape(-1, *t.shape[-3:])
@@ -228,8 +228,8 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
     """
     hq, hkv = query.shape[-3] if query.dim() >= 3 else 1, key.shape[-3] if key.dim() >= 3 else 1
     if hq != hkv and not enable_gqa:
-        raise ValueError(f"query has {hq} heads but key has {hkv}: pass enable_gqa=True for GQA/MQA "
-                         "(as torch.nn.functional.scaled_dot_product_attention)")
+        raise ValueError(f"key: has {hkv} heads, expected {hq} as query (or pass enable_gqa=True for GQA/MQA, "
+                         "as torch.nn.functional.scaled_dot_product_attention)")
     for name in params:
         if name in _SDPA_TORCH_ARGS:
             raise TypeError(f"{name}: is set by torch's arguments of scaled_dot_product_attention (attn_mask, "
@@ -284,15 +284,15 @@ def _merge_masks(attn_mask: Optional[Tensor], key_padding_mask: Optional[Tensor]
     if attn_mask is not None:
         if attn_mask.dim() == 3:
             if attn_mask.shape[0] != n * h:
-                raise ValueError(f"attn_mask has shape {list(attn_mask.shape)}, expected [L, S] = [{l}, {s}] or "
+                raise ValueError(f"attn_mask: has shape {list(attn_mask.shape)}, expected [L, S] = [{l}, {s}] or "
                                  f"[N·num_heads, L, S] = [{n * h}, {l}, {s}]")
             attn_mask = attn_mask.view(n, h, l, s)
         elif attn_mask.dim() != 2:
-            raise ValueError(f"attn_mask has shape {list(attn_mask.shape)}, expected [L, S] or [N·num_heads, L, S]")
+            raise ValueError(f"attn_mask: has shape {list(attn_mask.shape)}, expected [L, S] or [N·num_heads, L, S]")
         parts.append(attn_mask)
     if key_padding_mask is not None:
         if key_padding_mask.shape != (n, s):
-            raise ValueError(f"key_padding_mask has shape {list(key_padding_mask.shape)}, expected [N, S] = [{n}, {s}]")
+            raise ValueError(f"key_padding_mask: has shape {list(key_padding_mask.shape)}, expected [N, S] = [{n}, {s}]")
         parts.append(key_padding_mask.view(n, 1, 1, s))
     if not parts:
         return None, None
@@ -420,19 +420,19 @@ class MultiheadAttention(AttentionCore):
             raise ValueError(f"query: has shape {list(query.shape)}, {_LAYOUTS}")
         for name, t in (("key", key), ("value", value)):
             if t.dim() != query.dim():
-                raise ValueError(f"{name}: has shape {list(t.shape)}, but query has shape {list(query.shape)} (query, "
-                                 f"key and value share one layout: {_LAYOUTS[len('expected '):]})")
+                raise ValueError(f"{name}: has shape {list(t.shape)}, but query has shape {list(query.shape)}, expected "
+                                 f"the layout of query (query, key and value share one: {_LAYOUTS[len('expected '):]})")
         for name, t, e, what in (("query", query, self.embed_dim, "embed_dim"), ("key", key, self.kdim, "kdim"),
                                  ("value", value, self.vdim, "vdim")):
             if t.shape[-1] != e:
                 raise ValueError(f"{name}: has shape {list(t.shape)}, expected a last dim of {what} = {e}")
         axis = None if query.dim() == 2 else (0 if self.batch_first else 1)
         if axis is not None and key.shape[axis] != query.shape[axis]:
-            raise ValueError(f"key: has shape {list(key.shape)}, but query has shape {list(query.shape)} (their batch "
-                             f"sizes, dim {axis}, must match: {key.shape[axis]} != {query.shape[axis]})")
+            raise ValueError(f"key: has shape {list(key.shape)}, but query has shape {list(query.shape)}, expected "
+                             f"the batch size of query (dim {axis}: {key.shape[axis]} != {query.shape[axis]})")
         if key.shape[:-1] != value.shape[:-1]:
-            raise ValueError(f"value: has shape {list(value.shape)}, but key has shape {list(key.shape)} (key and value "
-                             "must agree in batch size and length)")
+            raise ValueError(f"value: has shape {list(value.shape)}, but key has shape {list(key.shape)}, expected key's "
+                             "batch size and length")
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask: Optional[Tensor] = None,
                 need_weights: bool = True, attn_mask: Optional[Tensor] = None, average_attn_weights: bool = True,

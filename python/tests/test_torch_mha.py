@@ -172,9 +172,9 @@ def test_bad_inputs():
         MultiheadAttention(16, 4, num_kv_heads=3)
     m = MultiheadAttention(16, 4)
     x = torch.randn(5, 2, 16)
-    with pytest.raises(ValueError, match="attn_mask has shape"):
+    with pytest.raises(ValueError, match="^attn_mask: has shape"):
         m(x, x, x, attn_mask=torch.zeros(3, 5, 5, dtype=torch.bool))
-    with pytest.raises(ValueError, match="key_padding_mask has shape"):
+    with pytest.raises(ValueError, match="^key_padding_mask: has shape"):
         m(x, x, x, key_padding_mask=torch.zeros(5, 2, dtype=torch.bool))
 
 

@@ -81,7 +81,7 @@ Broadcast4 broadcast_to(const TensorView& t, const char* name, std::array<std::i
   if (!ok) {
     std::ostringstream os;
     os << "has shape " << t.shape_string() << ", which does not broadcast to [B, Hq, Nq, Nk] = [" << target[0] << ", "
-       << target[1] << ", " << target[2] << ", " << target[3] << "] (PyTorch's right-aligned rules)";
+       << target[1] << ", " << target[2] << ", " << target[3] << "], expected a shape that does (PyTorch's right-aligned rules)";
     if (t.rank == 3)
       os << "; a rank-3 mask is read as [Hq, Nq, Nk]: for a per-batch mask use [B, 1, Nq, Nk] = [" << target[0] << ", 1, "
          << target[2] << ", " << target[3] << "]";
@@ -110,14 +110,17 @@ void check_cu_seqlens(const std::vector<std::int64_t>& cu, const char* name, std
 // sequence has Lq_b != Lk_b, and then the caller must choose (there is no default).
 void check_alignment(const SdpaProblem& p, const MaskSpec& m) {
   if (m.alignment) return;
-  const char* use = m.causal ? "causal" : m.window_left >= 0 || m.window_right >= 0 ? "windowed" : !m.alibi_slopes.empty() ? "uses ALiBi" : nullptr;
+  const char* use = m.causal                                       ? "is causal"
+                    : m.window_left >= 0 || m.window_right >= 0      ? "is windowed"
+                    : !m.alibi_slopes.empty()                         ? "uses ALiBi"
+                                                                      : nullptr;
   if (!use) return;
   for (std::size_t b = 0; b < p.Lq.size(); ++b) {
     if (p.Lq[b] == p.Lk[b]) continue;
     std::ostringstream seen;
     if (p.Nq != p.Nk) seen << "Nq = " << p.Nq << " != Nk = " << p.Nk;
     else seen << "sequence " << b << " has Lq = " << p.Lq[b] << " != Lk = " << p.Lk[b];
-    ATTN_CHECK(false, value, "params.mask.alignment", "is not set, but the call is ", use, " and ", seen.str(),
+    ATTN_CHECK(false, value, "params.mask.alignment", "is not set, but the call ", use, " and ", seen.str(),
                ", expected top_left (query i aligned with key i, PyTorch's is_causal) or bottom_right (the last query "
                "aligned with the last key, FlashAttention and KV-cache decode)");
   }
@@ -130,7 +133,7 @@ void resolve_sequences(SdpaProblem& p, const MaskSpec& m, std::int64_t tensor_B)
                "is given without cu_seqlens_k or the other way round (only one of the two), expected both cu_seqlens_q and cu_seqlens_k");
     ATTN_CHECK(m.q_lengths.empty() && m.k_lengths.empty(), value, "params.mask.q_lengths",
                "is given together with cu_seqlens, expected one of the two (cu_seqlens already sets the lengths)");
-    ATTN_CHECK(tensor_B == 1, shape, "q", "q.shape[0] = ", tensor_B, ", expected 1 (varlen packs the sequences along N of one batch row)");
+    ATTN_CHECK(tensor_B == 1, shape, "q", "q.shape[0] = ", tensor_B, ", expected B = 1 (varlen packs the sequences along N of one batch row)");
     check_cu_seqlens(m.cu_seqlens_q, "params.mask.cu_seqlens_q", p.Nq);
     check_cu_seqlens(m.cu_seqlens_k, "params.mask.cu_seqlens_k", p.Nk);
     ATTN_CHECK(m.cu_seqlens_q.size() == m.cu_seqlens_k.size(), shape, "params.mask.cu_seqlens_k", "has ", m.cu_seqlens_k.size(),
@@ -304,7 +307,7 @@ SdpaProblem validate_backward(const SdpaGrads& g, const TensorView& dout, const 
                               const SdpaParams& params, const TensorView& dlse) {
   SdpaProblem p = check_qkv(q, k, v, params);
   check_out_lse(p, out, lse, "out");
-  ATTN_CHECK(lse.defined(), value, "lse", "is not given, expected the forward's lse (sdpa_backward needs it)");
+  ATTN_CHECK(lse.defined(), value, "lse", "is not given, expected the forward's lse (it is required by sdpa_backward)");
   if (dlse.defined()) {
     check_rank(dlse, "dlse", 3, "[B, Hq, Nq]");
     check_lse_dtype(dlse, "dlse", q.dtype);
@@ -322,7 +325,7 @@ SdpaProblem validate_backward(const SdpaGrads& g, const TensorView& dout, const 
     check_same_shape(*grads[t].first, grads[t].second, *likes[t], like_names[t]);
   }
   if (g.dbias.defined()) {
-    ATTN_CHECK(params.mask.bias.defined(), value, "dbias", "was asked for without a bias, expected params.mask.bias to be given");
+    ATTN_CHECK(params.mask.bias.defined(), value, "dbias", "was asked for, but params.mask.bias is not given, expected a bias to differentiate");
     check_float(g.dbias, "dbias");
     check_same_shape(g.dbias, "dbias", params.mask.bias, "params.mask.bias");
   }

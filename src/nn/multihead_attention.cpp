@@ -16,10 +16,10 @@ std::int64_t checked_config(const MhaConfig& c) {
   ATTN_CHECK(c.embed_dim >= 1, value, "embed_dim", "= ", c.embed_dim, ", expected ≥ 1");
   ATTN_CHECK(c.num_heads >= 1, value, "num_heads", "= ", c.num_heads, ", expected ≥ 1");
   ATTN_CHECK(c.embed_dim % c.num_heads == 0, value, "num_heads", "= ", c.num_heads,
-             " does not divide embed_dim = ", c.embed_dim, " (head_dim = embed_dim / num_heads)");
+             ", expected a divisor of embed_dim = ", c.embed_dim, " (head_dim = embed_dim / num_heads)");
   const std::int64_t Hkv = c.num_kv_heads == 0 ? c.num_heads : c.num_kv_heads;
   ATTN_CHECK(Hkv >= 1 && c.num_heads % Hkv == 0, value, "num_kv_heads", "= ", c.num_kv_heads,
-             " does not divide num_heads = ", c.num_heads,
+             ", expected a divisor of num_heads = ", c.num_heads,
              " (each kv head serves num_heads / num_kv_heads query heads)");
   ATTN_CHECK(c.kdim >= 0 && c.vdim >= 0, value, "kdim", "= ", c.kdim, ", vdim = ", c.vdim,
              ", expected ≥ 0 (0 = embed_dim)");

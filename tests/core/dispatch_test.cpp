@@ -94,6 +94,7 @@ TEST(CoreDispatch, ReferenceRunsAForcedCall) {
   attn::SdpaParams params;
   params.backend = attn::Backend::reference;
   params.mask.causal = true;
+  params.mask.alignment = attn::Alignment::bottom_right;  // Nq != Nk
   attn::sdpa_forward({s.out, s.lse, {}}, s.q, s.k, s.v, params);
   for (std::int64_t e = 0; e < s.out.numel(); ++e) EXPECT_TRUE(std::isfinite(s.out.ptr<float>()[e])) << e;
   EXPECT_STREQ(attn::backend_name(attn::Backend::automatic), "auto");

@@ -125,7 +125,7 @@ TEST(CoreValidate, ProbsShapeMismatch) {
 TEST(CoreValidate, HeadDimsOfQAndKDiffer) {
   Problem p;
   p.q = with_shape(p.q, {p.B, p.Hq, p.Nq, 4});
-  expect_error(p.fwd(), "k", {"k.shape[3] = 8", "q.shape[3]", "head dims of q and k must match", "is 4"});
+  expect_error(p.fwd(), "k", {"k.shape[3] = 8", "q.shape[3]", "head dims of q and k must match", "expected 4"});
 }
 
 TEST(CoreValidate, HqNotDivisibleByHkv) {
@@ -212,6 +212,7 @@ TEST(CoreValidate, BlockMaskShape) {
 TEST(CoreValidate, AlibiSlopesCount) {
   Problem p;
   p.params.mask.alibi_slopes = {0.5, 0.25};
+  p.params.mask.alignment = attn::Alignment::bottom_right;
   expect_error(p.fwd(), "params.mask.alibi_slopes", {"has 2 slopes", "Hq = 4"});
 }
 
@@ -233,14 +234,14 @@ TEST(CoreValidate, DtypeMismatchQK) {
   Problem p;
   Tensor k(DType::bf16, {p.B, p.Hkv, p.Nk, p.D});
   p.k = k;
-  expect_error(p.fwd(), "k", {"dtype bf16", "q has f32"});
+  expect_error(p.fwd(), "k", {"dtype bf16", "expected f32 as q"});
 }
 
 TEST(CoreValidate, DtypeMismatchQV) {
   Problem p;
   Tensor v(DType::f16, {p.B, p.Hkv, p.Nk, p.Dv});
   p.v = v;
-  expect_error(p.fwd(), "v", {"dtype f16", "q has f32"});
+  expect_error(p.fwd(), "v", {"dtype f16", "expected f32 as q"});
 }
 
 TEST(CoreValidate, IntegerQ) {
@@ -352,7 +353,7 @@ TEST(CoreValidate, ErrorKinds) {
 TEST(CoreValidate, AlignmentUnsetWithCausalAndNqNotNk) {
   Problem p;  // Nq = 3, Nk = 5
   p.params.mask.causal = true;
-  expect_error(p.fwd(), "params.mask.alignment", {"is not set", "causal", "Nq = 3 != Nk = 5", "top_left", "bottom_right"});
+  expect_error(p.fwd(), "params.mask.alignment", {"is not set, but the call is causal and Nq = 3 != Nk = 5", "top_left", "bottom_right"});
 }
 
 TEST(CoreValidate, AlignmentUnsetWithWindowOrAlibi) {
@@ -535,7 +536,7 @@ TEST(CoreValidate, OnlyOneCuSeqlens) {
 TEST(CoreValidate, CuSeqlensDifferentCounts) {
   Varlen p;
   p.params.mask.cu_seqlens_k = {0, 2, 4, 9};
-  expect_error(p.fwd(), "params.mask.cu_seqlens_k", {"has 4 entries", "cu_seqlens_q has 3"});
+  expect_error(p.fwd(), "params.mask.cu_seqlens_k", {"has 4 entries", "expected 3 as cu_seqlens_q"});
 }
 
 TEST(CoreValidate, VarlenNeedsBatchOne) {

@@ -39,12 +39,12 @@ GuardedTensor filled(DType dt, std::initializer_list<std::int64_t> shape) {
 
 TEST(MhaErrors, NumHeadsNotDividingEmbedDim) {
   expect_error([] { nn::MultiheadAttention<float> m(config(10, 4)); }, "num_heads",
-               {"num_heads = 4 does not divide embed_dim = 10"});
+               {"num_heads: = 4, expected a divisor of embed_dim = 10"});
 }
 
 TEST(MhaErrors, NumKvHeadsNotDividingNumHeads) {
   expect_error([] { nn::MultiheadAttention<float> m(config(12, 4, 3)); }, "num_kv_heads",
-               {"num_kv_heads = 3 does not divide num_heads = 4"});
+               {"num_kv_heads: = 3, expected a divisor of num_heads = 4"});
 }
 
 TEST(MhaErrors, BatchMismatch) {

@@ -145,6 +145,7 @@ TEST(RefGrad, SlidingWindow) {
   SdpaParams p = ref_params();
   p.mask.window_left = 1;
   p.mask.window_right = 1;
+  p.mask.alignment = Alignment::bottom_right;  // Lq != Lk somewhere
   check_gradients(small(3, 1, 5, 6), p);
 }
 
@@ -165,6 +166,7 @@ TEST(RefGrad, Varlen) {
   p.mask.cu_seqlens_q = {0, 2, 2, 6};
   p.mask.cu_seqlens_k = {0, 4, 5, 7};
   p.mask.causal = true;
+  p.mask.alignment = Alignment::bottom_right;  // Lq != Lk somewhere
   check_gradients(x, p);
 }
 
@@ -259,6 +261,7 @@ TEST(RefGrad, Gqa) { check_gradients(small(4, 2, 4, 5), ref_params()); }
 TEST(RefGrad, Mqa) {
   SdpaParams p = ref_params();
   p.mask.causal = true;
+  p.mask.alignment = Alignment::bottom_right;  // Lq != Lk somewhere
   check_gradients(small(3, 1, 4, 5, Layout::bshd), p);
 }
 
@@ -366,6 +369,7 @@ TEST(RefGrad, EverythingCombined) {
   nan_beyond_lengths(x.k, p.mask.k_lengths);
   nan_beyond_lengths(x.v, p.mask.k_lengths);
   p.mask.window_left = 3;
+  p.mask.alignment = Alignment::bottom_right;  // Lq != Lk somewhere
   p.mask.alibi_slopes = {0.5, 0.25, 0.125, 0.0625};
   p.mask.softcap = 2.0;
   p.mask.bias = bias;
@@ -402,6 +406,7 @@ TEST(RefGrad, SameBitsAcrossThreadCounts) {
   SdpaParams p = ref_params();
   p.mask.bias = bias;
   p.mask.causal = true;
+  p.mask.alignment = Alignment::bottom_right;  // Lq != Lk somewhere
   p.dropout_p = 0.1;
   const Outputs o = forward(x, p);
   GuardedTensor dout = make_tensor4(DType::f64, 3, 4, 33, 8);

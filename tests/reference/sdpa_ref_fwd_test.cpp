@@ -212,6 +212,7 @@ TEST(RefProps, GqaEqualsRepeatedMha) {
     });
     SdpaParams params = ref_params();
     params.mask.causal = true;
+    params.mask.alignment = Alignment::bottom_right;  // Lq != Lk somewhere
     EXPECT_EQ(max_abs_diff(forward(x, params).out, forward(mha, params).out), 0.0);
   }
 }
@@ -222,6 +223,7 @@ TEST(RefProps, BhsdAndBshdAgree) {
   const Qkv y = copy_qkv(x, Layout::bshd);
   SdpaParams params = ref_params();
   params.mask.window_left = 5;
+  params.mask.alignment = Alignment::bottom_right;  // Lq != Lk somewhere
   params.mask.alibi_slopes = {0.5, 0.25, 0.125};
   params.dropout_p = 0.2;
   params.dropout_seed = 7;
@@ -295,6 +297,7 @@ TEST(RefProps, VarlenEqualsSeparateSequences) {
   const Qkv x = make_qkv(1, 2, 1, 15, 18, 5, 3, DType::f64, Layout::bshd, 81);
   SdpaParams params = ref_params();
   params.mask.causal = true;
+  params.mask.alignment = Alignment::bottom_right;  // Lq != Lk somewhere
   params.mask.window_left = 4;
   params.mask.softcap = 2.0;
   params.mask.alibi_slopes = {0.3, 0.1};
