@@ -161,6 +161,7 @@ TEST(CpuBwd, BitwiseDeterministicAcrossThreadCounts) {
           s.x = make_qkv(B, 4, Hkv, 300, 333, 64, 48, dt, Layout::bshd, 77);
           SdpaParams& params = s.params;
           params.mask.causal = causal;
+          params.mask.alignment = Alignment::bottom_right;  // Nq != Nk
           params.dropout_p = causal ? 0.2 : 0.0;
           params.dropout_seed = 99;
           const BwdInputs in = make_bwd_inputs(s, 5, Backend::cpu);
@@ -205,6 +206,7 @@ TEST(CpuBwd, DbiasMatchesReferenceForEveryBroadcastShape) {
       SdpaParams& params = s.params;
       params.mask.bias = bias.view;
       params.mask.causal = si % 2 == 0;
+      params.mask.alignment = Alignment::bottom_right;
       params.mask.softcap = si == 1 ? 5.0 : 0.0;
       params.dropout_p = si == 2 ? 0.2 : 0.0;
       params.dropout_seed = 3;

@@ -204,6 +204,9 @@ inline CaseSetup make_case(const SdpaCase& c) {
       m.causal = c.mask == MaskKind::causal_dropout;
       break;
   }
+  // Nq != Nk in most cases: calls that are causal (varlen, causal_dropout) state an alignment,
+  // alternating between the two.
+  if (!m.alignment) m.alignment = (c.seed / 2) % 2 ? Alignment::top_left : Alignment::bottom_right;
   return s;
 }
 

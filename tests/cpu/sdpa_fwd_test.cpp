@@ -114,6 +114,7 @@ TEST(CpuFwd, BitwiseDeterministicAcrossThreadCounts) {
         SdpaParams params;
         params.backend = Backend::cpu;
         params.mask.causal = causal;
+        params.mask.alignment = Alignment::bottom_right;  // Nq != Nk
         params.dropout_p = causal ? 0.2 : 0.0;
         params.dropout_seed = 99;
         std::vector<std::vector<char>> results;
