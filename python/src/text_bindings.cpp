@@ -28,14 +28,14 @@ using IdArray = nb::ndarray<nb::numpy, std::int32_t, nb::ndim<2>>;
 // A list (or tuple) of str; a lone str is refused rather than read as a list of characters.
 std::vector<std::string> texts_from(nb::handle texts) {
   if (nb::isinstance<nb::str>(texts) || !(nb::isinstance<nb::list>(texts) || nb::isinstance<nb::tuple>(texts))) {
-    throw Error("texts", detail::concat("got ", nb::inst_name(texts).c_str(), ", expected a list of str"));
+    throw Error(ErrorKind::type, "texts", detail::concat("got ", nb::inst_name(texts).c_str(), ", expected a list of str"));
   }
   std::vector<std::string> out;
   out.reserve(nb::len(texts));
   std::size_t i = 0;
   for (nb::handle t : texts) {
     if (!nb::isinstance<nb::str>(t)) {
-      throw Error(detail::concat("texts[", i, "]"), detail::concat("got ", nb::inst_name(t).c_str(), ", expected str"));
+      throw Error(ErrorKind::type, detail::concat("texts[", i, "]"), detail::concat("got ", nb::inst_name(t).c_str(), ", expected str"));
     }
     out.emplace_back(nb::cast<std::string>(t));
     ++i;

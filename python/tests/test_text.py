@@ -135,9 +135,9 @@ def test_every_code_point_normalises_like_tokenizers(wp):
 
 
 def test_encode_checks_its_arguments(wp, tmp_path):
-    with pytest.raises(ValueError, match="texts: got str, expected a list of str"):
+    with pytest.raises(TypeError, match="texts: got str, expected a list of str"):  # ErrorKind::type
         wp.encode("one string")
-    with pytest.raises(ValueError, match=r"texts\[1\]: got int, expected str"):
+    with pytest.raises(TypeError, match=r"texts\[1\]: got int, expected str"):
         wp.encode(["a", 3])
     with pytest.raises(ValueError, match="max_length: = 1, expected >= 2"):
         wp.encode(["a"], max_length=1)

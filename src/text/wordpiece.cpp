@@ -27,11 +27,11 @@ constexpr std::string_view kContinuation = "##";
 
 std::vector<std::string> read_lines(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  ATTN_CHECK(in.is_open(), path, "cannot open the vocab file (", std::strerror(errno),
+  ATTN_CHECK(in.is_open(), system, path, "cannot open the vocab file (", std::strerror(errno),
              "); expected a vocab.txt with one token per line");
   std::stringstream buf;
   buf << in.rdbuf();
-  ATTN_CHECK(!in.bad(), path, "error reading the vocab file");
+  ATTN_CHECK(!in.bad(), system, path, "error reading the vocab file");
   const std::string all = buf.str();
   std::vector<std::string> lines;
   std::size_t start = 0;
@@ -59,10 +59,10 @@ WordPiece::WordPiece(const std::string& vocab_path, WordPieceOptions options)
 
 WordPiece::WordPiece(std::vector<std::string> vocab, std::string source, WordPieceOptions options)
     : options_(options), source_(std::move(source)), tokens_(std::move(vocab)) {
-  ATTN_CHECK(!tokens_.empty(), source_, "the vocab is empty; expected one token per line");
-  ATTN_CHECK(tokens_.size() <= static_cast<std::size_t>(INT32_MAX), source_, "the vocab has ", tokens_.size(),
+  ATTN_CHECK(!tokens_.empty(), value, source_, "the vocab is empty; expected one token per line");
+  ATTN_CHECK(tokens_.size() <= static_cast<std::size_t>(INT32_MAX), value, source_, "the vocab has ", tokens_.size(),
              " tokens, expected fewer than 2^31");
-  ATTN_CHECK(options_.max_chars_per_word > 0, "max_chars_per_word", "= ", options_.max_chars_per_word,
+  ATTN_CHECK(options_.max_chars_per_word > 0, value, "max_chars_per_word", "= ", options_.max_chars_per_word,
              ", expected > 0");
   for (std::size_t i = 0; i < tokens_.size(); ++i) {
     std::string& t = tokens_[i];
@@ -78,7 +78,7 @@ WordPiece::WordPiece(std::vector<std::string> vocab, std::string source, WordPie
   for (const char* r : kRequired) {
     if (token_to_id(r) < 0) missing += missing.empty() ? r : std::string(", ") + r;
   }
-  ATTN_CHECK(missing.empty(), source_, "the vocab (", tokens_.size(), " tokens) has no ", missing,
+  ATTN_CHECK(missing.empty(), value, source_, "the vocab (", tokens_.size(), " tokens) has no ", missing,
              "; a BERT vocab needs each of [UNK], [CLS], [SEP], [PAD] on a line of its own");
   unk_ = token_to_id("[UNK]");
   cls_ = token_to_id("[CLS]");
@@ -95,7 +95,7 @@ std::int32_t WordPiece::token_to_id(std::string_view token) const {
 }
 
 const std::string& WordPiece::id_to_token(std::int32_t id) const {
-  ATTN_CHECK(id >= 0 && id < vocab_size(), "id", "= ", id, ", expected in [0, ", vocab_size(), ") (vocab of ", source_,
+  ATTN_CHECK(id >= 0 && id < vocab_size(), value, "id", "= ", id, ", expected in [0, ", vocab_size(), ") (vocab of ", source_,
              ")");
   return tokens_[static_cast<std::size_t>(id)];
 }
@@ -217,7 +217,7 @@ std::vector<std::int32_t> WordPiece::tokenize(std::string_view text, const std::
 
 std::vector<std::int32_t> WordPiece::encode(std::string_view text, std::int64_t max_length,
                                             const std::string& argument) const {
-  ATTN_CHECK(max_length >= 2, "max_length", "= ", max_length, ", expected >= 2 (room for [CLS] and [SEP])");
+  ATTN_CHECK(max_length >= 2, value, "max_length", "= ", max_length, ", expected >= 2 (room for [CLS] and [SEP])");
   std::vector<std::int32_t> pieces = tokenize(text, argument);
   const auto keep = static_cast<std::size_t>(max_length - 2);
   if (pieces.size() > keep) pieces.resize(keep);

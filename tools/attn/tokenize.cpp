@@ -24,7 +24,7 @@ struct TokenizeOptions {
 int run_tokenize(const TokenizeOptions& opt) {
   const std::string vocab = opt.vocab.empty() ? model_file("vocab.txt", "--vocab") : opt.vocab;
   const attn::text::WordPiece wp(vocab);
-  ATTN_CHECK(opt.max_length >= 2, "--max-length", "= ", opt.max_length, ", expected >= 2 (room for [CLS] and [SEP])");
+  ATTN_CHECK(opt.max_length >= 2, value, "--max-length", "= ", opt.max_length, ", expected >= 2 (room for [CLS] and [SEP])");
   std::string line, out;
   for (std::int64_t n = 1; std::getline(std::cin, line); ++n) {
     const auto ids = wp.encode(line, opt.max_length, "line " + std::to_string(n));
@@ -36,7 +36,7 @@ int run_tokenize(const TokenizeOptions& opt) {
     out.push_back('\n');
     std::fwrite(out.data(), 1, out.size(), stdout);
   }
-  ATTN_CHECK(!std::cin.bad(), "stdin", "read error");
+  ATTN_CHECK(!std::cin.bad(), system, "stdin", "read error");
   return std::fflush(stdout) == 0 ? 0 : 1;
 }
 
