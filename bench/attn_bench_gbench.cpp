@@ -1,7 +1,7 @@
 // attn_gbench: the `attn bench` sweep as Google Benchmark cases, for benchmark tooling (compare.py,
 // --benchmark_format=json). Same shapes and the same environment (OpenBLAS forced to its best
 // kernel, pinned OpenMP threads, see env.hpp); the FLOPS counter is a rate (printed as e.g. 45.1G/s;
-// DESIGN.md §5 flops), for the baselines the measured peak/sgemm rate.
+// docs/performance.md flops), for the baselines the measured peak/sgemm rate.
 //   attn_gbench [--shapes=full|quick|smoke|BxHqxHkvxNxD[c],...] [google benchmark flags]
 
 #include <benchmark/benchmark.h>

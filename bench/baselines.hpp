@@ -1,5 +1,5 @@
 #pragma once
-// Baselines measured in the same run as attn (DESIGN.md §12): the machine's sgemm rate and a naive
+// Baselines measured in the same run as attn (docs/architecture.md §8): the machine's sgemm rate and a naive
 // three-step attention on OpenBLAS (S = Q·Kᵀ, row softmax, O = P·V).
 
 #include <cstdint>
@@ -37,8 +37,8 @@ class NaiveAttention {
   const char* softmax_name_ = "scalar";
 };
 
-/// Naive fp32 attention backward, the strong BLAS baseline of the backward benchmark (KERNELS.md
-/// §8.8 done with materialised [Nq, Nk] matrices). Contiguous tensors as NaiveAttention, plus
+/// Naive fp32 attention backward, the strong BLAS baseline of the backward benchmark (the
+/// FlashAttention-2 backward of docs/architecture.md §7 done with materialised [Nq, Nk] matrices). Contiguous tensors as NaiveAttention, plus
 /// out/dout [B, Hq, Nq, Dv] -> dq [B, Hq, Nq, D], dk [B, Hkv, Nk, D], dv [B, Hkv, Nk, Dv].
 /// An OpenMP loop over (b, kv head) units with single-threaded OpenBLAS; each unit runs its G q
 /// heads in order (so dK and dV accumulate without sharing), per q head:

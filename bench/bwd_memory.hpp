@@ -1,5 +1,5 @@
 #pragma once
-// Peak memory of the backward (issue 5: extra memory O(N), shown by peak RSS at N = 16k against
+// Peak memory of the backward (extra memory O(N), shown by peak RSS at N = 16k against
 // the naive baseline's). Each backend runs in a fresh child process (`attn bench --memory-probe
 // cpu|naive`) so that getrusage's ru_maxrss is its own high-water mark.
 

@@ -1,5 +1,5 @@
 #pragma once
-// The benchmark process environment (DESIGN.md §12, KERNELS.md): OpenBLAS forced to its best
+// The benchmark process environment (docs/architecture.md §8, docs/performance.md): OpenBLAS forced to its best
 // kernel for the CPU and OpenMP threads pinned to cores. Both libraries read their variables when
 // they are loaded, before main, so setting them means re-executing the process once.
 

@@ -1,6 +1,6 @@
 // `attn bench --op mha` (see mha_bench.hpp). Flops: projections 2·M·E·(E + 2·Hkv·hd) + 2·M·E² forward
 // (M = B·N), twice that again in backward (dX and dW of each); attention 4·B·Hq·N²·hd forward
-// (half when causal), 2.5× that in backward (DESIGN.md §5).
+// (half when causal), 2.5× that in backward (docs/performance.md).
 
 #include "mha_bench.hpp"
 

@@ -1,5 +1,5 @@
 #pragma once
-// Arithmetic peaks of this machine, measured (KERNELS.md): a register-resident loop of independent
+// Arithmetic peaks of this machine, measured (docs/performance.md): a register-resident loop of independent
 // FMA (or vdpbf16ps) chains on every thread, widest vectors the CPU has.
 
 #include <optional>

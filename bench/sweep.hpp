@@ -24,7 +24,7 @@ struct Shape {
 
 /// Query-key pairs that are visible (causal: N(N+1)/2 when Nq = Nk).
 double visible_pairs(const Shape& s);
-/// Forward flops (DESIGN.md §5): 2·B·Hq·(visible pairs)·(D + Dv).
+/// Forward flops (docs/performance.md): 2·B·Hq·(visible pairs)·(D + Dv).
 double fwd_flops(const Shape& s);
 
 /// What a case measures: the forward, the backward (given the forward's out and lse, computed once

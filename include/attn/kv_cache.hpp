@@ -1,5 +1,5 @@
 #pragma once
-/// KV cache and decode (DESIGN.md §8). One KvCache per layer holds, for each of B batch rows, the
+/// KV cache and decode (docs/contract.md §12). One KvCache per layer holds, for each of B batch rows, the
 /// keys [Hkv, len_b, D] and values [Hkv, len_b, Dv] seen so far, in contiguous storage
 /// [B, Hkv, capacity, D] or in fixed-size pages from a pool (a block table per row, vLLM-style).
 /// Storage types: f32, bf16 (rounded to nearest even on append) and i8 (symmetric per-token,
@@ -96,7 +96,7 @@ class KvCache {
   std::unique_ptr<Impl> impl_;
 };
 
-/// Masks and score modifiers of a decode call (DESIGN.md §5 pipeline, bottom-right alignment).
+/// Masks and score modifiers of a decode call (docs/contract.md §4 pipeline, bottom-right alignment).
 struct DecodeParams {
   std::optional<double> scale;    ///< default 1/sqrt(D)
   /// true: query r of row b sees keys j ≤ len_b − Nq + r. false: every cached key (cross-attention).

@@ -1,6 +1,6 @@
 #pragma once
 /// Scaled-dot-product attention: softmax(score pipeline(q·kᵀ))·v, forward and backward, with every
-/// mask of DESIGN.md §5. Shapes (logical; any strides):
+/// mask of docs/contract.md §3–§4. Shapes (logical; any strides):
 ///   q [B, Hq, Nq, D]   k [B, Hkv, Nk, D]   v [B, Hkv, Nk, Dv]
 ///   out [B, Hq, Nq, Dv]   lse [B, Hq, Nq] (lse_dtype(q.dtype))   probs [B, Hq, Nq, Nk]
 /// Head h of q uses kv head h / (Hq / Hkv). Under varlen (cu_seqlens) B is 1 and the sequences are
@@ -70,7 +70,7 @@ struct MaskSpec {
   double softcap = 0.0;
   /// Block-sparse keep bits.
   std::optional<BlockMask> block_mask;
-  /// Callback mask and score modifier (slow path; see DESIGN.md §5).
+  /// Callback mask and score modifier (slow path; see docs/contract.md §4).
   MaskMod mask_mod;
   ScoreMod score_mod;
 };

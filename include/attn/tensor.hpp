@@ -1,6 +1,6 @@
 #pragma once
 /// Tensors: DType, a non-owning strided TensorView (rank <= 4, element strides) and an owning,
-/// 64-byte-aligned Tensor. Logical layouts are in DESIGN.md §4: q [B, Hq, Nq, D], k [B, Hkv, Nk, D],
+/// 64-byte-aligned Tensor. Logical layouts are in docs/contract.md §2: q [B, Hq, Nq, D], k [B, Hkv, Nk, D],
 /// v [B, Hkv, Nk, Dv], out [B, Hq, Nq, Dv], lse [B, Hq, Nq]. BSHD memory is the same logical tensor
 /// with other strides.
 

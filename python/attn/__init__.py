@@ -2,7 +2,7 @@
 
 Arrays are numpy arrays or CPU torch tensors (f32, f64, bf16, f16; bool masks); they cross by
 DLPack or the buffer protocol without copies and with their strides, so outputs are written in
-place. Logical layouts (DESIGN.md §4): q [B, Hq, Nq, D], k [B, Hkv, Nk, D], v [B, Hkv, Nk, Dv],
+place. Logical layouts (docs/contract.md §2): q [B, Hq, Nq, D], k [B, Hkv, Nk, D], v [B, Hkv, Nk, Dv],
 out [B, Hq, Nq, Dv], lse [B, Hq, Nq] (float64 for float64 inputs, float32 otherwise). Invalid
 calls raise ValueError (TypeError for dtype problems) with the C++ library's message.
 

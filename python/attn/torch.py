@@ -16,7 +16,7 @@ Their schemas, and every packing of their arguments, come by name from attn's on
 table (``attn._params``); ``_attention`` is the entry point that functions and modules call.
 Dropout draws (seed, offset) from torch's default generator (``torch.manual_seed`` reproduces a
 run) and passes them to the ops as a tensor that backward reuses; the keep decision is attn's
-Philox stream (DESIGN.md §5), so the dropped positions differ from PyTorch's own.
+Philox stream (docs/contract.md §7), so the dropped positions differ from PyTorch's own.
 
 Differences from PyTorch, on purpose: a fully masked row gives 0 (PyTorch gives NaN); an
 ``attn_mask`` together with ``is_causal=True`` applies both (PyTorch refuses); the float mask may

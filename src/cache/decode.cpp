@@ -1,4 +1,4 @@
-// decode(): split-KV attention of Nq new query rows against a KvCache (DESIGN.md §8).
+// decode(): split-KV attention of Nq new query rows against a KvCache (docs/contract.md §12).
 //   1. plan: validate, convert q to fp32 once, cut each row's visible keys into chunks of C keys,
 //      C = chunk_keys(len_b, D) — a function of len_b and D only (never of capacity, page size or
 //      thread count); one work item per (b, kv head, chunk) covering the G·Nq query rows.

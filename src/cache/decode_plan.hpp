@@ -2,7 +2,7 @@
 // The decode plan shared by the driver (decode.cpp) and the per-ISA chunk kernels (decode_*.cpp).
 // A work item is one split-KV chunk: batch row b, kv head, keys [j0, j1), covering all R = G·Nq
 // query rows of the group (row r = g·Nq + i is query position i of head kvh·G + g), so each K/V
-// row is read once per group (KERNELS.md §8.5). The chunk grid depends only on len_b and D.
+// row is read once per group (docs/architecture.md §7). The chunk grid depends only on len_b and D.
 
 #include <algorithm>
 #include <cstdint>

@@ -1,4 +1,4 @@
-// KvCache: contiguous and paged K/V storage with append / trim / reset (DESIGN.md §8).
+// KvCache: contiguous and paged K/V storage with append / trim / reset (docs/contract.md §12).
 // Appends are validated completely before anything is written, so a throwing call leaves the
 // cache as it was. i8 storage quantises each (token, head) row symmetrically on append:
 //   scale = max_d |x_d| / 127,  x_d ≈ scale · clamp(round(x_d / scale), −127, 127)

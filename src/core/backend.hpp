@@ -1,5 +1,5 @@
 #pragma once
-// The backend interface of DESIGN.md §6: each backend says whether it can run a validated problem
+// The backend interface of docs/contract.md §11: each backend says whether it can run a validated problem
 // (with named reasons when not) and runs it. dispatch.cpp walks them in order.
 
 #include <string>

@@ -1,5 +1,5 @@
 // Public entry points: validate once, then run the requested backend or the first one that can
-// run (DESIGN.md §6). A forced backend that cannot run throws with every reason.
+// run (docs/contract.md §11). A forced backend that cannot run throws with every reason.
 
 #include <sstream>
 

@@ -1,6 +1,6 @@
 #pragma once
 // Philox4x32-10 counter-based RNG (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3",
-// SC'11) and the dropout keep rule of DESIGN.md §5: key = seed (64 bit), counter =
+// SC'11) and the dropout keep rule of docs/contract.md §7: key = seed (64 bit), counter =
 // (j >> 2, i, b·Hq + h, offset), word j & 3; keep iff word >= floor(p·2^32). Every backend uses this
 // one function, so forward, backward and reference agree bit for bit.
 

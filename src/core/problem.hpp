@@ -22,13 +22,13 @@ struct Broadcast4 {
 };
 
 struct SdpaProblem {
-  // Sizes (DESIGN.md §3). B is the number of logical batch rows (sequences under varlen).
+  // Sizes (docs/contract.md §1). B is the number of logical batch rows (sequences under varlen).
   std::int64_t B = 0, Hq = 0, Hkv = 0, G = 1, Nq = 0, Nk = 0, D = 0, Dv = 0;
   double scale = 1.0;
   bool varlen = false;
 
   // Per logical batch row b: lengths, where its rows start on the tensors' N axes, which tensor
-  // batch it lives in, and the alignment offset off_b of DESIGN.md §5.
+  // batch it lives in, and the alignment offset off_b of docs/contract.md §5.
   std::vector<std::int64_t> Lq, Lk, q_start, k_start, tensor_b, off;
 
   // Visibility window with causal folded in (-1 = unbounded side).
@@ -38,7 +38,7 @@ struct SdpaProblem {
   Broadcast4 bool_mask, bias;
   const SdpaParams* params = nullptr;  // masks' callbacks, block mask, alibi, softcap, dropout
 
-  // Dropout: keep iff Philox word >= threshold (DESIGN.md §5).
+  // Dropout: keep iff Philox word >= threshold (docs/contract.md §7).
   double dropout_p = 0.0;
   std::uint32_t dropout_threshold = 0;
 

@@ -5,7 +5,7 @@
 // query heads of the kv group, owns the dK/dV rows of its KV blocks, and adds its dQ
 // contributions to the fp32 partial buffer of its chunk. The chunk count depends on the shape
 // only, and the driver sums the partial buffers in chunk order, so the bits of dQ do not depend
-// on the thread count (DESIGN.md §5, determinism).
+// on the thread count (docs/contract.md §10).
 
 #include <cstdint>
 #include <vector>

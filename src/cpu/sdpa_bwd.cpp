@@ -1,4 +1,4 @@
-// The cpu backend's backward driver (FlashAttention-2 backward; KERNELS.md §8.8): decides whether
+// The cpu backend's backward driver (FlashAttention-2 backward; docs/architecture.md §7): decides whether
 // the fast path can run (named reasons when not), precomputes Δ_i = rowsum(dO_i∘O_i) in fp32,
 // builds the tasks (b, kv head, fixed chunk of KV blocks; all G query heads), runs them on OpenMP
 // threads, then sums the dQ partial buffers in chunk order. The chunk count is a function of the
@@ -34,7 +34,7 @@ namespace {
 constexpr std::int64_t kTargetTasks = 16;
 
 /// ATTN_BWD_DQ=second_pass computes dQ in a second pass over query tiles (recomputing S, P and dP)
-/// instead of the default fixed-chunk partial buffers; kept to measure the two (issue 5).
+/// instead of the default fixed-chunk partial buffers; kept to measure the two.
 bool second_pass_dq() {
   static const bool second = [] {
     const char* env = std::getenv("ATTN_BWD_DQ");

@@ -4,7 +4,7 @@
 // place where the −inf cases live:
 //   - a row that has seen no visible key has m = −inf, l = 0; update() with a −inf tile max keeps
 //     it so (and asks for no rescale);
-//   - finalize() of such a row gives 1/l = 0 (out = 0) and lse() = −inf (DESIGN.md §5).
+//   - finalize() of such a row gives 1/l = 0 (out = 0) and lse() = −inf (docs/contract.md §6).
 // The accumulator rows themselves live in the kernels' tiles; update() returns the factor α by
 // which they must be rescaled.
 

@@ -1,6 +1,6 @@
 #pragma once
 // Tile sizes of the cpu forward: rows per task (G·Br, all heads of a kv group) and keys per tile
-// (Bc). Starting points from KERNELS.md §8.2 (L2-resident tiles: Q, K, V, S, O ≈ 100–150 KiB);
+// (Bc). Starting points: L2-resident tiles: Q, K, V, S, O ≈ 100–150 KiB;
 // entries are re-measured with `attn bench` and name the CPU they were measured on.
 
 #include <algorithm>

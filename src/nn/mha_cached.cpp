@@ -1,4 +1,4 @@
-// nn::MultiheadAttention incremental decoding (docs/nn.md, DESIGN.md §8), inference only:
+// nn::MultiheadAttention incremental decoding (docs/nn.md, docs/contract.md §12), inference only:
 //   self-attention step: project this step's tokens, RoPE at positions len_b + n, append K/V to the
 //   KvCache, attn::decode (bottom-right causal: query n of row b sees keys j ≤ len_b + n), out_proj.
 //   cross-attention: K/V of the encoder memory projected once (attn::project_cross_kv) and decoded

@@ -1,5 +1,5 @@
 #pragma once
-// The reference backend: scalar loops in fp64 for any input dtype, every feature of DESIGN.md §5.
+// The reference backend: scalar loops in fp64 for any input dtype, every feature of docs/contract.md.
 // It materialises S and P on purpose (clarity over speed); it is the oracle of every test.
 
 #include "core/backend.hpp"

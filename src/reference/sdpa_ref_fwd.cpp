@@ -1,7 +1,7 @@
 // Reference SDPA forward (fp64 accumulation, any strides, any dtype). Per (b, h, i):
 //   1. scores  s_j = pipeline(q_i·k_j)           S: [Nq, Nk], -inf where not visible
 //   2. softmax P_j = exp(s_j - m) / l,  lse = m + log l   (fully masked row: P = 0, lse = -inf)
-//   3. dropout P'_j = keep_j · P_j / (1 - p)     (Philox keep rule, DESIGN.md §5)
+//   3. dropout P'_j = keep_j · P_j / (1 - p)     (Philox keep rule, docs/contract.md §7)
 //   4. output  o = Σ_j P'_j v_j                   (terms with s_j = -inf are skipped)
 // Written for clarity in the style of llm.c's attention_forward; never fast.
 

@@ -1,5 +1,5 @@
 # `attn bench --op bwd|fwdbwd --shapes smoke --reps 1 --json OUT` run end to end and write the
-# JSON of DESIGN.md §12 with "op" set, and the cpu backward's dq, dk, dv agree with the naive BLAS
+# JSON of docs/architecture.md §8 with "op" set, and the cpu backward's dq, dk, dv agree with the naive BLAS
 # backward's; `attn bench --memory` on a tiny shape reports both backends' peak RSS.
 #   cmake -DATTN=<attn binary> -DOUT=<json path prefix> -P bench_bwd_smoke.cmake
 cmake_minimum_required(VERSION 3.25)

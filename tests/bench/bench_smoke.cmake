@@ -1,5 +1,5 @@
 # `attn bench --shapes smoke --reps 1 --json OUT` runs end to end and writes the JSON of
-# DESIGN.md §12 (keys and types only: timings are not checked in tests).
+# docs/architecture.md §8 (keys and types only: timings are not checked in tests).
 #   cmake -DATTN=<attn binary> -DOUT=<json path> -P bench_smoke.cmake
 cmake_minimum_required(VERSION 3.25)
 file(REMOVE ${OUT})

@@ -1,4 +1,4 @@
-// One test per row of the bad-input table (DESIGN.md §14): each call must throw attn::Error whose
+// One test per row of the bad-input table (docs/architecture.md §9): each call must throw attn::Error whose
 // argument() names the offending argument and whose message carries the facts the user needs.
 
 #include <gtest/gtest.h>

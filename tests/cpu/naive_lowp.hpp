@@ -1,5 +1,5 @@
 #pragma once
-// The naive same-precision attention of DESIGN.md §14, for the tolerance rule: fp32 accumulation,
+// The naive same-precision attention of docs/architecture.md §9, for the tolerance rule: fp32 accumulation,
 // with the inputs, S, P and out rounded to the input dtype (for f32: plain fp32 loops). It follows
 // the reference's visibility and score pipeline (variants/pipeline.hpp) element by element.
 

@@ -1,5 +1,5 @@
 #pragma once
-// The naive same-precision backward of DESIGN.md §14, for the tolerance rule of the cpu backward:
+// The naive same-precision backward of docs/architecture.md §9, for the tolerance rule of the cpu backward:
 // what a framework's "math" backward does in the input dtype. fp32 accumulation; S, P, dP and dS
 // rounded to the input dtype (for f32: plain fp32 loops); P from its own softmax, Δ = rowsum(dO∘O)
 // from the given out; the same visibility, score pipeline, dropout bits and derivatives as the

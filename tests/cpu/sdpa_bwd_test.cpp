@@ -1,6 +1,6 @@
 // The cpu backward against the fp64 reference backward on a seeded covering sample (every ISA the
 // machine supports, f32/bf16/f16, every mask kind, GQA/MQA, odd sizes, BSHD views, NaN guard
-// memory and NaN padding), with the tolerance rule of DESIGN.md §14 (≤ 3× the error of a naive
+// memory and NaN padding), with the tolerance rule of docs/architecture.md §9 (≤ 3× the error of a naive
 // same-precision backward + a floor); bitwise determinism across thread counts and repeats; the
 // named refusal for dbias.
 

@@ -210,7 +210,7 @@ inline CaseSetup make_case(const SdpaCase& c) {
   return s;
 }
 
-/// Axis values of the fast-path grid (issue 4).
+/// Axis values of the fast-path grid.
 struct Grid {
   std::vector<std::int64_t> B{1, 3};
   std::vector<std::pair<std::int64_t, std::int64_t>> heads{{1, 1}, {4, 4}, {8, 2}, {8, 1}};

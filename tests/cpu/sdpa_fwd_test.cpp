@@ -1,6 +1,6 @@
 // The cpu forward against the fp64 reference on a seeded covering sample (every ISA the machine
 // supports, f32/bf16/f16, every mask kind, GQA/MQA, odd sizes, BSHD views, NaN guard memory), the
-// tolerance rule of DESIGN.md §14, bitwise determinism across thread counts, probs and lse.
+// tolerance rule of docs/architecture.md §9, bitwise determinism across thread counts, probs and lse.
 
 #include <gtest/gtest.h>
 

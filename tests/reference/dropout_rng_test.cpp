@@ -1,4 +1,4 @@
-// The dropout RNG of DESIGN.md §5 (src/core/philox.hpp) and the reference forward's use of it:
+// The dropout RNG of docs/contract.md §7 (src/core/philox.hpp) and the reference forward's use of it:
 // Philox4x32-10 against Random123's published known-answer vectors (its tests/kat_vectors), then
 // keep decisions of the reference forward against keep bits computed here from the raw words.
 

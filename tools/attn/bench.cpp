@@ -1,7 +1,7 @@
 // `attn bench [--quick] [--shapes S] [--op fwd|bwd|fwdbwd|decode|mha|linear] [--json FILE] [--plot FILE.png]
 // [--threads N] [--reps N]`: (`--op linear`: bench/linear_bench.hpp) the sweep of bench/sweep.hpp (forward, backward, or both) on attn's cpu
 // backend (fp32, bf16) and the naive BLAS baseline, with the fp32 FMA peak, the bf16 peak and the
-// sgemm rate measured in the same run (DESIGN.md §12). A progress bar on stderr, the table on
+// sgemm rate measured in the same run (docs/architecture.md §8). A progress bar on stderr, the table on
 // stdout. `attn bench --memory [--shapes S]`: peak RSS of the cpu and the naive backward at
 // N = 16k, each in a child process (`--memory-probe cpu|naive`, bench/bwd_memory.hpp).
 //

@@ -1,4 +1,4 @@
-// attn: the command-line tool (DESIGN.md §12). Subcommands are registered from their own files.
+// attn: the command-line tool (docs/architecture.md §8). Subcommands are registered from their own files.
 
 #include <attn/error.hpp>
 #include <attn/sdpa.hpp>

@@ -12,7 +12,7 @@
 namespace attn::cpu {
 namespace {
 // The bf16 pair dot pays where vdpbf16ps runs at twice the fp32 FMA rate (AMD Zen 4/5,
-// KERNELS.md). On a Sapphire Rapids Xeon (2026-11-24, 1 thread, B=1 H=16 N=2048 D=128) it ran at
+// docs/performance.md §2–§3). On a Sapphire Rapids Xeon (2026-11-24, 1 thread, B=1 H=16 N=2048 D=128) it ran at
 // 0.8x the fp32 AVX-512 path on the same bf16 inputs, so Intel keeps avx512.
 bool preferred() { return isa::is_amd(); }
 }  // namespace

@@ -1,6 +1,6 @@
 #pragma once
 // AVX-512 + AVX512_BF16 traits: the AVX-512 vector ops plus the bf16 pair-dot paths of the forward
-// for bf16 inputs (KERNELS.md §8.4). vdpbf16ps multiplies pairs of bf16 and accumulates in fp32:
+// for bf16 inputs (docs/architecture.md §7). vdpbf16ps multiplies pairs of bf16 and accumulates in fp32:
 //   QK: Sᵀ[c][r] += Σ_pairs K[c][2p..2p+1]·Qᵀ[2p..2p+1][r]  — K pair broadcast (in place for even
 //       D), Qᵀ packed as [D/2][rows][2];
 //   PV: O[r][d]   += Σ_pairs P[r][2p..2p+1]·V[2p..2p+1][d]  — P rounded to bf16 (RNE) and packed as
