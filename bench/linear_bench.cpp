@@ -119,9 +119,10 @@ std::string label(Method m, bool causal, std::int64_t window) {
 void write_plot(const std::vector<Point>& pts, const LinearBenchOptions& opt, const std::string& title) {
   const std::string& png = opt.plot_path;
   if (png.find_first_of("'\"\n") != std::string::npos)
-    throw Error("--plot", "the file name may not contain quotes or newlines: " + png);
+    throw Error(ErrorKind::value, "--plot", "= " + png + ", expected a file name without quotes or newlines");
   if (std::system("command -v gnuplot >/dev/null 2>&1") != 0)
-    throw Error("--plot", "gnuplot not found (install the Debian package gnuplot-nox)");
+    throw Error(ErrorKind::system, "--plot",
+                "needs gnuplot, which was not found, expected it on PATH (Debian package gnuplot-nox)");
   std::map<bool, std::map<std::string, std::map<std::int64_t, double>>> panels;
   for (const Point& p : pts) panels[p.causal][label(p.method, p.causal, opt.window)][p.N] = p.median_s * 1e3;
   std::ostringstream gp;
@@ -148,12 +149,16 @@ void write_plot(const std::vector<Point>& pts, const LinearBenchOptions& opt, co
   gp << "unset multiplot\n";
   char script[] = "/tmp/attn_linear_plot_XXXXXX";
   const int fd = mkstemp(script);
-  if (fd < 0) throw Error("--plot", "cannot create a temporary gnuplot script");
+  if (fd < 0)
+    throw Error(ErrorKind::system, "--plot",
+                "could not create a temporary gnuplot script, expected a writable temporary directory");
   close(fd);
   { std::ofstream(script) << gp.str(); }
   const int rc = std::system((std::string("gnuplot '") + script + "' 2>&1").c_str());
   std::remove(script);
-  if (rc != 0) throw Error("--plot", "gnuplot failed writing " + png);
+  if (rc != 0)
+    throw Error(ErrorKind::system, "--plot",
+                "gnuplot exited with status " + std::to_string(rc) + " writing " + png + ", expected 0");
 }
 
 }  // namespace
@@ -335,7 +340,7 @@ void run_linear_bench(const LinearBenchOptions& opt, std::FILE* out) {
     j["results"] = rows;
     std::ofstream f(opt.json_path);
     f << j.dump(2) << "\n";
-    if (!f) throw Error("--json", "cannot write " + opt.json_path);
+    if (!f) throw Error(ErrorKind::system, "--json", "= " + opt.json_path + ", which cannot be written, expected a writable path");
     std::fprintf(out, "wrote %s\n", opt.json_path.c_str());
   }
   if (!opt.plot_path.empty()) {

@@ -43,7 +43,7 @@ nb::dlpack::dtype carrier_dtype(const std::string& name) {
       {"I64", dtype_code::Int, 64},    {"U64", dtype_code::UInt, 64}};
   for (const Row& r : rows)
     if (name == r.name) return {static_cast<std::uint8_t>(r.code), r.bits, 1};
-  throw Error("dtype", "safetensors dtype " + name + " has no array carrier");
+  throw Error(ErrorKind::dtype, "dtype", "= " + name + ", which has no array carrier, expected a safetensors dtype");
 }
 
 struct PyFile {
@@ -71,7 +71,8 @@ void save(const std::string& path, const nb::list& tensors, const std::map<std::
     const std::string name = nb::cast<std::string>(t[0]);
     io::SafetensorsRecord r{name, nb::cast<std::string>(t[1]), nb::cast<std::vector<std::int64_t>>(t[2]), {}};
     nb::ndarray<nb::c_contig, nb::device::cpu> a;
-    ATTN_CHECK(nb::try_cast(t[3], a), "tensor \"" + name + "\"", "is not a C-contiguous CPU array");
+    ATTN_CHECK(nb::try_cast(t[3], a), type, "tensor \"" + name + "\"", "is ", nb::inst_name(t[3]).c_str(),
+               ", expected a C-contiguous CPU array");
     r.bytes = {static_cast<const std::byte*>(a.data()), a.nbytes()};
     keep.push_back(std::move(a));
     records.push_back(std::move(r));
@@ -91,7 +92,7 @@ nb::list map_names(const std::string& direction, const std::string& names, const
   }
   const io::NameMap map = io::parse_name_map(names);
   const io::NameMapOptions options{prefix, q_dim};
-  ATTN_CHECK(direction == "to_canonical" || direction == "from_canonical", "direction", "is \"", direction,
+  ATTN_CHECK(direction == "to_canonical" || direction == "from_canonical", value, "direction", "is \"", direction,
              "\", expected to_canonical or from_canonical");
   auto* out = new io::StateDict(direction == "to_canonical" ? io::to_canonical(in, map, options)
                                                             : io::from_canonical(in, map, options));
@@ -115,11 +116,12 @@ void register_io(nb::module_& m) {
       .def(
           "__init__",
           [](PyFile* self, const std::string& path) {
-            // I/O problems are OSError, a bad file is ValueError (even when the problem is a dtype name).
+            // The environment failing (open, stat, mmap: kind system) is OSError; a bad file is ValueError
+            // (even when the problem is a dtype name).
             try {
               new (self) PyFile{io::SafetensorsFile::open(path, true)};
             } catch (const Error& e) {
-              PyErr_SetString(e.argument() == "path" ? PyExc_OSError : PyExc_ValueError, e.what());
+              PyErr_SetString(e.kind() == ErrorKind::system ? PyExc_OSError : PyExc_ValueError, e.what());
               throw nb::python_error();
             }
           },

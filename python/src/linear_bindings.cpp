@@ -28,7 +28,7 @@ struct LinearCall {
     else if (feature_map == "favor")
       params.feature_map = FeatureMap::favor;
     else
-      throw Error("feature_map", "= '" + feature_map + "', expected 'elu' or 'favor'");
+      throw Error(ErrorKind::value, "feature_map", "= '" + feature_map + "', expected 'elu' or 'favor'");
     params.projection = to_optional_view(projection, "projection", keep);
     params.mask.causal = causal;
     params.mask.alignment = bottom_right ? Alignment::bottom_right : Alignment::top_left;
@@ -41,9 +41,9 @@ struct LinearCall {
     else if (backend == "cpu")
       params.backend = Backend::cpu;
     else
-      throw Error("backend", "= '" + backend + "', expected 'auto', 'reference' or 'cpu'");
+      throw Error(ErrorKind::value, "backend", "= '" + backend + "', expected 'auto', 'reference' or 'cpu'");
     params.num_threads = num_threads;
-    ATTN_CHECK(chunk >= 0, "chunk", "= ", chunk, ", expected 0 (default) or >= 1");
+    ATTN_CHECK(chunk >= 0, value, "chunk", "= ", chunk, ", expected 0 (default) or >= 1");
     params.chunk = chunk;
   }
 };

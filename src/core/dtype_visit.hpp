@@ -63,7 +63,7 @@ decltype(auto) visit_dtype(DType dt, const char* what, All all, F&& f) {
   if constexpr (sizeof...(Rest) > 0) {
     return visit_dtype<Rest...>(dt, what, all, static_cast<F&&>(f));
   } else {
-    throw Error(what, std::string(what) + " has dtype " + dtype_name(dt) + ", expected one of " + all());
+    throw Error(ErrorKind::dtype, what, std::string("has dtype ") + dtype_name(dt) + ", expected one of " + all());
   }
 }
 }  // namespace detail

@@ -76,18 +76,19 @@ const char* const kQkv[] = {"q_proj", "k_proj", "v_proj"};
 // Rows of q, k, v in a fused tensor of `rows` rows.
 std::array<std::int64_t, 3> qkv_rows(std::int64_t rows, std::int64_t q_dim, const std::string& key) {
   if (q_dim == 0) {
-    ATTN_CHECK(rows % 3 == 0, key, "has ", rows, " fused q/k/v rows, not divisible by 3 (give q_dim for GQA/MQA)");
+    ATTN_CHECK(rows % 3 == 0, shape, key, "has ", rows,
+               " fused q/k/v rows, expected a multiple of 3 (give q_dim for GQA/MQA)");
     q_dim = rows / 3;
   }
   const std::int64_t kv = (rows - q_dim) / 2;
-  ATTN_CHECK(q_dim > 0 && kv > 0 && q_dim + 2 * kv == rows, key, "has ", rows,
-             " fused q/k/v rows, which do not split into q_dim = ", q_dim, " and two equal k/v parts");
+  ATTN_CHECK(q_dim > 0 && kv > 0 && q_dim + 2 * kv == rows, shape, key, "has ", rows,
+             " fused q/k/v rows, expected q_dim = ", q_dim, " rows and two equal k/v parts");
   return {q_dim, kv, kv};
 }
 
 void split_fused(StateDict& out, const std::string& key, const Tensor& fused, bool is_bias, bool conv1d,
                  std::int64_t q_dim) {
-  ATTN_CHECK(fused.view().rank == (is_bias ? 1 : 2), key, "has shape ", fused.view().shape_string(), ", expected rank ",
+  ATTN_CHECK(fused.view().rank == (is_bias ? 1 : 2), shape, key, "has shape ", fused.view().shape_string(), ", expected rank ",
              is_bias ? 1 : 2);
   const Tensor t = conv1d && !is_bias ? transpose2d(fused.view()) : Tensor();
   const TensorView& rows = conv1d && !is_bias ? t.view() : fused.view();
@@ -110,7 +111,7 @@ bool listed(const std::vector<std::string>& names, const std::string& n) {
 NameMap parse_name_map(std::string_view name) {
   for (NameMap m : {NameMap::torch, NameMap::hf_bert, NameMap::llama, NameMap::gpt2, NameMap::wqkvo})
     if (name == name_map_name(m)) return m;
-  throw Error("names", detail::concat("is \"", name, "\", expected one of torch, hf_bert, llama, gpt2, wqkvo"));
+  throw Error(ErrorKind::value, "names", detail::concat("is \"", name, "\", expected one of torch, hf_bert, llama, gpt2, wqkvo"));
 }
 
 const char* name_map_name(NameMap map) {
@@ -137,7 +138,7 @@ StateDict to_canonical(const StateDict& foreign, NameMap map, const NameMapOptio
       continue;
     }
     if (map == NameMap::gpt2 && key == "c_proj.weight") {
-      ATTN_CHECK(tensor.view().rank == 2, full, "has shape ", tensor.view().shape_string(), ", expected rank 2 [in, out]");
+      ATTN_CHECK(tensor.view().rank == 2, shape, full, "has shape ", tensor.view().shape_string(), ", expected rank 2 [in, out]");
       out.insert("out_proj.weight", transpose2d(tensor.view()));
       continue;
     }
@@ -169,10 +170,11 @@ StateDict from_canonical(const StateDict& canonical, NameMap map, const NameMapO
                       w[1]->view().shape[1] == w[0]->view().shape[1] && w[2]->view().shape == w[1]->view().shape;
     fuse_w = t.fused_is_conv1d ? any(w) : same;
     fuse_b = any(b);
-    ATTN_CHECK(!fuse_b || all(b), "state_dict", name_map_name(map), " stores q, k and v biases fused in ", t.fused_bias,
-               ": give all three of q_proj.bias, k_proj.bias, v_proj.bias or none");
-    ATTN_CHECK(!t.fused_is_conv1d || !fuse_w || all(w), "state_dict",
-               "gpt2 stores q, k and v weights fused in c_attn.weight: give all three or none");
+    ATTN_CHECK(!fuse_b || all(b), value, "state_dict", "has some but not all of q_proj.bias, k_proj.bias, v_proj.bias, "
+               "expected all three or none (", name_map_name(map), " stores them fused in ", t.fused_bias, ")");
+    ATTN_CHECK(!t.fused_is_conv1d || !fuse_w || all(w), value, "state_dict",
+               "has some but not all of q_proj.weight, k_proj.weight, v_proj.weight, expected all three or none (gpt2 "
+               "stores them fused in c_attn.weight)");
   }
   std::set<std::string> written;
   for (const auto& [name, tensor] : canonical.items()) {
@@ -186,7 +188,7 @@ StateDict from_canonical(const StateDict& canonical, NameMap map, const NameMapO
       continue;
     }
     if (map == NameMap::gpt2 && name == "out_proj.weight") {
-      ATTN_CHECK(tensor.view().rank == 2, name, "has shape ", tensor.view().shape_string(), ", expected rank 2");
+      ATTN_CHECK(tensor.view().rank == 2, shape, name, "has shape ", tensor.view().shape_string(), ", expected rank 2");
       put("c_proj.weight", transpose2d(tensor.view()));
       continue;
     }

@@ -51,74 +51,84 @@ json parse_header(const char* first, const char* last, const std::string& source
     if (event == json::parse_event_t::object_end && !open_objects.empty()) open_objects.pop_back();
     if (event == json::parse_event_t::key && !open_objects.empty() &&
         !open_objects.back().insert(parsed.get<std::string>()).second)
-      throw Error(source, "header: the key \"" + parsed.get<std::string>() + "\" appears twice in one JSON object");
+      throw Error(ErrorKind::value, source,
+                  "header: the key \"" + parsed.get<std::string>() +
+                      "\" appears twice in one JSON object, expected each key once (the format forbids duplicates)");
     return true;
   };
   try {
     return json::parse(first, last, reject_duplicates);
   } catch (const json::exception& e) {
-    throw Error(source, std::string("header is not valid JSON: ") + e.what());
+    throw Error(ErrorKind::value, source, std::string("header is not valid JSON, expected a JSON object (") + e.what() + ")");
   }
 }
 
 std::int64_t checked_dim(const json& d, const std::string& where) {
-  ATTN_CHECK(d.is_number_integer() && (d.is_number_unsigned() || d.get<std::int64_t>() >= 0), where,
-             "shape entries must be non-negative integers, got ", d.dump());
+  ATTN_CHECK(d.is_number_integer() && (d.is_number_unsigned() || d.get<std::int64_t>() >= 0), value, where,
+             "has a shape entry ", d.dump(), ", expected shape entries to be non-negative integers");
   ATTN_CHECK(!d.is_number_unsigned() || d.get<std::uint64_t>() <= std::uint64_t(std::numeric_limits<std::int64_t>::max()),
-             where, "shape entry ", d.dump(), " is too large");
+             value, where, "has a shape entry ", d.dump(), " that is too large, expected at most 2^63 - 1");
   return d.get<std::int64_t>();
 }
 
 std::uint64_t checked_offset(const json& o, const std::string& where) {
-  ATTN_CHECK(o.is_number_integer() && (o.is_number_unsigned() || o.get<std::int64_t>() >= 0), where,
-             "data_offsets entries must be non-negative integers, got ", o.dump());
+  ATTN_CHECK(o.is_number_integer() && (o.is_number_unsigned() || o.get<std::int64_t>() >= 0), value, where,
+             "has a data_offsets entry ", o.dump(), ", expected data_offsets entries to be non-negative integers");
   return o.get<std::uint64_t>();
 }
 
 SafetensorsEntry parse_entry(const std::string& name, const json& info, std::uint64_t data_size,
                              const std::string& source) {
   const std::string where = source + ": tensor \"" + name + "\"";
-  ATTN_CHECK(info.is_object(), where, "must be a JSON object, got ", info.type_name());
-  for (const auto& [key, value] : info.items())
-    ATTN_CHECK(key == "dtype" || key == "shape" || key == "data_offsets", where, "has an unexpected field \"", key,
-               "\" (expected dtype, shape, data_offsets)");
-  ATTN_CHECK(info.contains("dtype") && info["dtype"].is_string(), where, "needs a string field \"dtype\"");
-  ATTN_CHECK(info.contains("shape") && info["shape"].is_array(), where, "needs an array field \"shape\"");
+  ATTN_CHECK(info.is_object(), value, where, "is a JSON ", info.type_name(), ", expected a JSON object");
+  for (const auto& [key, field] : info.items())
+    ATTN_CHECK(key == "dtype" || key == "shape" || key == "data_offsets", value, where, "has an unexpected field \"",
+               key, "\", expected only dtype, shape, data_offsets");
+  ATTN_CHECK(info.contains("dtype") && info["dtype"].is_string(), value, where,
+             "has no string field \"dtype\", expected one");
+  ATTN_CHECK(info.contains("shape") && info["shape"].is_array(), value, where,
+             "has no array field \"shape\", expected one");
   ATTN_CHECK(info.contains("data_offsets") && info["data_offsets"].is_array() && info["data_offsets"].size() == 2,
-             where, "needs a field \"data_offsets\" of two integers [begin, end]");
+             value, where, "has no valid field \"data_offsets\", expected one of two integers [begin, end]");
   SafetensorsEntry e;
   e.name = name;
   e.dtype = info["dtype"].get<std::string>();
   const std::optional<std::uint64_t> esize = safetensors_dtype_bytes(e.dtype);
-  ATTN_CHECK(esize.has_value(), where, "has unknown dtype \"", e.dtype, "\" (known: ", kKnownSafetensorsDtypes, ")");
+  ATTN_CHECK(esize.has_value(), value, where, "has unknown dtype \"", e.dtype, "\", expected one of ",
+             kKnownSafetensorsDtypes);
   // The strides of a row-major view (products of max(dim, 1)) must fit in int64, even when a zero
   // dim makes the tensor empty.
   std::uint64_t numel = 1;
   std::int64_t stride_span = 1;
   for (const json& d : info["shape"]) {
     e.shape.push_back(checked_dim(d, where));
-    ATTN_CHECK(!__builtin_mul_overflow(stride_span, std::max<std::int64_t>(e.shape.back(), 1), &stride_span), where,
-               "shape ", info["shape"].dump(), " has more than 2^63 elements");
+    ATTN_CHECK(!__builtin_mul_overflow(stride_span, std::max<std::int64_t>(e.shape.back(), 1), &stride_span), value,
+               where, "has shape ", info["shape"].dump(), " with more than 2^63 elements, expected fewer");
     numel *= std::uint64_t(e.shape.back());
   }
   std::uint64_t nbytes = 0;
-  ATTN_CHECK(!__builtin_mul_overflow(numel, *esize, &nbytes), where, "shape ", shape_string(e.shape), " of ", e.dtype,
-             " needs more than 2^64 bytes");
+  ATTN_CHECK(!__builtin_mul_overflow(numel, *esize, &nbytes), value, where, "has shape ", shape_string(e.shape),
+             " of ", e.dtype, ", which needs more than 2^64 bytes, expected fewer");
   e.begin = checked_offset(info["data_offsets"][0], where);
   e.end = checked_offset(info["data_offsets"][1], where);
-  ATTN_CHECK(e.begin <= e.end, where, "data_offsets [", e.begin, ", ", e.end, "] end before they begin");
-  ATTN_CHECK(e.end <= data_size, where, "data_offsets [", e.begin, ", ", e.end, "] reach past the data section (",
-             data_size, " bytes; the file is truncated or the offsets are wrong)");
-  ATTN_CHECK(e.nbytes() == nbytes, where, "shape ", shape_string(e.shape), " of ", e.dtype, " needs ", nbytes,
-             " bytes, but data_offsets [", e.begin, ", ", e.end, "] cover ", e.nbytes());
+  ATTN_CHECK(e.begin <= e.end, value, where, "has data_offsets [", e.begin, ", ", e.end,
+             "], which end before they begin, expected begin <= end");
+  ATTN_CHECK(e.end <= data_size, value, where, "has data_offsets [", e.begin, ", ", e.end,
+             "], which reach past the data section, expected end <= ", data_size,
+             " (the file is truncated or the offsets are wrong)");
+  ATTN_CHECK(e.nbytes() == nbytes, value, where, "shape ", shape_string(e.shape), " of ", e.dtype, " needs ", nbytes,
+             " bytes, but data_offsets [", e.begin, ", ", e.end, "] cover ", e.nbytes(), ", expected them to cover ",
+             nbytes);
   return e;
 }
 
 Metadata parse_metadata(const json& m, const std::string& source) {
-  ATTN_CHECK(m.is_object(), source, "__metadata__ must be a JSON object of strings, got ", m.type_name());
+  ATTN_CHECK(m.is_object(), value, source, "__metadata__ is a JSON ", m.type_name(),
+             ", expected a JSON object of strings");
   Metadata out;
   for (const auto& [key, value] : m.items()) {
-    ATTN_CHECK(value.is_string(), source, "__metadata__[\"", key, "\"] must be a string, got ", value.type_name());
+    ATTN_CHECK(value.is_string(), value, source, "__metadata__[\"", key, "\"] is a JSON ", value.type_name(),
+               ", expected a string");
     out.emplace(key, value.get<std::string>());
   }
   return out;
@@ -130,16 +140,18 @@ void check_tiling(const std::vector<SafetensorsEntry>& sorted, std::uint64_t dat
   std::uint64_t covered = 0;
   const SafetensorsEntry* previous = nullptr;
   for (const SafetensorsEntry& e : sorted) {
-    ATTN_CHECK(e.begin >= covered, source, "tensors \"", previous->name, "\" [", previous->begin, ", ", previous->end,
-               ") and \"", e.name, "\" [", e.begin, ", ", e.end, ") overlap");
-    ATTN_CHECK(e.begin == covered, source, "bytes [", covered, ", ", e.begin, ") of the data section belong to no tensor (",
+    ATTN_CHECK(e.begin >= covered, value, source, "tensors \"", previous->name, "\" [", previous->begin, ", ",
+               previous->end, ") and \"", e.name, "\" [", e.begin, ", ", e.end,
+               ") overlap, expected disjoint byte ranges");
+    ATTN_CHECK(e.begin == covered, value, source, "bytes [", covered, ", ", e.begin,
+               ") of the data section belong to no tensor (",
                previous ? "after \"" + previous->name + "\", " : std::string("at the start, "), "before \"", e.name,
-               "\"); the format allows no holes");
+               "\"), expected no holes (the format allows none)");
     covered = e.end;
     if (e.nbytes() > 0) previous = &e;
   }
-  ATTN_CHECK(covered == data_size, source, "the data section has ", data_size, " bytes but the tensors cover ", covered,
-             " (trailing bytes after the last tensor)");
+  ATTN_CHECK(covered == data_size, value, source, "the data section has ", data_size, " bytes but the tensors cover ",
+             covered, ", expected them to cover all of it (trailing bytes after the last tensor)");
 }
 
 }  // namespace
@@ -148,22 +160,26 @@ SafetensorsFile SafetensorsFile::parse(std::span<const std::byte> bytes, std::st
   SafetensorsFile f;
   f.source_ = std::move(source);
   const std::string& src = f.source_;
-  ATTN_CHECK(bytes.size() >= 8, src, "is ", bytes.size(), " bytes, shorter than the 8-byte header length");
+  ATTN_CHECK(bytes.size() >= 8, value, src, "is ", bytes.size(),
+             " bytes, shorter than the 8-byte header length, expected at least 8 bytes");
   std::uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | std::uint64_t(std::to_integer<unsigned char>(bytes[std::size_t(i)]));
-  ATTN_CHECK(n <= kMaxHeaderBytes, src, "header length ", n, " is above the limit of ", kMaxHeaderBytes, " bytes");
-  ATTN_CHECK(n <= bytes.size() - 8, src, "header length ", n, " reaches past the end of the file (", bytes.size(),
-             " bytes; truncated?)");
-  ATTN_CHECK(n >= 2, src, "header length ", n, " is too short for a JSON object");
+  ATTN_CHECK(n <= kMaxHeaderBytes, value, src, "header length ", n, " is above the limit of ", kMaxHeaderBytes,
+             " bytes, expected at most that");
+  ATTN_CHECK(n <= bytes.size() - 8, value, src, "header length ", n, " reaches past the end of the file, expected <= ",
+             bytes.size() - 8, " (the file has ", bytes.size(), " bytes; truncated?)");
+  ATTN_CHECK(n >= 2, value, src, "header length ", n, " is too short for a JSON object, expected >= 2");
   const char* header = reinterpret_cast<const char*>(bytes.data() + 8);
   if (const std::optional<std::size_t> bad = first_invalid_utf8(std::string_view(header, n)))
-    throw Error(src, detail::concat("header is not valid UTF-8 (byte ", *bad, " of the header)"));
+    throw Error(ErrorKind::value, src,
+                detail::concat("header is not valid UTF-8 (byte ", *bad, " of the header), expected UTF-8"));
   // nlohmann stops at a NUL byte after a complete value; JSON has no raw NUL anywhere.
   if (const void* nul = std::memchr(header, 0, n))
-    throw Error(src, detail::concat("header has a NUL byte (byte ", static_cast<const char*>(nul) - header,
-                                    " of the header), which JSON does not allow; is the header length right?"));
+    throw Error(ErrorKind::value, src,
+                detail::concat("header has a NUL byte (byte ", static_cast<const char*>(nul) - header,
+                               " of the header), expected none (JSON does not allow it; is the header length right?)"));
   const json j = parse_header(header, header + n, src);
-  ATTN_CHECK(j.is_object(), src, "header must be a JSON object, got ", j.type_name());
+  ATTN_CHECK(j.is_object(), value, src, "header is a JSON ", j.type_name(), ", expected a JSON object");
   const std::uint64_t data_size = bytes.size() - 8 - n;
   const std::byte* data = bytes.data() + 8 + n;
   for (const auto& [name, info] : j.items()) {
@@ -171,7 +187,7 @@ SafetensorsFile SafetensorsFile::parse(std::span<const std::byte> bytes, std::st
       f.metadata_ = parse_metadata(info, src);
       continue;
     }
-    ATTN_CHECK(!name.empty(), src, "a tensor has an empty name");
+    ATTN_CHECK(!name.empty(), value, src, "a tensor has an empty name, expected a non-empty name");
     f.entries_.push_back(parse_entry(name, info, data_size, src));
     f.entries_.back().data = data + f.entries_.back().begin;
   }
@@ -185,13 +201,15 @@ SafetensorsFile SafetensorsFile::parse(std::span<const std::byte> bytes, std::st
 
 SafetensorsFile SafetensorsFile::open(const std::string& path, bool copy_on_write) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  ATTN_CHECK(fd >= 0, "path", "cannot open \"", path, "\": ", std::strerror(errno));
+  ATTN_CHECK(fd >= 0, system, "path", "cannot open \"", path, "\": ", std::strerror(errno), ", expected a readable file");
   struct stat st {};
   const bool ok = ::fstat(fd, &st) == 0;
   const int err = errno;
   if (!ok || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    throw Error("path", "\"" + path + "\" " + (ok ? "is not a regular file" : std::string("fstat failed: ") + std::strerror(err)));
+    throw Error(ErrorKind::system, "path",
+                "\"" + path + "\" " + (ok ? "is not a regular file" : std::string("fstat failed: ") + std::strerror(err)) +
+                    ", expected a regular file");
   }
   auto mapping = std::make_unique<Mapping>();
   mapping->size = static_cast<std::size_t>(st.st_size);
@@ -199,7 +217,8 @@ SafetensorsFile SafetensorsFile::open(const std::string& path, bool copy_on_writ
     void* p = ::mmap(nullptr, mapping->size, PROT_READ | (copy_on_write ? PROT_WRITE : 0), MAP_PRIVATE, fd, 0);
     const int map_err = errno;
     ::close(fd);
-    ATTN_CHECK(p != MAP_FAILED, "path", "cannot map \"", path, "\": ", std::strerror(map_err));
+    ATTN_CHECK(p != MAP_FAILED, system, "path", "cannot map \"", path, "\": ", std::strerror(map_err),
+               ", expected a file that can be mapped");
     mapping->base = p;
   } else {
     ::close(fd);
@@ -216,7 +235,8 @@ const SafetensorsEntry* SafetensorsFile::find(std::string_view name) const {
 
 const SafetensorsEntry& SafetensorsFile::at(std::string_view name) const {
   const SafetensorsEntry* e = find(name);
-  ATTN_CHECK(e != nullptr, source_, "has no tensor \"", name, "\" (", entries_.size(), " tensors)");
+  ATTN_CHECK(e != nullptr, value, source_, "has no tensor \"", name, "\", expected one of its ", entries_.size(),
+             " tensors");
   return *e;
 }
 
@@ -228,15 +248,15 @@ std::int64_t SafetensorsEntry::numel() const {
 
 DType SafetensorsEntry::attn_dtype() const {
   const std::optional<DType> d = attn_dtype_of(dtype);
-  ATTN_CHECK(d.has_value(), "tensor \"" + name + "\"", "has dtype ", dtype,
-             ", which attn does not have (attn reads F32, F64, BF16, F16, I8, I32, I64, BOOL)");
+  ATTN_CHECK(d.has_value(), dtype, "tensor \"" + name + "\"", "has dtype ", dtype,
+             ", which attn does not have, expected F32, F64, BF16, F16, I8, I32, I64 or BOOL");
   return *d;
 }
 
 namespace {
 TensorView row_major_view(const SafetensorsEntry& e, DType dtype, void* data) {
-  ATTN_CHECK(!e.shape.empty() && e.shape.size() <= std::size_t(kMaxRank), "tensor \"" + e.name + "\"", "has shape ",
-             shape_string(e.shape), "; attn tensors have rank 1 to ", kMaxRank);
+  ATTN_CHECK(!e.shape.empty() && e.shape.size() <= std::size_t(kMaxRank), shape, "tensor \"" + e.name + "\"",
+             "has shape ", shape_string(e.shape), ", expected rank 1 to ", kMaxRank, " (the ranks of attn tensors)");
   TensorView v;
   v.data = data;
   v.dtype = dtype;
@@ -253,9 +273,10 @@ TensorView row_major_view(const SafetensorsEntry& e, DType dtype, void* data) {
 
 TensorView SafetensorsEntry::view() const {
   const DType d = attn_dtype();
-  ATTN_CHECK(reinterpret_cast<std::uintptr_t>(data) % dtype_size(d) == 0, "tensor \"" + name + "\"",
+  ATTN_CHECK(reinterpret_cast<std::uintptr_t>(data) % dtype_size(d) == 0, layout, "tensor \"" + name + "\"",
              "starts at data offset ", begin, ", not aligned to its ", dtype_size(d),
-             "-byte elements (the writer did not pad the header); use to_tensor() for an aligned copy");
+             "-byte elements, expected an aligned offset (the writer did not pad the header; use to_tensor() for an "
+             "aligned copy)");
   return row_major_view(*this, d, const_cast<std::byte*>(data));
 }
 

@@ -35,18 +35,20 @@ std::vector<std::byte> serialize_safetensors(std::span<const SafetensorsRecord> 
   for (const SafetensorsRecord* rp : order) {
     const SafetensorsRecord& r = *rp;
     const std::string where = "tensor \"" + r.name + "\"";
-    ATTN_CHECK(!r.name.empty(), "tensors", "a tensor has an empty name");
-    ATTN_CHECK(r.name != "__metadata__", where, "uses the reserved name __metadata__");
-    ATTN_CHECK(names.insert(r.name).second, where, "appears twice");
+    ATTN_CHECK(!r.name.empty(), value, "tensors", "a tensor has an empty name, expected a non-empty name");
+    ATTN_CHECK(r.name != "__metadata__", value, where,
+               "uses the reserved name __metadata__, expected another name (the header's metadata key)");
+    ATTN_CHECK(names.insert(r.name).second, value, where, "appears twice, expected each name once");
     const std::optional<std::uint64_t> esize = safetensors_dtype_bytes(r.dtype);
-    ATTN_CHECK(esize.has_value(), where, "has unknown dtype \"", r.dtype, "\" (known: ", kKnownSafetensorsDtypes, ")");
+    ATTN_CHECK(esize.has_value(), dtype, where, "has unknown dtype \"", r.dtype, "\", expected one of ",
+               kKnownSafetensorsDtypes);
     std::uint64_t numel = 1;
     for (std::int64_t d : r.shape) {
-      ATTN_CHECK(d >= 0, where, "has a negative dimension ", d);
+      ATTN_CHECK(d >= 0, shape, where, "has a negative dimension ", d, ", expected dimensions >= 0");
       numel *= std::uint64_t(d);
     }
-    ATTN_CHECK(numel * *esize == r.bytes.size(), where, "has ", r.bytes.size(), " bytes, but its shape and dtype ",
-               r.dtype, " need ", numel * *esize);
+    ATTN_CHECK(numel * *esize == r.bytes.size(), shape, where, "has ", r.bytes.size(), " bytes, but its shape and dtype ",
+               r.dtype, " need ", numel * *esize, ", expected ", numel * *esize, " bytes");
     header[r.name] = {{"dtype", r.dtype}, {"shape", r.shape}, {"data_offsets", {offset, offset + r.bytes.size()}}};
     offset += r.bytes.size();
   }
@@ -88,7 +90,7 @@ std::vector<std::byte> serialize_views(std::span<const std::pair<std::string, Te
   std::vector<SafetensorsRecord> records;
   copies.reserve(tensors.size());
   for (const auto& [name, v] : tensors) {
-    ATTN_CHECK(v.defined(), "tensor \"" + name + "\"", "is an empty (undefined) view");
+    ATTN_CHECK(v.defined(), value, "tensor \"" + name + "\"", "is an empty (undefined) view, expected a tensor");
     SafetensorsRecord r{name, safetensors_dtype_name(v.dtype), {v.shape.begin(), v.shape.begin() + v.rank}, {}};
     if (v.is_contiguous()) {
       r.bytes = {static_cast<const std::byte*>(v.data), std::size_t(v.numel()) * dtype_size(v.dtype)};
@@ -104,13 +106,15 @@ std::vector<std::byte> serialize_views(std::span<const std::pair<std::string, Te
 void write_file(const std::string& path, const std::vector<std::byte>& bytes) {
   const std::string tmp = path + ".tmp" + std::to_string(::getpid());
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  ATTN_CHECK(f != nullptr, "path", "cannot create \"", tmp, "\": ", std::strerror(errno));
+  ATTN_CHECK(f != nullptr, system, "path", "cannot create \"", tmp, "\": ", std::strerror(errno),
+             ", expected a writable directory");
   const bool written = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
   const bool closed = std::fclose(f) == 0;
   if (!written || !closed || std::rename(tmp.c_str(), path.c_str()) != 0) {
     const int err = errno;
     std::remove(tmp.c_str());
-    throw Error("path", "cannot write \"" + path + "\": " + std::strerror(err));
+    throw Error(ErrorKind::system, "path",
+                "cannot write \"" + path + "\": " + std::strerror(err) + ", expected a writable path");
   }
 }
 }  // namespace

@@ -14,8 +14,9 @@
 namespace attn::io {
 
 void StateDict::insert(std::string name, Tensor tensor) {
-  ATTN_CHECK(!name.empty(), "name", "a state dict key must not be empty");
-  ATTN_CHECK(index_.find(name) == index_.end(), "name", "state dict already has a tensor \"", name, "\"");
+  ATTN_CHECK(!name.empty(), value, "name", "is empty, expected a non-empty state dict key");
+  ATTN_CHECK(index_.find(name) == index_.end(), value, "name", "= \"", name,
+             "\", which the state dict already has, expected a new key");
   index_.emplace(name, items_.size());
   items_.emplace_back(std::move(name), std::move(tensor));
 }
@@ -29,7 +30,8 @@ const Tensor* StateDict::find(std::string_view name) const {
 
 const Tensor& StateDict::at(std::string_view name) const {
   const Tensor* t = find(name);
-  ATTN_CHECK(t != nullptr, std::string(name), "is not in the state dict (", items_.size(), " keys)");
+  ATTN_CHECK(t != nullptr, value, std::string(name), "is not in the state dict, expected one of its ", items_.size(),
+             " keys");
   return *t;
 }
 
@@ -117,7 +119,8 @@ LoadReport check_state_dict(std::span<const ParamSlot> slots, const StateDict& s
   LoadReport r;
   std::unordered_set<std::string> expected;
   for (const ParamSlot& s : slots) {
-    ATTN_CHECK(expected.insert(s.name).second, "slots", "parameter \"", s.name, "\" is listed twice");
+    ATTN_CHECK(expected.insert(s.name).second, value, "slots", "list parameter \"", s.name,
+               "\" twice, expected each parameter once");
     const Tensor* t = state.find(s.name);
     if (t == nullptr)
       r.missing.push_back(s.name);
@@ -131,7 +134,9 @@ LoadReport check_state_dict(std::span<const ParamSlot> slots, const StateDict& s
 
 LoadReport load_into(std::span<const ParamSlot> slots, const StateDict& state, bool strict) {
   LoadReport r = check_state_dict(slots, state);
-  if (strict && !r.ok()) throw Error("state_dict", r.describe());
+  if (strict && !r.ok())
+    throw Error(ErrorKind::value, "state_dict",
+                r.describe() + ", expected exactly the module's keys with their shapes and dtypes (strict load)");
   std::unordered_set<std::string> bad;
   for (const Mismatch& m : r.mismatched) bad.insert(m.name);
   for (const ParamSlot& s : slots) {

@@ -35,15 +35,15 @@ Tensor empty_like_shape(DType dtype, const TensorView& v) {
 }  // namespace
 
 Tensor clone(const TensorView& v) {
-  ATTN_CHECK(v.defined(), "tensor", "is undefined");
+  ATTN_CHECK(v.defined(), value, "tensor", "is undefined, expected a tensor");
   Tensor t = empty_like_shape(v.dtype, v);
   copy_row_major(t.data(), v);
   return t;
 }
 
 Tensor slice_rows(const TensorView& v, std::int64_t begin, std::int64_t end) {
-  ATTN_CHECK(v.rank >= 1 && begin >= 0 && begin <= end && end <= v.shape[0], "tensor", "rows [", begin, ", ", end,
-             ") of a tensor of shape ", v.shape_string());
+  ATTN_CHECK(v.rank >= 1 && begin >= 0 && begin <= end && end <= v.shape[0], shape, "tensor", "has shape ",
+             v.shape_string(), ", expected rows [", begin, ", ", end, ") inside it");
   TensorView part = v;
   part.data = v.at(begin * v.strides[0]);
   part.shape[0] = end - begin;
@@ -51,15 +51,15 @@ Tensor slice_rows(const TensorView& v, std::int64_t begin, std::int64_t end) {
 }
 
 Tensor cat_rows(const std::vector<const Tensor*>& parts) {
-  ATTN_CHECK(!parts.empty(), "tensors", "nothing to concatenate");
+  ATTN_CHECK(!parts.empty(), value, "tensors", "is empty, expected at least one tensor to concatenate");
   TensorView shape = parts[0]->view();
   shape.shape[0] = 0;
   for (const Tensor* p : parts) {
     const TensorView& v = p->view();
     bool same = v.rank == shape.rank && v.dtype == shape.dtype;
     for (int a = 1; same && a < v.rank; ++a) same = v.shape[a] == shape.shape[a];
-    ATTN_CHECK(same, "tensors", "cannot stack ", v.shape_string(), " ", dtype_name(v.dtype), " under ",
-               parts[0]->view().shape_string(), " ", dtype_name(shape.dtype));
+    ATTN_CHECK(same, shape, "tensors", "has ", v.shape_string(), " ", dtype_name(v.dtype), ", expected a tensor that stacks under ",
+               parts[0]->view().shape_string(), " ", dtype_name(shape.dtype), " (same rank, dtype and trailing dims)");
     shape.shape[0] += v.shape[0];
   }
   Tensor t = empty_like_shape(shape.dtype, shape);
@@ -72,7 +72,8 @@ Tensor cat_rows(const std::vector<const Tensor*>& parts) {
 }
 
 Tensor transpose2d(const TensorView& v) {
-  ATTN_CHECK(v.rank == 2, "tensor", "transpose of a rank-", v.rank, " tensor ", v.shape_string(), ", expected rank 2");
+  ATTN_CHECK(v.rank == 2, shape, "tensor", "has rank ", v.rank, " (shape ", v.shape_string(),
+             "), expected rank 2 (a transpose)");
   return clone(v.permute({1, 0}));
 }
 

@@ -31,12 +31,12 @@ double normal(std::uint64_t seed, std::uint64_t i) {
 }  // namespace
 
 void favor_projection(const TensorView& omega, std::uint64_t seed) {
-  ATTN_CHECK(omega.defined() && omega.rank == 2, "omega", "has rank ", omega.rank, ", expected rank 2 [m, D]");
-  ATTN_CHECK(omega.dtype == DType::f32 || omega.dtype == DType::f64, "omega", "has dtype ", dtype_name(omega.dtype),
-             ", expected f32 or f64");
+  ATTN_CHECK(omega.defined() && omega.rank == 2, shape, "omega", "has rank ", omega.rank, ", expected rank 2 [m, D]");
+  ATTN_CHECK(omega.dtype == DType::f32 || omega.dtype == DType::f64, dtype, "omega", "has dtype ",
+             dtype_name(omega.dtype), ", expected f32 or f64");
   const std::int64_t m = omega.shape[0], D = omega.shape[1];
-  ATTN_CHECK(m >= 1 && D >= 1, "omega", "has shape ", omega.shape_string(), ", expected m >= 1 and D >= 1");
-  ATTN_CHECK(omega.data != nullptr, "omega", "has a null data pointer");
+  ATTN_CHECK(m >= 1 && D >= 1, shape, "omega", "has shape ", omega.shape_string(), ", expected m >= 1 and D >= 1");
+  ATTN_CHECK(omega.data != nullptr, layout, "omega", "has a null data pointer, expected a data pointer");
   std::uint64_t next = 0;
   const auto Du = static_cast<std::size_t>(D);
   std::vector<double> block(Du * Du);

@@ -19,8 +19,8 @@ const char* feature_map_name(FeatureMap map) { return map == FeatureMap::elu ? "
 
 std::int64_t linear_attention_features(const LinearAttentionParams& params, std::int64_t D) {
   if (params.feature_map == FeatureMap::elu) return D;
-  ATTN_CHECK(params.projection.defined() && params.projection.rank == 2, "params.projection",
-             "is required for feature_map = favor (an [m, D] matrix)");
+  ATTN_CHECK(params.projection.defined() && params.projection.rank == 2, value, "params.projection",
+             "is not given (or not rank 2), expected an [m, D] matrix for feature_map = favor");
   return params.projection.shape[0];
 }
 

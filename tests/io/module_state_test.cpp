@@ -100,7 +100,8 @@ TEST(ModuleState, StrictLoadIntoAModuleNamesEveryProblem) {
   wrong.insert("extra", attn::Tensor(attn::DType::f32, {1}));
   EXPECT_EQ(attn::io::test::error_of([&] { (void)attn::io::load_state_dict(mha, wrong); }),
             "state_dict: missing keys: out_proj.bias; unexpected keys: extra; wrong shapes or dtypes: k_proj.weight "
-            "expected [4, 8] f32, got [8, 8] f32");
+            "expected [4, 8] f32, got [8, 8] f32, expected exactly the module's keys with their shapes and dtypes "
+            "(strict load)");
   EXPECT_TRUE(attn::io::load_state_dict(mha, sd).ok());
 }
 

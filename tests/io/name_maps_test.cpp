@@ -81,12 +81,12 @@ TEST(NameMaps, TorchSeparateWeightsAndGqaKvDim) {
   EXPECT_EQ(cg.at("q_proj.weight").view().shape_string(), "[8, 8]");
   expect_all(cg.at("v_proj.weight"), [&](auto i, auto j) { return f(E + Ekv + i, j); }, "v");
   EXPECT_NE(error_of([&] { (void)attn::io::to_canonical(gqa, NameMap::torch); })
-                .find("in_proj_weight: has 16 fused q/k/v rows, not divisible by 3"),
+                .find("in_proj_weight: has 16 fused q/k/v rows, expected a multiple of 3"),
             std::string::npos);
   // 16 rows with q_dim 16 leave no k/v rows; q_dim 7 leaves an odd rest.
   for (std::int64_t q_dim : {16, 7})
     EXPECT_NE(error_of([&] { (void)attn::io::to_canonical(gqa, NameMap::torch, {.prefix = "", .q_dim = q_dim}); })
-                  .find("do not split into q_dim = " + std::to_string(q_dim)),
+                  .find("expected q_dim = " + std::to_string(q_dim) + " rows"),
               std::string::npos);
   StateDict rank1;
   rank1.insert("in_proj_weight", formula(DType::f32, {6}, f));
@@ -150,7 +150,7 @@ TEST(NameMaps, Gpt2Conv1DIsTransposedAndSplit) {
   expect_same(attn::io::from_canonical(c, NameMap::gpt2, {.prefix = "h.0.attn."}), expected);
   StateDict partial;
   partial.insert("q_proj.weight", formula(DType::f32, {E, E}, f));
-  EXPECT_NE(error_of([&] { (void)attn::io::from_canonical(partial, NameMap::gpt2); }).find("give all three"),
+  EXPECT_NE(error_of([&] { (void)attn::io::from_canonical(partial, NameMap::gpt2); }).find("expected all three or none"),
             std::string::npos);
 }
 
@@ -175,7 +175,7 @@ TEST(NameMaps, WqkvoBothSpellingsAndGqaShapes) {
   StateDict both;
   both.insert("W_Q", formula(DType::f32, {E, E}, f));
   both.insert("W_Q.weight", formula(DType::f32, {E, E}, f));
-  EXPECT_NE(error_of([&] { (void)attn::io::to_canonical(both, NameMap::wqkvo); }).find("already has a tensor \"q_proj.weight\""),
+  EXPECT_NE(error_of([&] { (void)attn::io::to_canonical(both, NameMap::wqkvo); }).find("\"q_proj.weight\", which the state dict already has"),
             std::string::npos);
 }
 

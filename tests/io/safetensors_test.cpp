@@ -241,8 +241,8 @@ TEST(Safetensors, ShapeTimesDtypeMustEqualTheByteRange) {
   EXPECT_PARSE_ERROR(make_file(one_tensor("F32", "[4294967296,4294967296]", "[0,8]"), 8), "more than 2^63 elements");
   EXPECT_PARSE_ERROR(make_file(one_tensor("F32", "[0,4294967296,4294967296]", "[0,0]"), 0), "more than 2^63 elements");
   EXPECT_PARSE_ERROR(make_file(one_tensor("F64", "[4611686018427387904]", "[0,8]"), 8), "more than 2^64 bytes");
-  EXPECT_PARSE_ERROR(make_file(one_tensor("F32", "[-1]", "[0,4]"), 4), "non-negative integers, got -1");
-  EXPECT_PARSE_ERROR(make_file(one_tensor("F32", "[1.5]", "[0,4]"), 4), "non-negative integers, got 1.5");
+  EXPECT_PARSE_ERROR(make_file(one_tensor("F32", "[-1]", "[0,4]"), 4), "has a shape entry -1, expected shape entries to be non-negative integers");
+  EXPECT_PARSE_ERROR(make_file(one_tensor("F32", "[1.5]", "[0,4]"), 4), "has a shape entry 1.5, expected");
   EXPECT_PARSE_ERROR(make_file(one_tensor("F32", "[\"1\"]", "[0,4]"), 4), "non-negative integers");
   EXPECT_PARSE_ERROR(make_file(one_tensor("F32", "[18446744073709551615]", "[0,4]"), 4), "too large");
 }
@@ -251,7 +251,7 @@ TEST(Safetensors, OffsetsOutOfRangeOverlappingOrWithHoles) {
   EXPECT_PARSE_ERROR(make_file(one_tensor("F32", "[1]", "[4,8]"), 4), "tensor \"x\"", "reach past the data section");
   EXPECT_PARSE_ERROR(make_file(one_tensor("F32", "[1]", "[8,4]"), 8), "end before they begin");
   EXPECT_PARSE_ERROR(make_file(one_tensor("F32", "[1]", "[0]"), 4), "two integers");
-  EXPECT_PARSE_ERROR(make_file(one_tensor("F32", "[1]", "[0,-4]"), 4), "data_offsets entries must be non-negative");
+  EXPECT_PARSE_ERROR(make_file(one_tensor("F32", "[1]", "[0,-4]"), 4), "expected data_offsets entries to be non-negative");
   EXPECT_PARSE_ERROR(make_file(one_tensor("F32", "[1]", "[18446744073709551612,0]"), 4), "end before they begin");
   EXPECT_PARSE_ERROR(make_file(one_tensor("F32", "[1]", "[0,18446744073709551615]"), 4), "reach past the data section");
   const std::string overlap = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
@@ -295,15 +295,15 @@ TEST(Safetensors, NonUtf8Json) {
 
 TEST(Safetensors, BadJsonAndBadStructure) {
   EXPECT_PARSE_ERROR(make_file(R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]})", 4), "not valid JSON");
-  EXPECT_PARSE_ERROR(make_file("[1, 2]", 0), "must be a JSON object, got array");
-  EXPECT_PARSE_ERROR(make_file(R"({"x": 3})", 0), "tensor \"x\"", "must be a JSON object, got number");
+  EXPECT_PARSE_ERROR(make_file("[1, 2]", 0), "header is a JSON array, expected a JSON object");
+  EXPECT_PARSE_ERROR(make_file(R"({"x": 3})", 0), "tensor \"x\"", "is a JSON number, expected a JSON object");
   EXPECT_PARSE_ERROR(make_file(R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"extra":1}})", 4),
                      "unexpected field \"extra\"");
-  EXPECT_PARSE_ERROR(make_file(R"({"x":{"shape":[1],"data_offsets":[0,4]}})", 4), "needs a string field \"dtype\"");
-  EXPECT_PARSE_ERROR(make_file(R"({"x":{"dtype":"F32","data_offsets":[0,4]}})", 4), "needs an array field \"shape\"");
+  EXPECT_PARSE_ERROR(make_file(R"({"x":{"shape":[1],"data_offsets":[0,4]}})", 4), "has no string field \"dtype\", expected one");
+  EXPECT_PARSE_ERROR(make_file(R"({"x":{"dtype":"F32","data_offsets":[0,4]}})", 4), "has no array field \"shape\", expected one");
   EXPECT_PARSE_ERROR(make_file(R"({"":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 4), "empty name");
-  EXPECT_PARSE_ERROR(make_file(R"({"__metadata__":{"a":1}})", 0), "__metadata__[\"a\"] must be a string");
-  EXPECT_PARSE_ERROR(make_file(R"({"__metadata__":[]})", 0), "__metadata__ must be a JSON object");
+  EXPECT_PARSE_ERROR(make_file(R"({"__metadata__":{"a":1}})", 0), "__metadata__[\"a\"] is a JSON number, expected a string");
+  EXPECT_PARSE_ERROR(make_file(R"({"__metadata__":[]})", 0), "__metadata__ is a JSON array, expected a JSON object of strings");
   EXPECT_PARSE_ERROR(make_file(R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
                                R"("x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 4),
                      "the key \"x\" appears twice");

@@ -27,9 +27,9 @@ TEST(StateDict, InsertFindAndErrors) {
   EXPECT_EQ(sd.names(), (std::vector<std::string>{"b", "a"}));
   EXPECT_TRUE(sd.contains("a"));
   EXPECT_EQ(sd.find("c"), nullptr);
-  EXPECT_NE(error_of([&] { sd.insert("a", Tensor(DType::f32, {1})); }).find("already has a tensor \"a\""), std::string::npos);
-  EXPECT_NE(error_of([&] { (void)sd.at("zz"); }).find("zz: is not in the state dict (2 keys)"), std::string::npos);
-  EXPECT_NE(error_of([&] { sd.insert("", Tensor(DType::f32, {1})); }).find("must not be empty"), std::string::npos);
+  EXPECT_NE(error_of([&] { sd.insert("a", Tensor(DType::f32, {1})); }).find("= \"a\", which the state dict already has"), std::string::npos);
+  EXPECT_NE(error_of([&] { (void)sd.at("zz"); }).find("zz: is not in the state dict, expected one of its 2 keys"), std::string::npos);
+  EXPECT_NE(error_of([&] { sd.insert("", Tensor(DType::f32, {1})); }).find("is empty, expected a non-empty state dict key"), std::string::npos);
 }
 
 TEST(StateDict, SafetensorsRoundTripKeepsOrderValuesAndMetadata) {
@@ -79,7 +79,8 @@ TEST(StateDict, StrictLoadReportsEveryProblemInOneError) {
   const std::string msg = error_of([&] { (void)attn::io::load_into(m.slots(), sd, true); });
   EXPECT_EQ(msg,
             "state_dict: missing keys: b; unexpected keys: extra1, extra2; wrong shapes or dtypes: w expected "
-            "[4, 3] f32, got [3, 4] f32, n expected [2] i32, got [2] f32");
+            "[4, 3] f32, got [3, 4] f32, n expected [2] i32, got [2] f32, expected exactly the module's keys with "
+            "their shapes and dtypes (strict load)");
   EXPECT_EQ(at(m.c, 1), -1.0) << "a failed strict load copies nothing";
 }
 
