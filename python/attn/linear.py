@@ -26,6 +26,10 @@ from . import _core
 
 __all__ = ["linear_attention", "linear_attention_step", "favor_projection", "default_num_features"]
 
+# The core binding has no default alignment (docs/contract.md); this API is documented as
+# bottom-right aligned (query i sees keys j <= i + S − L), so it states it on every call.
+_ALIGNMENT = "bottom_right"
+
 
 def default_num_features(head_dim: int) -> int:
     """FAVOR+'s default number of features, ⌈D ln D⌉ (the Performer default; 1 for D = 1)."""
@@ -48,7 +52,7 @@ def _linear_fwd(q: Tensor, k: Tensor, v: Tensor, projection: Optional[Tensor], k
     out = q.new_empty((q.shape[0], q.shape[1], q.shape[2], v.shape[3]))
     den = torch.empty(q.shape[:3], dtype=torch.float32, device=q.device)
     _core.linear_attention_forward(out, q, k, v, den, feature_map=feature_map, projection=projection, causal=causal,
-                                   key_padding_mask=key_padding_mask, eps=eps)
+                                   alignment=_ALIGNMENT, key_padding_mask=key_padding_mask, eps=eps)
     return out, den
 
 
@@ -64,7 +68,8 @@ def _linear_bwd(dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, den:
                 eps: float) -> Tuple[Tensor, Tensor, Tensor]:
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     _core.linear_attention_backward(dq, dk, dv, dout, q, k, v, out, den, feature_map=feature_map,
-                                    projection=projection, causal=causal, key_padding_mask=key_padding_mask, eps=eps)
+                                    projection=projection, causal=causal, alignment=_ALIGNMENT,
+                                    key_padding_mask=key_padding_mask, eps=eps)
     return dq, dk, dv
 
 

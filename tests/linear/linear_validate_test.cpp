@@ -78,6 +78,33 @@ TEST(LinearValidate, MasksTheLinearFormCannotExpressAreRefused) {
       "params.mask.window_left", "a key would have to leave the running sum");
 }
 
+// A causal call with Nq != Nk has no default alignment (docs/contract.md §5), as in sdpa; with
+// Nq = Nk, or without causal, nothing need be stated.
+TEST(LinearValidate, CausalWithNqNotNkNeedsAnAlignment) {
+  Call c;  // Nq = 5, Nk = 6
+  LinearAttentionParams p;
+  p.mask.causal = true;
+  expect_error(
+      [&] {
+        linear_attention_forward({c.out.view, c.den.view}, c.x.q, c.x.k, c.x.v, p);
+      },
+      "params.mask.alignment", "expected top_left");
+  expect_error(
+      [&] {
+        linear_attention_forward({c.out.view, c.den.view}, c.x.q, c.x.k, c.x.v, p);
+      },
+      "params.mask.alignment", "bottom_right");
+  for (Alignment a : {Alignment::top_left, Alignment::bottom_right}) {
+    p.mask.alignment = a;
+    EXPECT_NO_THROW(linear_attention_forward({c.out.view, c.den.view}, c.x.q, c.x.k, c.x.v, p));
+  }
+  Qkv sq = make_qkv(1, 2, 1, 4, 4, 4, 3, DType::f32);
+  GuardedTensor out = make_tensor4(DType::f32, 1, 2, 4, 3);
+  LinearAttentionParams square;
+  square.mask.causal = true;
+  EXPECT_NO_THROW(linear_attention_forward({out.view, {}}, sq.q, sq.k, sq.v, square));
+}
+
 TEST(LinearValidate, BadArgumentsAreNamed) {
   Call c;
   auto fwd = [&](const LinearAttentionParams& p) {
