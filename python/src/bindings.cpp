@@ -29,6 +29,25 @@ void register_io(nb::module_& m);
 
 namespace {
 
+// numpy's / torch's name of a DLPack dtype ("uint8", "int16", "complex64", "bfloat16").
+std::string dlpack_dtype_name(nb::dlpack::dtype t) {
+  using C = nb::dlpack::dtype_code;
+  const char* base = "";
+  switch (static_cast<C>(t.code)) {
+    case C::Int: base = "int"; break;
+    case C::UInt: base = "uint"; break;
+    case C::Float: base = "float"; break;
+    case C::Bfloat: base = "bfloat"; break;
+    case C::Complex: base = "complex"; break;
+    case C::Bool: return "bool";
+    default: return detail::concat("code ", int(t.code), " with ", int(t.bits), " bits");
+  }
+  return detail::concat(base, int(t.bits));
+}
+
+// The array's attn dtype. Nothing is reinterpreted: a uint8 array (torch's old byte masks) is
+// refused like every other dtype attn does not have, since a mask of 0/1 bytes could mean
+// "attend" or "blocked" depending on the API it came from.
 DType dtype_of(const nb::ndarray<>& a, const char* name) {
   const nb::dlpack::dtype t = a.dtype();
   using C = nb::dlpack::dtype_code;
@@ -39,12 +58,15 @@ DType dtype_of(const nb::ndarray<>& a, const char* name) {
   if (code == C::Float && t.bits == 16) return DType::f16;
   if (code == C::Bfloat && t.bits == 16) return DType::bf16;
   if (code == C::Bool && t.bits == 8) return DType::boolean;
-  if (code == C::UInt && t.bits == 8) return DType::boolean;  // torch's old uint8 masks: non-zero = true
   if (code == C::Int && t.bits == 8) return DType::i8;
   if (code == C::Int && t.bits == 32) return DType::i32;
   if (code == C::Int && t.bits == 64) return DType::i64;
-  throw Error(ErrorKind::dtype, name, detail::concat("has dtype code ", int(t.code), " with ", int(t.bits),
-                                   " bits, which attn does not have (expected f32, f64, bf16, f16, bool, i8, i32 or i64)"));
+  const bool byte_mask = code == C::UInt && t.bits == 8;
+  throw Error(ErrorKind::dtype, name,
+              detail::concat("has dtype ", dlpack_dtype_name(t),
+                             ", which attn does not have, expected float32, float64, bfloat16, float16, bool, int8, "
+                             "int32 or int64",
+                             byte_mask ? " (for a mask, pass a bool array, e.g. mask != 0, or a float bias)" : ""));
 }
 
 }  // namespace

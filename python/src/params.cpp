@@ -117,7 +117,7 @@ const Entry kParams[] = {
    [](State& s, nb::handle v) { s.p.mask.cu_seqlens_q = int_list(v, "cu_seqlens_q"); }},
   {"cu_seqlens_k", "int[]", "None", "packed varlen: prefix sums of the key lengths (B = 1)",
    [](State& s, nb::handle v) { s.p.mask.cu_seqlens_k = int_list(v, "cu_seqlens_k"); }},
-  {"bool_mask", "array", "None", "bool/i8/u8 array, True = attend, broadcast to [B, Hq, Nq, Nk]",
+  {"bool_mask", "array", "None", "bool or i8 array (non-zero = attend; uint8 is refused), broadcast to [B, Hq, Nq, Nk]",
    [](State& s, nb::handle v) { s.p.mask.bool_mask = to_view(v, "params.mask.bool_mask", s.keep); }},
   {"bias", "array", "None", "float array added to the scores, broadcast to [B, Hq, Nq, Nk]",
    [](State& s, nb::handle v) { s.p.mask.bias = to_view(v, "params.mask.bias", s.keep); }},

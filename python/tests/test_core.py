@@ -115,6 +115,23 @@ def test_errors_are_value_and_type_errors_with_attn_messages():
         attn.sdpa_forward(out, q.astype(np.int16), k, v)
 
 
+@pytest.mark.parametrize("lib", ["numpy", "torch"])
+@pytest.mark.parametrize("param", ["bool_mask", "bias"])
+def test_uint8_mask_is_refused_naming_the_dtype_seen_and_the_accepted_ones(lib, param):
+    # A uint8 array used to be read as bool (non-zero = attend), so a 0/1 "blocked" byte mask
+    # silently inverted, and as a bias it failed naming bool, a dtype it was not.
+    q, k, v = rand(1, 2, 4, 8), rand(1, 2, 5, 8), rand(1, 2, 5, 8)
+    out = np.empty_like(q)
+    mask = np.ones((4, 5), np.uint8)
+    if lib == "torch":
+        mask = torch.from_numpy(mask)
+    with pytest.raises(TypeError, match=rf"^params\.mask\.{param}: has dtype uint8, which attn does not have, expected "
+                                        r"float32, float64, bfloat16, float16, bool, int8, int32 or int64 \(for a mask"):
+        attn.sdpa_forward(out, q, k, v, **{param: mask})
+    with pytest.raises(TypeError, match=r"^q: has dtype int16, which attn does not have, expected float32"):
+        attn.sdpa_forward(out, q.astype(np.int16), k, v)
+
+
 def test_python_callbacks_and_explain():
     q, k, v = rand(1, 1, 6, 4), rand(1, 1, 6, 4, seed=1), rand(1, 1, 6, 4, seed=2)
     out = np.empty_like(q)
