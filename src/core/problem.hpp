@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "attn/sdpa.hpp"
@@ -50,11 +51,13 @@ struct SdpaProblem {
 };
 
 /// Validates a forward call and resolves it. Throws attn::Error naming the argument.
+/// `lse_as` is the dtype the lse slot must have, lse_dtype(q.dtype) unless given: linear attention
+/// passes its den there (always f32, an output the fp64 reference recomputes rather than reads).
 SdpaProblem validate_forward(const SdpaOutputs& outputs, const TensorView& q, const TensorView& k,
-                             const TensorView& v, const SdpaParams& params);
+                             const TensorView& v, const SdpaParams& params, std::optional<DType> lse_as = {});
 /// Validates a backward call (the forward's checks plus dout, out, lse, dlse and the gradients).
 SdpaProblem validate_backward(const SdpaGrads& grads, const TensorView& dout, const TensorView& q, const TensorView& k,
                               const TensorView& v, const TensorView& out, const TensorView& lse,
-                              const SdpaParams& params, const TensorView& dlse = {});
+                              const SdpaParams& params, const TensorView& dlse = {}, std::optional<DType> lse_as = {});
 
 }  // namespace attn::core

@@ -250,14 +250,16 @@ SdpaProblem check_qkv(const TensorView& q, const TensorView& k, const TensorView
 }
 
 // lse and dlse: f64 for f64 inputs (fp64 gradients stay exact), f32 for f32/bf16/f16 inputs.
-void check_lse_dtype(const TensorView& t, const char* name, DType input) {
-  const DType want = lse_dtype(input);
+void check_lse_dtype(const TensorView& t, const char* name, DType input, std::optional<DType> lse_as) {
+  const DType want = lse_as.value_or(lse_dtype(input));
   ATTN_CHECK(t.dtype == want, dtype, name, "has dtype ", dtype_name(t.dtype), ", expected ", dtype_name(want),
-             want == DType::f64 ? " (f64 inputs carry an f64 lse, so that fp64 gradients stay fp64-exact)"
-                                : " (the lse of f32, bf16 and f16 inputs is f32)");
+             lse_as                ? " (the dtype of this slot)"
+             : want == DType::f64 ? " (f64 inputs carry an f64 lse, so that fp64 gradients stay fp64-exact)"
+                                  : " (the lse of f32, bf16 and f16 inputs is f32)");
 }
 
-void check_out_lse(const SdpaProblem& p, const TensorView& out, const TensorView& lse, const char* out_name) {
+void check_out_lse(const SdpaProblem& p, const TensorView& out, const TensorView& lse, const char* out_name,
+                   std::optional<DType> lse_as) {
   const std::int64_t tb = p.q.shape[0];
   check_rank(out, out_name, 4, "[B, Hq, Nq, Dv]");
   check_float(out, out_name);
@@ -267,7 +269,7 @@ void check_out_lse(const SdpaProblem& p, const TensorView& out, const TensorView
   check_dim(out, out_name, 3, p.Dv, "v.shape[3] (value head dim Dv)");
   if (lse.defined()) {
     ATTN_CHECK(lse.rank == 3, shape, "lse", "has rank ", lse.rank, " (shape ", lse.shape_string(), "), expected rank 3 [B, Hq, Nq]");
-    check_lse_dtype(lse, "lse", p.q.dtype);
+    check_lse_dtype(lse, "lse", p.q.dtype, lse_as);
     check_dim(lse, "lse", 0, tb, "q.shape[0] (batch B)");
     check_dim(lse, "lse", 1, p.Hq, "q.shape[1] (query heads Hq)");
     check_dim(lse, "lse", 2, p.Nq, "q.shape[2] (query length Nq)");
@@ -277,9 +279,9 @@ void check_out_lse(const SdpaProblem& p, const TensorView& out, const TensorView
 }  // namespace
 
 SdpaProblem validate_forward(const SdpaOutputs& o, const TensorView& q, const TensorView& k, const TensorView& v,
-                             const SdpaParams& params) {
+                             const SdpaParams& params, std::optional<DType> lse_as) {
   SdpaProblem p = check_qkv(q, k, v, params);
-  check_out_lse(p, o.out, o.lse, "out");
+  check_out_lse(p, o.out, o.lse, "out", lse_as);
   if (o.probs.defined()) {
     ATTN_CHECK(o.probs.rank == 4, shape, "probs", "has rank ", o.probs.rank, ", expected rank 4 [B, Hq, Nq, Nk]");
     check_float(o.probs, "probs");
@@ -304,13 +306,13 @@ SdpaProblem validate_forward(const SdpaOutputs& o, const TensorView& q, const Te
 
 SdpaProblem validate_backward(const SdpaGrads& g, const TensorView& dout, const TensorView& q, const TensorView& k,
                               const TensorView& v, const TensorView& out, const TensorView& lse,
-                              const SdpaParams& params, const TensorView& dlse) {
+                              const SdpaParams& params, const TensorView& dlse, std::optional<DType> lse_as) {
   SdpaProblem p = check_qkv(q, k, v, params);
-  check_out_lse(p, out, lse, "out");
+  check_out_lse(p, out, lse, "out", lse_as);
   ATTN_CHECK(lse.defined(), value, "lse", "is not given, expected the forward's lse (it is required by sdpa_backward)");
   if (dlse.defined()) {
     check_rank(dlse, "dlse", 3, "[B, Hq, Nq]");
-    check_lse_dtype(dlse, "dlse", q.dtype);
+    check_lse_dtype(dlse, "dlse", q.dtype, lse_as);
     check_same_shape(dlse, "dlse", lse, "lse");
   }
   check_rank(dout, "dout", 4, "[B, Hq, Nq, Dv]");

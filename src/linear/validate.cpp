@@ -95,7 +95,7 @@ void check_params(LinearProblem& p, const LinearAttentionParams& params) {
 
 void check_den(const TensorView& den, const LinearProblem& p, bool required) {
   if (!den.defined()) {
-    ATTN_CHECK(!required, value, "den", "is not given, expected the forward's den (linear_attention_backward requires it)");
+    ATTN_CHECK(!required, value, "den", "is not given, expected the forward's den (required by linear_attention_backward)");
     return;
   }
   ATTN_CHECK(den.rank == 3, shape, "den", "has rank ", den.rank, " (shape ", den.shape_string(),
@@ -182,7 +182,8 @@ LinearProblem validate_forward(const LinearAttentionOutputs& o, const TensorView
   const core::SdpaProblem s = core::validate_forward({o.out, {}, {}}, q, k, v, sp);
   LinearProblem p = sizes(q, k, v, s, params);
   check_den(o.den, p, false);
-  if (o.den.defined()) core::validate_forward({o.out, o.den, {}}, q, k, v, sp);  // den's overlaps
+  // den's overlaps, through core's lse slot; den is f32 for every input dtype (check_den).
+  if (o.den.defined()) core::validate_forward({o.out, o.den, {}}, q, k, v, sp, DType::f32);
   ATTN_CHECK(!overlaps(o.out, params.projection) && !overlaps(o.den, params.projection), layout, "out",
              "(or den) overlaps params.projection in memory, expected disjoint memory");
   return p;
@@ -196,7 +197,7 @@ LinearProblem validate_backward(const LinearAttentionGrads& g, const TensorView&
   const core::SdpaProblem s0 = core::validate_forward({out, {}, {}}, q, k, v, sp);
   LinearProblem p = sizes(q, k, v, s0, params);
   check_den(den, p, true);
-  core::validate_backward({g.dq, g.dk, g.dv, {}}, dout, q, k, v, out, den, sp);
+  core::validate_backward({g.dq, g.dk, g.dv, {}}, dout, q, k, v, out, den, sp, {}, DType::f32);
   for (const TensorView* t : {&g.dq, &g.dk, &g.dv})
     ATTN_CHECK(!overlaps(*t, params.projection), layout, "dq",
                "(or dk, dv) overlaps params.projection in memory, expected disjoint memory");

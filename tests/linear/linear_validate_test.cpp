@@ -105,6 +105,23 @@ TEST(LinearValidate, CausalWithNqNotNkNeedsAnAlignment) {
   EXPECT_NO_THROW(linear_attention_forward({out.view, {}}, sq.q, sq.k, sq.v, square));
 }
 
+// den is f32 for every input dtype, f64 included (the fp64 reference recomputes it in the backward
+// rather than reading it), although an SDPA lse of f64 inputs is f64.
+TEST(LinearValidate, DenIsF32ForF64Inputs) {
+  Qkv x = make_qkv(1, 2, 1, 4, 4, 4, 3, DType::f64);
+  GuardedTensor out = make_tensor4(DType::f64, 1, 2, 4, 3), den = make_tensor(DType::f32, {1, 2, 4});
+  EXPECT_NO_THROW(linear_attention_forward({out.view, den.view}, x.q, x.k, x.v, {}));
+  GuardedTensor dq = make_tensor4(DType::f64, 1, 2, 4, 4), dk = make_tensor4(DType::f64, 1, 1, 4, 4),
+                dv = make_tensor4(DType::f64, 1, 1, 4, 3);
+  EXPECT_NO_THROW(linear_attention_backward({dq.view, dk.view, dv.view}, out.view, x.q, x.k, x.v, out.view, den.view, {}));
+  GuardedTensor den64 = make_tensor(DType::f64, {1, 2, 4});
+  expect_error(
+      [&] {
+        linear_attention_forward({out.view, den64.view}, x.q, x.k, x.v, {});
+      },
+      "den", "expected f32");
+}
+
 TEST(LinearValidate, BadArgumentsAreNamed) {
   Call c;
   auto fwd = [&](const LinearAttentionParams& p) {
