@@ -142,6 +142,7 @@ std::vector<Equivalent> make_equivalents() {
     } else {
       m.window_left = 9;
       m.window_right = 4;
+      m.alignment = Alignment::bottom_right;  // Nq != Nk: a windowed call states it (no default)
     }
     const MaskSpec mc = m;
     e.dense_tensor = dense(DType::boolean, [&](auto, auto, auto i, auto j) { return in_window(mc, i, j) ? 1.0 : 0.0; });
