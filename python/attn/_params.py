@@ -45,7 +45,7 @@ _OP_TYPE = {
 
 def op_type(p: Param) -> Optional[str]:
     if p.type not in _OP_TYPE:
-        raise TypeError(f"sdpa parameter {p.name}: type {p.type!r} has no torch op type (add it to _OP_TYPE)")
+        raise TypeError(f"{p.name}: has table type {p.type!r}, expected one with a torch op type (add it to _OP_TYPE)")
     return _OP_TYPE[p.type]
 
 

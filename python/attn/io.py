@@ -44,7 +44,7 @@ def load_safetensors(path, framework="numpy", *, return_metadata=False):
     returns (tensors, metadata) where metadata is the file's ``__metadata__`` dict.
     """
     if framework not in ("numpy", "torch", "np", "pt"):
-        raise ValueError(f"framework = {framework!r}, expected 'numpy' or 'torch'")
+        raise ValueError(f"framework: = {framework!r}, expected 'numpy' or 'torch'")
     f = _core.SafetensorsFile(str(path))
     out = {}
     entries, metadata = f.tensors(), f.metadata()
@@ -54,7 +54,8 @@ def load_safetensors(path, framework="numpy", *, return_metadata=False):
     if bad is not None:
         del entries  # an exception's frame must not keep the mapping alive
         hint = "; use framework='torch'" if framework in ("numpy", "np") else ""
-        raise TypeError(f"tensor {bad[0]!r} has dtype {bad[1]}, which {framework} does not have{hint}")
+        raise TypeError(f"tensor {bad[0]!r}: has dtype {bad[1]}, which {framework} does not have, expected a dtype it "
+                        f"has{hint}")
     if framework in ("numpy", "np"):
         for name, _, _, array in entries:
             out[name] = array
@@ -73,15 +74,16 @@ def load_safetensors(path, framework="numpy", *, return_metadata=False):
 def _record(name, value):
     """(name, safetensors dtype, shape, C-contiguous array over the same bytes) for the writer."""
     if not isinstance(name, str):
-        raise TypeError(f"tensor names must be str, got {type(name).__name__}")
+        raise TypeError(f"tensors: has a name of type {type(name).__name__}, expected str names")
     if type(value).__module__.startswith("torch"):
         import torch
         t = value.detach()
         if t.device.type != "cpu":
-            raise ValueError(f"tensor {name!r} is on {t.device}; move it to the CPU first")
+            raise ValueError(f"tensor {name!r}: is on {t.device}, expected a CPU tensor (move it with .cpu())")
         table = {v: k for k, v in _torch_dtypes().items()}
         if t.dtype not in table:
-            raise TypeError(f"tensor {name!r} has dtype {t.dtype}, which safetensors does not have")
+            raise TypeError(f"tensor {name!r}: has dtype {t.dtype}, which safetensors does not have, expected one "
+                            f"of {', '.join(str(d) for d in table)}")
         t = t.contiguous()
         carrier = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()]
         flat = t.reshape(-1)
@@ -90,7 +92,8 @@ def _record(name, value):
     a = np.asarray(value)
     names = {np.dtype(v): k for k, v in _NUMPY.items() if v is not None}
     if a.dtype not in names:
-        raise TypeError(f"tensor {name!r} has dtype {a.dtype}, which safetensors does not have")
+        raise TypeError(f"tensor {name!r}: has dtype {a.dtype}, which safetensors does not have, expected one of "
+                        f"{', '.join(str(d) for d in names)}")
     return name, names[a.dtype], list(a.shape), np.ascontiguousarray(a).reshape(-1)
 
 
@@ -100,6 +103,6 @@ def save_safetensors(path, tensors, metadata=None):
     metadata = dict(metadata or {})
     for k, v in metadata.items():
         if not isinstance(k, str) or not isinstance(v, str):
-            raise TypeError(f"metadata must map str to str, got {k!r}: {v!r}")
+            raise TypeError(f"metadata: has the entry {k!r}: {v!r}, expected str keys and str values")
     records = [_record(name, value) for name, value in tensors.items()]
     _core.save_safetensors(str(path), records, metadata)

@@ -40,7 +40,7 @@ def favor_projection(num_features: int, head_dim: int, seed: int) -> Tensor:
     """The FAVOR+ projection ω [num_features, head_dim] (float32) for `seed`: blocks of orthogonal
     Gaussian rows, the same on every platform."""
     if num_features < 1 or head_dim < 1:
-        raise ValueError(f"num_features = {num_features} and head_dim = {head_dim}: expected both >= 1")
+        raise ValueError(f"num_features: = {num_features} with head_dim = {head_dim}, expected both >= 1")
     w = torch.empty(num_features, head_dim, dtype=torch.float32)
     _core.favor_projection(w, int(seed) & (2**64 - 1))
     return w
@@ -98,20 +98,20 @@ torch.library.register_autograd("attn::linear_fwd", _backward, setup_context=_se
 def _resolve_features(q: Tensor, feature_map: str, num_features: Optional[int], seed: Optional[int],
                       projection: Optional[Tensor], for_step: bool) -> Optional[Tensor]:
     if feature_map not in ("elu", "favor"):
-        raise ValueError(f"feature_map = {feature_map!r}, expected 'elu' or 'favor'")
+        raise ValueError(f"feature_map: = {feature_map!r}, expected 'elu' or 'favor'")
     if feature_map == "elu":
         if num_features is not None or seed is not None or projection is not None:
-            raise ValueError("num_features, seed and projection are FAVOR+ options; feature_map = 'elu' has D fixed "
-                             "features (use feature_map='favor')")
+            raise ValueError("num_features: (or seed, projection) is given with feature_map = 'elu', expected none "
+                             "(they are FAVOR+ options; elu has D fixed features; use feature_map='favor')")
         return None
     if projection is not None:
         if num_features is not None and projection.shape[0] != num_features:
-            raise ValueError(f"num_features = {num_features}, but projection has {projection.shape[0]} rows")
+            raise ValueError(f"num_features: = {num_features}, expected {projection.shape[0]} = the rows of projection")
         return projection.detach()
     if seed is None:
         if for_step:
-            raise ValueError("linear_attention_step with feature_map='favor' needs seed= or projection= so that every "
-                             "step uses the same random features")
+            raise ValueError("seed: is not given, expected seed= or projection= for linear_attention_step with "
+                             "feature_map='favor' (every step must use the same random features)")
         seed = int(torch.randint(0, 2**62, ()).item())
     m = default_num_features(q.shape[-1]) if num_features is None else int(num_features)
     return favor_projection(m, q.shape[-1], seed)
@@ -131,7 +131,7 @@ def linear_attention(q: Tensor, k: Tensor, v: Tensor, feature_map: str = "elu", 
     """
     proj = _resolve_features(q, feature_map, num_features, seed, projection, for_step=False)
     if key_padding_mask is not None and key_padding_mask.dtype != torch.bool:
-        raise TypeError(f"key_padding_mask has dtype {key_padding_mask.dtype}, expected torch.bool (True = padding)")
+        raise TypeError(f"key_padding_mask: has dtype {key_padding_mask.dtype}, expected torch.bool (True = padding)")
     out, _ = _linear_fwd(q, k, v, proj, key_padding_mask, feature_map, bool(causal), float(eps))
     return out
 
@@ -152,7 +152,7 @@ def linear_attention_step(q_t: Tensor, k_t: Tensor, v_t: Tensor, state: Optional
     z_new = torch.empty(B, Hkv, F, dtype=torch.float32)
     S_in, z_in = (None, None) if state is None else state
     if (S_in is None) != (z_in is None):
-        raise ValueError("state must be None or a pair (S, z)")
+        raise ValueError("state: has only one of (S, z), expected None or the pair (S, z)")
     out = q_t.new_empty((q_t.shape[0], q_t.shape[1], q_t.shape[2], Dv))
     _core.linear_attention_step(out, S_new, z_new, q_t, k_t, v_t, S_in, z_in, feature_map=feature_map,
                                 projection=proj, key_padding_mask=key_padding_mask, eps=float(eps))

@@ -87,18 +87,18 @@ def _cat(parts):
 def _qkv_rows(rows, q_dim, key):
     if q_dim == 0:
         if rows % 3:
-            raise ValueError(f"{key}: has {rows} fused q/k/v rows, not divisible by 3 (give q_dim for GQA/MQA)")
+            raise ValueError(f"{key}: has {rows} fused q/k/v rows, expected a multiple of 3 (give q_dim for GQA/MQA)")
         q_dim = rows // 3
     kv = (rows - q_dim) // 2
     if q_dim <= 0 or kv <= 0 or q_dim + 2 * kv != rows:
-        raise ValueError(f"{key}: has {rows} fused q/k/v rows, which do not split into q_dim = {q_dim} and two "
-                         "equal k/v parts")
+        raise ValueError(f"{key}: has {rows} fused q/k/v rows, expected q_dim = {q_dim} rows and two equal k/v "
+                         "parts")
     return q_dim, kv, kv
 
 
 def _put(out, name, value):
     if name in out:
-        raise ValueError(f"name: state dict already has a tensor {name!r}")
+        raise ValueError(f"name: = {name!r}, which the state dict already has, expected a new key")
     out[name] = value
 
 
@@ -151,15 +151,18 @@ def from_canonical(state_dict, names, *, prefix="", fused=None):
                 and tuple(w[1].shape) == tuple(w[2].shape))
         fuse_w = any(x is not None for x in w) if t["conv1d"] else (same if fused is None else fused)
         if fuse_w and not all(x is not None for x in w):
-            raise ValueError(f"state_dict: {names} fuses q, k and v weights in {t['fused'][0]}: give all three or none")
+            raise ValueError(f"state_dict: has some but not all of q_proj/k_proj/v_proj.weight, expected all three or none "
+                             f"({names} fuses them in {t['fused'][0]})")
         if fuse_w and t["conv1d"] and len({x.shape[1] for x in w}) != 1:
-            raise ValueError("state_dict: c_attn.weight needs q, k and v weights of one input width")
+            raise ValueError("state_dict: has q, k and v weights of different input widths, expected one width (gpt2 "
+                             "fuses them in c_attn.weight)")
         if fuse_w and not same and not t["conv1d"]:
-            raise ValueError("state_dict: in_proj_weight needs q, k and v weights of one input width")
+            raise ValueError("state_dict: has q, k and v weights of different input widths, expected one width (torch "
+                             "fuses them in in_proj_weight)")
         fuse_b = any(x is not None for x in b)
         if fuse_b and not all(x is not None for x in b):
-            raise ValueError(f"state_dict: {names} stores q, k and v biases fused in {t['fused'][1]}: give all "
-                             "three of q_proj.bias, k_proj.bias, v_proj.bias or none")
+            raise ValueError(f"state_dict: has some but not all of q_proj.bias, k_proj.bias, v_proj.bias, expected "
+                             f"all three or none ({names} stores them fused in {t['fused'][1]})")
     out = {}
     for name, value in state_dict.items():
         part, _, kind = name.partition(".")
@@ -277,7 +280,8 @@ def load_state_dict(module, state_dict, names="torch", strict=True, *, prefix=""
             report.mismatched.append((name, _describe(dest), _describe(src)))
     report.unexpected = [name for name in canonical if name not in slots]
     if strict and not report.ok:
-        raise ValueError("state_dict: " + report.describe())
+        raise ValueError("state_dict: " + report.describe() + ", expected exactly the module's keys with their shapes "
+                         "and dtypes (strict load)")
     bad = {n for n, _, _ in report.mismatched}
     with torch.no_grad():
         for name, dest in slots.items():

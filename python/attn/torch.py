@@ -232,8 +232,8 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
                          "as torch.nn.functional.scaled_dot_product_attention)")
     for name in params:
         if name in _SDPA_TORCH_ARGS:
-            raise TypeError(f"{name}: is set by torch's arguments of scaled_dot_product_attention (attn_mask, "
-                            "is_causal, dropout_p, scale), not by keyword")
+            raise TypeError(f"{name}: is given as a keyword, expected it through torch's arguments of "
+                            "scaled_dot_product_attention (attn_mask, is_causal, dropout_p, scale)")
     lead = query.shape[:-3] if query.dim() >= 3 else ()
     q4, k4, v4 = _to_4d(query, "query"), _to_4d(key, "key"), _to_4d(value, "value")
     bool_mask = bias = None
@@ -396,10 +396,10 @@ class MultiheadAttention(AttentionCore):
             if mine is None or theirs is None or theirs.shape == mine.shape:
                 continue
             raise ValueError(
-                f"{prefix}{name} has shape {list(theirs.shape)}, but this MultiheadAttention (embed_dim="
-                f"{self.embed_dim}, num_heads={self.num_heads}, num_kv_heads={self.num_kv_heads}) expects "
-                f"{list(mine.shape)}; weights of a module with other kv heads (e.g. a torch.nn.MultiheadAttention "
-                f"into a GQA/MQA module) cannot be loaded without a reshape that would change the model")
+                f"{prefix}{name}: has shape {list(theirs.shape)}, expected {list(mine.shape)} for this "
+                f"MultiheadAttention (embed_dim={self.embed_dim}, num_heads={self.num_heads}, num_kv_heads="
+                f"{self.num_kv_heads}; weights of a module with other kv heads, e.g. a torch.nn.MultiheadAttention "
+                f"into a GQA/MQA module, cannot be loaded without a reshape that would change the model)")
 
     def _in_weights(self):
         e, ekv = self.embed_dim, self.kv_dim
@@ -477,7 +477,8 @@ class MultiheadAttention(AttentionCore):
         if not (query.is_nested and key.is_nested and value.is_nested):
             raise ValueError("query, key and value: some are nested tensors and some are not, expected all or none")
         if not self.batch_first:
-            raise ValueError("query: is a nested tensor, which needs batch_first=True ([B, L_b, E])")
+            raise ValueError("query: is a nested tensor with batch_first=False, expected batch_first=True "
+                             "([B, L_b, E]) for nested inputs")
         if key_padding_mask is not None or attn_mask is not None:
             raise ValueError("key_padding_mask/attn_mask: given with nested inputs, which carry their own lengths "
                              "(expected None)")

@@ -155,7 +155,7 @@ def test_bad_vocab_files_name_the_file(tmp_path):
         WordPiece(str(empty))
     partial = tmp_path / "partial.txt"
     partial.write_text("[PAD]\n[CLS]\nhello\n")
-    with pytest.raises(ValueError, match=r"has no \[UNK\], \[SEP\]; a BERT vocab needs"):
+    with pytest.raises(ValueError, match=r"has no \[UNK\], \[SEP\], expected each of \[UNK\], \[CLS\], \[SEP\], \[PAD\]"):
         WordPiece(str(partial))
 
 

@@ -24,8 +24,8 @@ std::unique_ptr<MultiheadAttention<T>> make_attention(const std::string& type, M
     config.num_kv_heads = 1;
   } else {
     throw Error(ErrorKind::value, "type",
-                ::attn::detail::concat("unknown attention type \"", type,
-                                       "\"; known: mha, gqa, mqa (linear, local and strided are not built yet)"));
+                ::attn::detail::concat("= \"", type,
+                                       "\", expected one of mha, gqa, mqa (linear, local and strided are not built yet)"));
   }
   return std::make_unique<MultiheadAttention<T>>(config);
 }

@@ -12,7 +12,9 @@ namespace attn::nn {
 
 template <class T>
 MhaGrads MultiheadAttention<T>::backward(const TensorView& dout) {
-  ATTN_CHECK(saved_ != nullptr, value, "dout", "backward called without a forward (or twice after one forward)");
+  ATTN_CHECK(saved_ != nullptr, value, "dout",
+             "is given, but no forward was saved, expected one forward before each backward (backward was called "
+             "without a forward, or twice after one)");
   Saved& s = *saved_;
   detail::Projections<T>& p = s.proj;
   ATTN_CHECK(dout.dtype == detail::dtype_of<T>(), dtype, "dout", "has dtype ", dtype_name(dout.dtype), ", expected ",

@@ -17,8 +17,8 @@ void check_cache(const MultiheadAttention<T>& m, const KvCache& cache, const Ten
   ATTN_CHECK(cache.head_dim() == m.head_dim() && cache.v_head_dim() == m.head_dim(), value, "cache",
              "has head_dim = ", cache.head_dim(), " and v_head_dim = ", cache.v_head_dim(),
              ", expected the module's head_dim = ", m.head_dim());
-  ATTN_CHECK(cache.batch() == dq.B, shape, "cache", "has batch = ", cache.batch(), " but query has batch size ", dq.B,
-             " (shape ", query.shape_string(), ")",
+  ATTN_CHECK(cache.batch() == dq.B, shape, "cache", "has batch = ", cache.batch(), ", expected the query's batch size ",
+             dq.B, " (query has shape ", query.shape_string(), ")",
              detail::layout_hint(query, "query", m.config().batch_first, cache.batch()));
 }
 
@@ -44,11 +44,11 @@ Tensor MultiheadAttention<T>::forward_cached(const TensorView& query, const Tens
   detail::check_inputs(*this, query, key, value);
   const bool bf = config_.batch_first;
   const detail::SeqDims dq = detail::seq_dims(query, bf), dk = detail::seq_dims(key, bf);
-  ATTN_CHECK(dk.L == dq.L, value, "key", "has length ", dk.L, " but query has ", dq.L,
-             "; a decoding step appends the K/V of its own query tokens");
+  ATTN_CHECK(dk.L == dq.L, value, "key", "has length ", dk.L, ", expected ", dq.L,
+             " as query (a decoding step appends the K/V of its own query tokens)");
   ATTN_CHECK(!options.attn_mask.defined() && options.key_lengths.empty() && !options.need_weights, value, "options",
-             "attn_mask, key_lengths and need_weights are not supported with a KV cache (decode is causal "
-             "bottom-right over each row's cached keys)");
+             "set attn_mask, key_lengths or need_weights, expected none of them (they are not supported with a KV "
+             "cache: decode is causal bottom-right over each row's cached keys)");
   check_cache(*this, cache, query, dq);
 
   detail::Projections<T> p = detail::project(*this, query, key, value);
@@ -73,9 +73,11 @@ Tensor MultiheadAttention<T>::forward_cached(const TensorView& query, const Tens
 template <class T>
 KvCache MultiheadAttention<T>::project_kv(const TensorView& memory, const std::vector<std::int64_t>& src_lengths,
                                           DType dtype) const {
-  ATTN_CHECK(!rotary_, value, "memory", "cached cross-attention K/V carry no RoPE; this module has rotary set");
-  ATTN_CHECK(kdim_ == vdim_, value, "memory", "kdim = ", kdim_, " and vdim = ", vdim_,
-             " differ; one memory tensor feeds both projections");
+  ATTN_CHECK(!rotary_, unsupported, "memory",
+             "is given to a module with rotary set, expected a module without it (cached cross-attention K/V carry no "
+             "RoPE)");
+  ATTN_CHECK(kdim_ == vdim_, unsupported, "memory", "feeds both projections, but kdim = ", kdim_, " and vdim = ", vdim_,
+             ", expected kdim = vdim (one memory tensor feeds both projections)");
   ATTN_CHECK(memory.rank == 2 || memory.rank == 3, shape, "memory", "has rank ", memory.rank, " (shape ",
              memory.shape_string(), "), expected 3 or 2 (unbatched)");
   ATTN_CHECK(memory.shape[memory.rank - 1] == kdim_, shape, "memory", "has shape ", memory.shape_string(),

@@ -142,21 +142,21 @@ void check_inputs(const MultiheadAttention<T>& m, const TensorView& query, const
                dtype_name(dtype_of<T>()), " (the module's dtype)");
     ATTN_CHECK(x.rank == 2 || x.rank == 3, shape, name, "has rank ", x.rank, " (shape ", x.shape_string(), "), expected 3 ",
                c.batch_first ? "(B, L, E)" : "(L, B, E)", " or 2 (L, E) unbatched");
-    ATTN_CHECK(x.rank == query.rank, shape, name, "has rank ", x.rank, " (shape ", x.shape_string(), ") but query has rank ",
-               query.rank, " (shape ", query.shape_string(), "); batched and unbatched inputs cannot be mixed");
+    ATTN_CHECK(x.rank == query.rank, shape, name, "has rank ", x.rank, " (shape ", x.shape_string(), "), expected rank ",
+               query.rank, " as query (shape ", query.shape_string(), "; batched and unbatched inputs cannot be mixed)");
     ATTN_CHECK(x.shape[x.rank - 1] == widths[i], shape, name, "has shape ", x.shape_string(), ": its last dim is ",
                x.shape[x.rank - 1], ", expected ", width_names[i], " = ", widths[i]);
   }
   const SeqDims dq = seq_dims(query, c.batch_first), dk = seq_dims(key, c.batch_first),
                 dv = seq_dims(value, c.batch_first);
-  ATTN_CHECK(dk.B == dq.B, shape, "key", "has batch size ", dk.B, " (shape ", key.shape_string(), ") but query has ", dq.B,
-             " (shape ", query.shape_string(), ")",
+  ATTN_CHECK(dk.B == dq.B, shape, "key", "has batch size ", dk.B, " (shape ", key.shape_string(), "), expected ", dq.B,
+             " as query (query has ", dq.B, ", shape ", query.shape_string(), ")",
              layout_hint(key, "key", c.batch_first, other_batch(query, c.batch_first)));
-  ATTN_CHECK(dv.B == dq.B, shape, "value", "has batch size ", dv.B, " (shape ", value.shape_string(), ") but query has ", dq.B,
-             " (shape ", query.shape_string(), ")",
+  ATTN_CHECK(dv.B == dq.B, shape, "value", "has batch size ", dv.B, " (shape ", value.shape_string(), "), expected ", dq.B,
+             " as query (query has ", dq.B, ", shape ", query.shape_string(), ")",
              layout_hint(value, "value", c.batch_first, other_batch(query, c.batch_first)));
-  ATTN_CHECK(dv.L == dk.L, shape, "value", "has length ", dv.L, " (shape ", value.shape_string(), ") but key has ", dk.L,
-             " (shape ", key.shape_string(), "); key and value must have the same length");
+  ATTN_CHECK(dv.L == dk.L, shape, "value", "has length ", dv.L, " (shape ", value.shape_string(), "), expected ", dk.L,
+             " as key (key has ", dk.L, ", shape ", key.shape_string(), "; key and value must have the same length)");
 }
 
 void check_options(const MhaOptions& o, const TensorView& query, bool batch_first, const SeqDims& dq, const SeqDims& dk,
@@ -173,7 +173,7 @@ void check_options(const MhaOptions& o, const TensorView& query, bool batch_firs
     }
     ATTN_CHECK(ok, shape, "attn_mask", "has shape ", m.shape_string(),
                ", which does not broadcast to [B, num_heads, Lq, Lk] = [", dq.B, ", ", Hq, ", ", dq.L, ", ", dk.L,
-               "] (a per-batch mask is [B, 1, Lq, Lk])");
+               "], expected a shape that does (a per-batch mask is [B, 1, Lq, Lk])");
   }
   if (!o.key_lengths.empty()) {
     ATTN_CHECK(static_cast<std::int64_t>(o.key_lengths.size()) == dq.B, shape, "key_lengths", "has ", o.key_lengths.size(),
@@ -184,8 +184,8 @@ void check_options(const MhaOptions& o, const TensorView& query, bool batch_firs
                  "] = ", o.key_lengths[b], ", expected 0 ≤ length ≤ Lk = ", dk.L);
   }
   ATTN_CHECK(!o.is_causal || dq.L == dk.L || o.causal_alignment.has_value(), value, "causal_alignment",
-             "is_causal with Lq = ", dq.L, " ≠ Lk = ", dk.L,
-             " needs causal_alignment: top_left (query i sees keys j ≤ i) or bottom_right (j ≤ i + Lk − Lq)");
+             "is not set, but is_causal with Lq = ", dq.L, " ≠ Lk = ", dk.L,
+             ", expected top_left (query i sees keys j ≤ i) or bottom_right (j ≤ i + Lk − Lq)");
   ATTN_CHECK(o.positions.size() <= 1 || static_cast<std::int64_t>(o.positions.size()) == dq.B, shape, "positions", "has ",
              o.positions.size(), " entries, expected 0, 1 or B = ", dq.B);
 }

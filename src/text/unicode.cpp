@@ -40,7 +40,7 @@ icu::UnicodeSet make_set(const char* pattern) {
   UErrorCode status = U_ZERO_ERROR;
   icu::UnicodeSet set(icu::UnicodeString(pattern, -1, US_INV), status);
   if (U_FAILURE(status)) {
-    throw Error(ErrorKind::system, "ICU", detail::concat("cannot build the character set ", pattern, ": ", u_errorName(status)));
+    throw Error(ErrorKind::system, "ICU", detail::concat("cannot build the character set ", pattern, ": ", u_errorName(status), ", expected U_ZERO_ERROR"));
   }
   return set;
 }
@@ -72,7 +72,7 @@ struct Tables {
     for (icu::UnicodeSet* s : {&nfd_chars, &whitespace, &control, &punct, &mn, &cjk}) s->freeze();
     UErrorCode status = U_ZERO_ERROR;
     const icu::Normalizer2* base = icu::Normalizer2::getNFDInstance(status);
-    if (U_FAILURE(status)) throw Error(ErrorKind::system, "ICU", detail::concat("no NFD normaliser: ", u_errorName(status)));
+    if (U_FAILURE(status)) throw Error(ErrorKind::system, "ICU", detail::concat("has no NFD normaliser (", u_errorName(status), "), expected one"));
     nfd = std::make_unique<icu::FilteredNormalizer2>(*base, nfd_chars);
   }
 };
@@ -132,7 +132,7 @@ std::u32string strip_accents(const std::u32string& s) {
       icu::UnicodeString::fromUTF32(reinterpret_cast<const UChar32*>(s.data()), static_cast<std::int32_t>(s.size()));
   icu::UnicodeString d;
   t.nfd->normalize(in, d, status);
-  if (U_FAILURE(status)) throw Error(ErrorKind::system, "ICU", detail::concat("NFD failed: ", u_errorName(status)));
+  if (U_FAILURE(status)) throw Error(ErrorKind::system, "ICU", detail::concat("NFD failed: ", u_errorName(status), ", expected U_ZERO_ERROR"));
   std::u32string out;
   out.reserve(static_cast<std::size_t>(d.length()));
   for (std::int32_t i = 0; i < d.length();) {
@@ -158,7 +158,7 @@ std::u32string lowercase(const std::u32string& s) {
     UChar dst[8];
     UErrorCode status = U_ZERO_ERROR;
     const std::int32_t len = u_strToLower(dst, 8, src, src_len, "", &status);
-    if (U_FAILURE(status)) throw Error(ErrorKind::system, "ICU", detail::concat("lower-casing U+", std::hex, std::uint32_t(c), " failed"));
+    if (U_FAILURE(status)) throw Error(ErrorKind::system, "ICU", detail::concat("lower-casing U+", std::hex, std::uint32_t(c), " failed, expected it to succeed"));
     for (std::int32_t i = 0; i < len;) {
       UChar32 l;
       U16_NEXT(dst, i, len, l);

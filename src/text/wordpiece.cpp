@@ -31,7 +31,7 @@ std::vector<std::string> read_lines(const std::string& path) {
              "); expected a vocab.txt with one token per line");
   std::stringstream buf;
   buf << in.rdbuf();
-  ATTN_CHECK(!in.bad(), system, path, "error reading the vocab file");
+  ATTN_CHECK(!in.bad(), system, path, "could not be read (error reading the vocab file), expected a readable file");
   const std::string all = buf.str();
   std::vector<std::string> lines;
   std::size_t start = 0;
@@ -79,7 +79,7 @@ WordPiece::WordPiece(std::vector<std::string> vocab, std::string source, WordPie
     if (token_to_id(r) < 0) missing += missing.empty() ? r : std::string(", ") + r;
   }
   ATTN_CHECK(missing.empty(), value, source_, "the vocab (", tokens_.size(), " tokens) has no ", missing,
-             "; a BERT vocab needs each of [UNK], [CLS], [SEP], [PAD] on a line of its own");
+             ", expected each of [UNK], [CLS], [SEP], [PAD] on a line of its own (a BERT vocab needs them)");
   unk_ = token_to_id("[UNK]");
   cls_ = token_to_id("[CLS]");
   sep_ = token_to_id("[SEP]");

@@ -149,8 +149,8 @@ TEST(WordPiece, BadVocabFilesNameTheFileAndTheProblem) {
   const auto partial = write_file("partial.txt", "[CLS]\n[SEP]\nhello\n");
   EXPECT_EQ(error_of([&] { WordPiece wp(partial.string()); }),
             partial.string() +
-                ": the vocab (3 tokens) has no [UNK], [PAD]; a BERT vocab needs each of [UNK], [CLS], [SEP], [PAD] "
-                "on a line of its own");
+                ": the vocab (3 tokens) has no [UNK], [PAD], expected each of [UNK], [CLS], [SEP], [PAD] on a line "
+                "of its own (a BERT vocab needs them)");
   std::filesystem::remove(empty);
   std::filesystem::remove(partial);
 }

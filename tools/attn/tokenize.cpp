@@ -36,7 +36,7 @@ int run_tokenize(const TokenizeOptions& opt) {
     out.push_back('\n');
     std::fwrite(out.data(), 1, out.size(), stdout);
   }
-  ATTN_CHECK(!std::cin.bad(), system, "stdin", "read error");
+  ATTN_CHECK(!std::cin.bad(), system, "stdin", "had a read error, expected a readable stream");
   return std::fflush(stdout) == 0 ? 0 : 1;
 }
 
