@@ -43,12 +43,14 @@ class AttentionCore(nn.Module):
     def _init_shape(self, embed_dim: int, num_heads: int, num_kv_heads: int, kv_name: str) -> None:
         """Checks and stores the head shape; ``kv_name`` is how the subclass's constructor names Hkv."""
         if embed_dim <= 0 or num_heads <= 0:
-            raise ValueError(f"embed_dim and num_heads must be greater than 0, got embed_dim={embed_dim} and "
-                             f"num_heads={num_heads} instead")
+            raise ValueError(f"embed_dim: = {embed_dim} with num_heads = {num_heads}, expected both > 0 (torch: "
+                             "embed_dim and num_heads must be greater than 0)")
         if embed_dim % num_heads:
-            raise ValueError(f"embed_dim = {embed_dim} must be divisible by num_heads = {num_heads}")
+            raise ValueError(f"num_heads: = {num_heads}, expected a divisor of embed_dim = {embed_dim} (embed_dim = "
+                             f"{embed_dim} must be divisible by num_heads = {num_heads})")
         if num_kv_heads <= 0 or num_heads % num_kv_heads:
-            raise ValueError(f"{kv_name} = {num_kv_heads} must divide num_heads = {num_heads}")
+            raise ValueError(f"{kv_name}: = {num_kv_heads}, expected a divisor of num_heads = {num_heads} ({kv_name} = "
+                             f"{num_kv_heads} must divide num_heads = {num_heads})")
         self.embed_dim, self.num_heads, self.num_kv_heads = embed_dim, num_heads, num_kv_heads
         self.head_dim = embed_dim // num_heads
         self.kv_dim = num_kv_heads * self.head_dim

@@ -82,8 +82,8 @@ class KVCache:
         """k, v [B, Hkv, t, D] of this step -> every cached k, v [B, Hkv, length, D] (views)."""
         owner = self._owner() if self._owner is not None else None
         if owner is not None and owner is not module:
-            raise ValueError("kv: this KVCache holds another module's keys (one cache per attention module; "
-                             "make_cache() on each)")
+            raise ValueError("kv: this KVCache holds another module's keys, expected this module's own cache (one "
+                             "cache per attention module; make_cache() on each)")
         b, hkv, t, d = k.shape
         if self._k is None:
             self._k = k.new_empty((b, self.capacity, hkv, d))
@@ -93,7 +93,7 @@ class KVCache:
             raise ValueError(f"x: has batch size {b}, but the KVCache holds {self._k.shape[0]} sequences (expected "
                              f"the batch size of the first call; reset() keeps it, a new make_cache() does not)")
         if self._k.dtype != k.dtype:
-            raise TypeError(f"x: gives keys of dtype {k.dtype}, but the KVCache stores {self._k.dtype}")
+            raise TypeError(f"x: gives keys of dtype {k.dtype}, expected {self._k.dtype}, the dtype the KVCache stores")
         if self.length + t > self.capacity:
             raise ValueError(f"x: has {t} new tokens, but the KVCache holds {self.length} of capacity "
                              f"{self.capacity} (expected at most {self.capacity - self.length}; make a larger cache)")
@@ -184,9 +184,9 @@ class _SeedAttention(AttentionCore):
         cross = context is not None or isinstance(kv, ProjectedKV)
         self._check_call(cross, isinstance(kv, KVCache))
         if cross and self.apply_causal_mask:
-            raise ValueError("apply_causal_mask: is True for a cross-attention call (context or project_kv given); "
-                             "causal masking is for self-attention: build the cross-attention module with "
-                             "apply_causal_mask=False, or pass a mask")
+            raise ValueError("apply_causal_mask: is True for a cross-attention call (context or project_kv given), "
+                             "expected False (causal masking is for self-attention: build the cross-attention module "
+                             "with apply_causal_mask=False, or pass a mask)")
         b, l, _ = x.shape
         hkv = self.num_kv_heads
         q = self.split_heads(self.project_q(x), self.num_heads)
@@ -197,8 +197,8 @@ class _SeedAttention(AttentionCore):
         elif isinstance(kv, KVCache):
             if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters())):
                 raise ValueError("kv: a KVCache is for inference and keeps no autograd graph, but a gradient is "
-                                 "required here (x or a parameter requires grad): run under torch.no_grad() or "
-                                 "torch.inference_mode(), or train on whole sequences with apply_causal_mask=True")
+                                 "required here (x or a parameter requires grad), expected torch.no_grad() or "
+                                 "torch.inference_mode() (or train on whole sequences with apply_causal_mask=True)")
             k_new, v_new = self.project_k_v(x, x)
             k, v = kv._append(self, self.split_heads(k_new, hkv), self.split_heads(v_new, hkv))
             if self.apply_causal_mask:  # query r of this step sees the keys up to its own position
@@ -254,8 +254,8 @@ class _SeedAttention(AttentionCore):
             if context.shape[1] == x.shape[1]:
                 hint = (" (both look like (S, B, E) tensors; these classes take batch-first [B, S, E]: "
                         "transpose(0, 1))")
-            raise ValueError(f"context: has shape {list(context.shape)}, but x has shape {list(x.shape)} (their batch "
-                             f"sizes, dim 0, must match: {context.shape[0]} != {x.shape[0]}){hint}")
+            raise ValueError(f"context: has shape {list(context.shape)}, but x has shape {list(x.shape)}, expected "
+                             f"x's batch size (dim 0: {context.shape[0]} != {x.shape[0]}){hint}")
 
     def _check_projected(self, kv: ProjectedKV, x: Tensor) -> None:
         b = x.shape[0]
@@ -401,9 +401,9 @@ class LinearAttention(_SeedAttention):
         b, s = k.shape[0], k.shape[2]
         if bias is not None or (bool_mask is not None and (bool_mask.dim() != 4 or bool_mask.shape[1:3] != (1, 1))):
             m = bias if bias is not None else bool_mask
-            raise ValueError(f"mask: has shape {list(m.shape)} and dtype {m.dtype}, but linear attention takes only "
-                             f"key padding: a bool [B, 1, 1, S_kv] mask (True = attend); other masks have no linear "
-                             "form (use MultiHeadAttention)")
+            raise ValueError(f"mask: has shape {list(m.shape)} and dtype {m.dtype}, expected key padding only: a bool "
+                             f"[B, 1, 1, S_kv] mask (True = attend; other masks have no linear form, use "
+                             "MultiHeadAttention)")
         if bool_mask is not None:
             padding = ~bool_mask.reshape(bool_mask.shape[0], s).expand(b, s)
         out = linear_attention(q, k, v, self.feature_map, bool(params.get("causal", False)), key_padding_mask=padding,

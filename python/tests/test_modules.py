@@ -459,7 +459,7 @@ def test_linear_attention_module(causal):
     if not causal:
         ctx = torch.randn(B, S_KV, E, dtype=F64)
         close(m(x, kv=m.project_kv(ctx)), linear_formula(m, x, context=ctx), 1e-10)
-    with pytest.raises(ValueError, match=r"mask: has shape \[7, 7\].*linear attention takes only key padding"):
+    with pytest.raises(ValueError, match=r"mask: has shape \[7, 7\].*expected key padding only"):
         m(x, mask=torch.ones(S, S, dtype=torch.bool))
     with pytest.raises(ValueError, match="need_weights: is True, but linear attention never forms"):
         m(x, need_weights=True)

@@ -227,7 +227,7 @@ def test_strict_and_non_strict_reports():
            "float32, got [16] float32")
     with pytest.raises(ValueError) as e:
         attn.torch.load_state_dict(ours, sd, names="torch")
-    assert str(e.value) == msg
+    assert str(e.value) == msg + ", expected exactly the module's keys with their shapes and dtypes (strict load)"
     for k, v in ours.state_dict().items():
         assert torch.equal(v, before[k]), "a failed strict load changes nothing"
     r = attn.torch.load_state_dict(ours, sd, names="torch", strict=False)
