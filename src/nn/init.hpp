@@ -39,3 +39,20 @@ inline double xavier_bound(std::int64_t fan_in, std::int64_t fan_out) {
 }
 
 }  // namespace attn::nn::detail
+
+namespace attn::nn::detail {
+
+/// n values N(0, stddev²) from `seed` (Box–Muller on the SplitMix64 stream).
+template <class T>
+void fill_normal(T* p, std::int64_t n, double stddev, std::uint64_t seed) {
+  SplitMix64 rng(seed);
+  constexpr double kTwoPi = 6.283185307179586476925286766559;
+  for (std::int64_t i = 0; i < n; i += 2) {
+    const double u1 = 1.0 - rng.uniform(0.0, 1.0), u2 = rng.uniform(0.0, 1.0);  // u1 in (0, 1]
+    const double r = stddev * std::sqrt(-2.0 * std::log(u1));
+    p[i] = static_cast<T>(r * std::cos(kTwoPi * u2));
+    if (i + 1 < n) p[i + 1] = static_cast<T>(r * std::sin(kTwoPi * u2));
+  }
+}
+
+}  // namespace attn::nn::detail

@@ -1,0 +1,60 @@
+// nn::Embedding: a row gather forward and a row scatter-add backward (include/attn/nn/embedding.hpp).
+
+#include "attn/nn/embedding.hpp"
+
+#include <cstring>
+
+#include "attn/error.hpp"
+#include "nn/gemm.hpp"
+#include "nn/init.hpp"
+#include "nn/params.hpp"
+
+namespace attn::nn {
+
+template <class T>
+Embedding<T>::Embedding(std::int64_t num_embeddings, std::int64_t dim, std::uint64_t seed, double stddev)
+    : V_(num_embeddings), E_(dim) {
+  ATTN_CHECK(V_ >= 1, "num_embeddings", "num_embeddings = ", V_, ", expected ≥ 1");
+  ATTN_CHECK(E_ >= 1, "dim", "dim = ", E_, ", expected ≥ 1");
+  detail::ParamBlock<T> pb({V_ * E_});
+  storage_ = std::move(pb.storage);
+  w_ = pb.value[0];
+  dw_ = pb.grad[0];
+  detail::fill_normal(w_, V_ * E_, stddev, seed);
+}
+
+template <class T>
+void Embedding<T>::forward(const std::int64_t* ids, std::int64_t M, T* y, std::int64_t ldy, bool accumulate,
+                           const char* name) const {
+  for (std::int64_t m = 0; m < M; ++m)
+    ATTN_CHECK(ids[m] >= 0 && ids[m] < V_, name, name, "[", m, "] = ", ids[m], ", expected 0 ≤ id < ", V_,
+               " (num_embeddings)");
+  for (std::int64_t m = 0; m < M; ++m) {
+    const T* w = w_ + ids[m] * E_;
+    T* ym = y + m * ldy;
+    if (accumulate)
+      for (std::int64_t c = 0; c < E_; ++c) ym[c] += w[c];
+    else
+      std::memcpy(ym, w, static_cast<std::size_t>(E_) * sizeof(T));
+  }
+}
+
+template <class T>
+void Embedding<T>::backward(const std::int64_t* ids, std::int64_t M, const T* dy, std::int64_t lddy) {
+  for (std::int64_t m = 0; m < M; ++m) {
+    T* g = dw_ + ids[m] * E_;
+    const T* d = dy + m * lddy;
+    for (std::int64_t c = 0; c < E_; ++c) g[c] += d[c];
+  }
+}
+
+template <class T>
+std::vector<Parameter> Embedding<T>::parameters() const {
+  const DType dt = detail::dtype_of<T>();
+  return {{"weight", TensorView(w_, dt, {V_, E_}), TensorView(dw_, dt, {V_, E_})}};
+}
+
+template class Embedding<float>;
+template class Embedding<double>;
+
+}  // namespace attn::nn
