@@ -94,6 +94,10 @@ MultiheadAttention<T>::MultiheadAttention(const MhaConfig& config)
 template <class T>
 MultiheadAttention<T>::~MultiheadAttention() = default;
 template <class T>
+void MultiheadAttention<T>::release_saved() {
+  saved_.reset();
+}
+template <class T>
 MultiheadAttention<T>::MultiheadAttention(MultiheadAttention&&) noexcept = default;
 template <class T>
 MultiheadAttention<T>& MultiheadAttention<T>::operator=(MultiheadAttention&&) noexcept = default;

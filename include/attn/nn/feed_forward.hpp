@@ -43,6 +43,14 @@ class FeedForward : public Module {
   /// every parameter's gradient.
   void backward(const T* x, const T* dy, std::int64_t M, T* dx, bool accumulate = false);
 
+  /// Frees the kept activations (gradient checkpointing recomputes them); backward then needs a
+  /// new forward.
+  void release_saved() {
+    a_ = Tensor();
+    h_ = Tensor();
+    M_ = -1;
+  }
+
   std::vector<Parameter> parameters() const override;
 
  private:

@@ -112,6 +112,8 @@ class MultiheadAttention : public Module {
                     const MhaOptions& options = {});
   /// dout (shape of the forward's out) -> input gradients; adds every weight's and bias's gradient.
   MhaGrads backward(const TensorView& dout);
+  /// Frees what forward kept for backward (gradient checkpointing recomputes it instead).
+  void release_saved();
 
   /// A cache for incremental decoding: [batch, num_kv_heads, capacity, head_dim].
   KvCache make_cache(std::int64_t batch, std::int64_t capacity, DType dtype = DType::f32,
