@@ -1,0 +1,61 @@
+#pragma once
+/// Training utilities for attn::nn modules (docs/nn.md): AdamW with decoupled weight decay
+/// (Loshchilov & Hutter 2019, as torch.optim.AdamW), gradient clipping by the global L2 norm, and
+/// a linear-warmup + cosine learning-rate schedule.
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "attn/nn/module.hpp"
+#include "attn/tensor.hpp"
+
+namespace attn::nn {
+
+struct AdamWConfig {
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  double weight_decay = 0.01;
+  /// Which parameters decay; default: rank ≥ 2 (weight matrices and embeddings), not biases or
+  /// norm gains (the GPT-2 / BERT convention).
+  std::function<bool(const Parameter&)> decays;
+};
+
+/// One AdamW state per parameter of a module (f32 or f64 parameters; the state has their dtype).
+/// step(lr), with t the number of steps taken so far plus one:
+///   θ ← θ − lr·λ·θ (when the parameter decays);  m ← β₁m + (1 − β₁)g;  v ← β₂v + (1 − β₂)g²;
+///   θ ← θ − lr·(m / (1 − β₁ᵗ)) / (√(v / (1 − β₂ᵗ)) + ε)
+class AdamW {
+ public:
+  /// Keeps the module's parameter views: the module must outlive the optimizer.
+  AdamW(const Module& module, AdamWConfig config = {});
+  void step(double lr);
+  std::int64_t steps() const { return t_; }
+  void set_steps(std::int64_t t) { t_ = t; }
+  const AdamWConfig& config() const { return config_; }
+  /// The state as named views: "exp_avg.<name>", "exp_avg_sq.<name>" (for checkpoints).
+  std::vector<Parameter> state() const;
+
+ private:
+  AdamWConfig config_;
+  std::vector<Parameter> params_;
+  std::vector<bool> decay_;
+  std::vector<Tensor> m_, v_;
+  std::int64_t t_ = 0;
+};
+
+/// Scales every gradient of `module` by max_norm / (‖g‖ + 1e−6) when the global L2 norm ‖g‖
+/// exceeds max_norm (torch.nn.utils.clip_grad_norm_); returns ‖g‖ before clipping.
+double clip_grad_norm(const Module& module, double max_norm);
+
+struct LrSchedule {
+  double base_lr = 1e-3;
+  std::int64_t warmup_steps = 0;
+  std::int64_t total_steps = 1;
+  double min_lr = 0.0;
+  /// lr of step s (0-based): base·(s + 1)/warmup during warmup, then
+  /// min + ½(base − min)(1 + cos(π·(s − warmup)/(total − warmup))), min after total.
+  double at(std::int64_t step) const;
+};
+
+}  // namespace attn::nn
