@@ -36,12 +36,12 @@ template <class T>
 RegressionTransformer<T>::RegressionTransformer(const RegressionConfig& config)
     : config_(config), encoder_(config.encoder), head_(embed_dim_of(config), config.out_dim, true, config.seed + 5) {
   const std::int64_t E = config.encoder.layer.embed_dim;
-  // Embeddings N(0, 0.02²) as BERT and GPT-2 initialise them (unit-variance rows would swamp the
-  // value features at the start).
-  if (config.vocab_size > 0) token_ = std::make_unique<Embedding<T>>(config.vocab_size, E, config.seed + 1, 0.02);
-  if (config.max_len > 0) position_ = std::make_unique<Embedding<T>>(config.max_len, E, config.seed + 2, 0.02);
+  if (config.vocab_size > 0)
+    token_ = std::make_unique<Embedding<T>>(config.vocab_size, E, config.seed + 1, config.embedding_std);
+  if (config.max_len > 0)
+    position_ = std::make_unique<Embedding<T>>(config.max_len, E, config.seed + 2, config.embedding_std);
   if (config.type_vocab_size > 0)
-    type_ = std::make_unique<Embedding<T>>(config.type_vocab_size, E, config.seed + 3, 0.02);
+    type_ = std::make_unique<Embedding<T>>(config.type_vocab_size, E, config.seed + 3, config.embedding_std);
   if (config.num_features > 0) value_proj_ = std::make_unique<Linear<T>>(config.num_features, E, true, config.seed + 4);
 }
 

@@ -34,6 +34,10 @@ struct RegressionConfig {
   EncoderConfig encoder;
   Pooling pooling = Pooling::mean;
   std::int64_t out_dim = 1;
+  /// Embedding init N(0, embedding_std²): 1 as torch's nn.Embedding (0.02 is BERT's; a pre-norm
+  /// first layer then sees little but the value features, which slows learning which type a
+  /// token has).
+  double embedding_std = 1.0;
   std::uint64_t seed = 0;
 };
 
