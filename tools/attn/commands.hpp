@@ -19,6 +19,9 @@ void add_tokenize(CLI::App& app);
 /// `attn bench`: the benchmark sweep against same-run baselines (bench.cpp, bench/).
 void add_bench(CLI::App& app);
 
+/// `attn train regression`: a transformer trained from C++ on a synthetic task (train.cpp).
+void add_train(CLI::App& app);
+
 /// The process exit code set by the subcommand that ran (0 = success).
 int& exit_code();
 
