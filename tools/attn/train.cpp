@@ -12,6 +12,7 @@
 #include <attn/nn/optim.hpp>
 #include <attn/nn/regression.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -166,12 +167,13 @@ int run_train_regression(const TrainOptions& o) {
 
   FILE* csv = o.csv.empty() ? nullptr : std::fopen(o.csv.c_str(), "w");
   ATTN_CHECK(o.csv.empty() || csv, "--csv", "cannot write ", o.csv);
-  if (csv) std::fprintf(csv, "step,lr,train_loss,eval_loss,grad_norm,trivial_loss,tokens_per_s\n");
+  if (csv) std::fprintf(csv, "step,lr,train_loss,eval_loss,grad_norm,trivial_loss,tokens_per_s,step_ms\n");
   const bool tty = isatty(fileno(stderr)) && !o.quiet;
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
   double train_secs = 0, tokens = 0, last_eval = -1, ema = -1;
   std::int64_t saved_bytes = 0;
+  std::vector<double> step_times;
   const std::int64_t first = opt.steps();
   for (std::int64_t step = first; step < o.steps; ++step) {
     std::mt19937_64 rng(o.seed * 1000003ull + static_cast<std::uint64_t>(step));  // data is a function of the step
@@ -186,7 +188,9 @@ int run_train_regression(const TrainOptions& o) {
     const double gnorm = attn::nn::clip_grad_norm(model, o.clip);
     const double lr = sched.at(step);
     opt.step(lr);
-    train_secs += std::chrono::duration<double>(clock::now() - ts).count();
+    const double step_secs = std::chrono::duration<double>(clock::now() - ts).count();
+    train_secs += step_secs;
+    step_times.push_back(step_secs);
     for (std::int64_t n : d.lengths) tokens += static_cast<double>(n);
     ema = ema < 0 ? loss : 0.95 * ema + 0.05 * loss;
     const bool last = step + 1 == o.steps;
@@ -196,8 +200,8 @@ int run_train_regression(const TrainOptions& o) {
     const double elapsed = std::chrono::duration<double>(clock::now() - t0).count();
     const double eta = elapsed / static_cast<double>(step + 1 - first) * static_cast<double>(o.steps - step - 1);
     if (csv)
-      std::fprintf(csv, "%lld,%.6g,%.6g,%.6g,%.6g,%.6g,%.1f\n", static_cast<long long>(step + 1), lr, loss,
-                   do_eval ? last_eval : -1.0, gnorm, trivial, tps);
+      std::fprintf(csv, "%lld,%.6g,%.6g,%.6g,%.6g,%.6g,%.1f,%.3f\n", static_cast<long long>(step + 1), lr, loss,
+                   do_eval ? last_eval : -1.0, gnorm, trivial, tps, 1e3 * step_secs);
     if (tty) {
       const int width = 24, filled = static_cast<int>(width * (step + 1) / o.steps);
       std::fprintf(stderr, "\r%6lld/%lld [%s%s] loss %.4f (%.3f of trivial) eval %.3f  %.1fk tok/s  ETA %s ",
@@ -218,12 +222,15 @@ int run_train_regression(const TrainOptions& o) {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   const std::int64_t ran = o.steps - first;
+  std::vector<double> sorted = step_times;
+  std::sort(sorted.begin(), sorted.end());
+  const double median_ms = sorted.empty() ? 0.0 : 1e3 * sorted[sorted.size() / 2];
   std::printf("final eval loss %.5f = %.4f of the trivial loss %.4f\n", last_eval, ratio, trivial);
   std::printf(
-      "%lld steps in %.1f s (%.1f ms/step forward+backward+AdamW, %.1fk tokens/s), activations kept %.1f MiB, "
-      "peak RSS %.1f MiB\n",
+      "%lld steps in %.1f s (%.1f ms/step forward+backward+AdamW, median %.1f ms, %.1fk tokens/s), activations "
+      "kept %.1f MiB, peak RSS %.1f MiB\n",
       static_cast<long long>(ran), train_secs, 1e3 * train_secs / static_cast<double>(std::max<std::int64_t>(ran, 1)),
-      tokens / std::max(train_secs, 1e-9) / 1e3, static_cast<double>(saved_bytes) / (1 << 20),
+      median_ms, tokens / std::max(train_secs, 1e-9) / 1e3, static_cast<double>(saved_bytes) / (1 << 20),
       static_cast<double>(ru.ru_maxrss) / 1024.0);
   if (!o.save.empty()) {
     attn::io::save_checkpoint(o.save, model, &opt,
