@@ -39,7 +39,8 @@ Metadata load_checkpoint(const std::string& path, nn::Module& module, nn::AdamW*
   load_into(slots_of(module, optimizer), wanted, true);
   if (optimizer) {
     const auto it = file.metadata.find("step");
-    ATTN_CHECK(it != file.metadata.end(), "path", path, " has no \"step\" in its metadata, expected a checkpoint");
+    ATTN_CHECK(it != file.metadata.end(), value, "path", path,
+               " has no \"step\" in its metadata, expected a checkpoint");
     optimizer->set_steps(std::stoll(it->second));
   }
   return file.metadata;

@@ -25,7 +25,8 @@ const char* activation_name(Activation a) {
 Activation parse_activation(const std::string& name) {
   for (Activation a : {Activation::relu, Activation::gelu, Activation::gelu_tanh, Activation::swiglu})
     if (name == activation_name(a)) return a;
-  throw Error("activation", ::attn::detail::concat("\"", name, "\", expected one of relu, gelu, gelu_tanh, swiglu"));
+  throw Error(ErrorKind::value, "activation",
+              ::attn::detail::concat("\"", name, "\", expected one of relu, gelu, gelu_tanh, swiglu"));
 }
 
 template <class T>

@@ -12,7 +12,7 @@ namespace attn::nn {
 
 template <class T>
 TransformerDecoder<T>::TransformerDecoder(const DecoderConfig& config) : config_(config) {
-  ATTN_CHECK(config.num_layers >= 1, "num_layers", "num_layers = ", config.num_layers, ", expected ≥ 1");
+  ATTN_CHECK(config.num_layers >= 1, value, "num_layers", "num_layers = ", config.num_layers, ", expected ≥ 1");
   layers_.reserve(static_cast<std::size_t>(config.num_layers));
   for (std::int64_t i = 0; i < config.num_layers; ++i)
     layers_.emplace_back(config.layer, static_cast<std::uint32_t>(i));
@@ -41,7 +41,7 @@ const T* TransformerDecoder<T>::forward(const T* x, std::int64_t B, std::int64_t
 
 template <class T>
 void TransformerDecoder<T>::backward(const T* x, const T* dy, T* dx, T* dmemory, bool accumulate) {
-  ATTN_CHECK(M_ > 0, "dy", "backward called before forward");
+  ATTN_CHECK(M_ > 0, value, "dy", "backward called before forward");
   const std::int64_t n = M_ * config_.layer.embed_dim, N = num_layers();
   Tensor g0(detail::dtype_of<T>(), {n}), g1(detail::dtype_of<T>(), {n});
   const T* d = dy;
@@ -69,7 +69,7 @@ std::vector<Parameter> TransformerDecoder<T>::parameters() const {
 template <class T>
 Transformer<T>::Transformer(const EncoderConfig& encoder, const DecoderConfig& decoder)
     : encoder_(encoder), decoder_(decoder) {
-  ATTN_CHECK(encoder.layer.embed_dim == decoder.layer.embed_dim, "decoder.layer.embed_dim", "= ",
+  ATTN_CHECK(encoder.layer.embed_dim == decoder.layer.embed_dim, value, "decoder.layer.embed_dim", "= ",
              decoder.layer.embed_dim, ", expected the encoder's embed_dim ", encoder.layer.embed_dim);
 }
 
@@ -97,7 +97,7 @@ const T* Transformer<T>::forward(const T* src, std::int64_t Ls, const T* tgt, st
 
 template <class T>
 void Transformer<T>::backward(const T* dy, T* dsrc, T* dtgt) {
-  ATTN_CHECK(memory_ != nullptr, "dy", "backward called before forward");
+  ATTN_CHECK(memory_ != nullptr, value, "dy", "backward called before forward");
   const std::int64_t nm = B_ * Ls_ * encoder_.config().layer.embed_dim;
   Tensor dmem(detail::dtype_of<T>(), {nm});
   std::memset(dmem.data(), 0, static_cast<std::size_t>(nm) * sizeof(T));

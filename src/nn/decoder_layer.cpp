@@ -62,9 +62,9 @@ MhaConfig attention_config(const EncoderLayerConfig& c, std::uint64_t seed, bool
 }
 
 const EncoderLayerConfig& checked(const EncoderLayerConfig& c) {
-  ATTN_CHECK(c.attention != "mean", "attention",
+  ATTN_CHECK(c.attention != "mean", value, "attention",
              "\"mean\" for a decoder layer, expected mha, gqa or mqa (the mean control has no cross-attention)");
-  ATTN_CHECK(c.ffn_dim >= 0, "ffn_dim", "ffn_dim = ", c.ffn_dim, ", expected ≥ 0 (0 = 4·embed_dim)");
+  ATTN_CHECK(c.ffn_dim >= 0, value, "ffn_dim", "ffn_dim = ", c.ffn_dim, ", expected ≥ 0 (0 = 4·embed_dim)");
   return c;
 }
 
@@ -119,7 +119,7 @@ const T* TransformerDecoderLayer<T>::attend(MultiheadAttention<T>& m, const T* q
 template <class T>
 const T* TransformerDecoderLayer<T>::forward(const T* x, std::int64_t B, std::int64_t Lt, const T* memory,
                                              std::int64_t Ls, const DecoderCall& call) {
-  ATTN_CHECK(B >= 1 && Lt >= 1 && Ls >= 1, "x", "B = ", B, ", Lt = ", Lt, ", Ls = ", Ls, ", expected all ≥ 1");
+  ATTN_CHECK(B >= 1 && Lt >= 1 && Ls >= 1, value, "x", "B = ", B, ", Lt = ", Lt, ", Ls = ", Ls, ", expected all ≥ 1");
   Buffers& b = *buf_;
   b.B = B;
   b.Lt = Lt;
@@ -170,8 +170,8 @@ const T* TransformerDecoderLayer<T>::output() const {
 template <class T>
 void TransformerDecoderLayer<T>::backward(const T* x, const T* dy, T* dx, T* dmemory, bool accumulate) {
   Buffers& b = *buf_;
-  ATTN_CHECK(b.B > 0, "dy", "backward called before forward");
-  ATTN_CHECK(x == b.x, "x", "is not the input of the last forward");
+  ATTN_CHECK(b.B > 0, value, "dy", "backward called before forward");
+  ATTN_CHECK(x == b.x, value, "x", "is not the input of the last forward");
   const std::int64_t E = config_.embed_dim, M = b.B * b.Lt, n = M * E, nm = b.B * b.Ls * E;
   const std::uint64_t st = b.call.step;
   const DType dt = detail::dtype_of<T>();

@@ -22,7 +22,7 @@ core::PhiloxBlock words(std::uint64_t seed, std::uint32_t stream, std::uint64_t 
 
 template <class T>
 Dropout<T>::Dropout(double p, std::uint64_t seed, std::uint32_t stream) : p_(p), seed_(seed), stream_(stream) {
-  ATTN_CHECK(p >= 0.0 && p < 1.0, "dropout", "p = ", p, ", expected 0 ≤ p < 1");
+  ATTN_CHECK(p >= 0.0 && p < 1.0, value, "dropout", "p = ", p, ", expected 0 ≤ p < 1");
   threshold_ = static_cast<std::uint32_t>(std::floor(p * 4294967296.0));
 }
 

@@ -14,8 +14,8 @@ namespace attn::nn {
 template <class T>
 Embedding<T>::Embedding(std::int64_t num_embeddings, std::int64_t dim, std::uint64_t seed, double stddev)
     : V_(num_embeddings), E_(dim) {
-  ATTN_CHECK(V_ >= 1, "num_embeddings", "num_embeddings = ", V_, ", expected ≥ 1");
-  ATTN_CHECK(E_ >= 1, "dim", "dim = ", E_, ", expected ≥ 1");
+  ATTN_CHECK(V_ >= 1, value, "num_embeddings", "num_embeddings = ", V_, ", expected ≥ 1");
+  ATTN_CHECK(E_ >= 1, value, "dim", "dim = ", E_, ", expected ≥ 1");
   detail::ParamBlock<T> pb({V_ * E_});
   storage_ = std::move(pb.storage);
   w_ = pb.value[0];
@@ -27,7 +27,7 @@ template <class T>
 void Embedding<T>::forward(const std::int64_t* ids, std::int64_t M, T* y, std::int64_t ldy, bool accumulate,
                            const char* name) const {
   for (std::int64_t m = 0; m < M; ++m)
-    ATTN_CHECK(ids[m] >= 0 && ids[m] < V_, name, name, "[", m, "] = ", ids[m], ", expected 0 ≤ id < ", V_,
+    ATTN_CHECK(ids[m] >= 0 && ids[m] < V_, value, name, name, "[", m, "] = ", ids[m], ", expected 0 ≤ id < ", V_,
                " (num_embeddings)");
   for (std::int64_t m = 0; m < M; ++m) {
     const T* w = w_ + ids[m] * E_;

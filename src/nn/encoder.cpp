@@ -12,7 +12,7 @@ namespace attn::nn {
 
 template <class T>
 TransformerEncoder<T>::TransformerEncoder(const EncoderConfig& config) : config_(config) {
-  ATTN_CHECK(config.num_layers >= 1, "num_layers", "num_layers = ", config.num_layers, ", expected ≥ 1");
+  ATTN_CHECK(config.num_layers >= 1, value, "num_layers", "num_layers = ", config.num_layers, ", expected ≥ 1");
   layers_.reserve(static_cast<std::size_t>(config.num_layers));
   for (std::int64_t i = 0; i < config.num_layers; ++i)
     layers_.emplace_back(config.layer, static_cast<std::uint32_t>(i));
@@ -44,7 +44,7 @@ const T* TransformerEncoder<T>::forward(const T* x, std::int64_t B, std::int64_t
 
 template <class T>
 void TransformerEncoder<T>::backward(const T* x, const T* dy, T* dx, bool accumulate) {
-  ATTN_CHECK(M_ > 0, "dy", "backward called before forward");
+  ATTN_CHECK(M_ > 0, value, "dy", "backward called before forward");
   const std::int64_t n = M_ * config_.layer.embed_dim, N = num_layers();
   std::vector<const T*> inputs(static_cast<std::size_t>(N));
   inputs[0] = x;

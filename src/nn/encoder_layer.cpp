@@ -64,7 +64,7 @@ MhaConfig mha_config(const EncoderLayerConfig& c, std::uint32_t index) {
 }
 
 FfnConfig ffn_config(const EncoderLayerConfig& c, std::uint32_t index) {
-  ATTN_CHECK(c.ffn_dim >= 0, "ffn_dim", "ffn_dim = ", c.ffn_dim, ", expected ≥ 0 (0 = 4·embed_dim)");
+  ATTN_CHECK(c.ffn_dim >= 0, value, "ffn_dim", "ffn_dim = ", c.ffn_dim, ", expected ≥ 0 (0 = 4·embed_dim)");
   return {c.embed_dim, c.ffn_dim ? c.ffn_dim : 4 * c.embed_dim, c.activation, c.bias, c.seed + 1000003ull * index + 17};
 }
 
@@ -80,7 +80,8 @@ TransformerEncoderLayer<T>::TransformerEncoderLayer(const EncoderLayerConfig& co
       drop2_(config.dropout, config.seed + 7919ull * layer_index, 2 * layer_index + 1),
       buf_(std::make_unique<Buffers>()) {
   if (config.attention == "mean") {
-    ATTN_CHECK(!config.rotary, "rotary", "rotary is set with attention = \"mean\", which has no q or k to rotate");
+    ATTN_CHECK(!config.rotary, value, "rotary",
+               "rotary is set with attention = \"mean\", which has no q or k to rotate");
     mix_ = std::make_unique<MeanMix<T>>(config.embed_dim, config.bias, config.seed + 1000003ull * layer_index);
   } else {
     const std::vector<std::string> known = attention_types();
@@ -88,7 +89,7 @@ TransformerEncoderLayer<T>::TransformerEncoderLayer(const EncoderLayerConfig& co
     for (const std::string& k : known) ok = ok || k == config.attention;
     std::string list;
     for (const std::string& k : known) list += k + ", ";
-    ATTN_CHECK(ok, "attention", "\"", config.attention, "\", expected one of ", list, "mean");
+    ATTN_CHECK(ok, value, "attention", "\"", config.attention, "\", expected one of ", list, "mean");
     mha_ = make_attention<T>(config.attention, mha_config(config, layer_index));
   }
 }
@@ -168,11 +169,11 @@ void TransformerEncoderLayer<T>::run_forward(const T* x) {
 
 template <class T>
 const T* TransformerEncoderLayer<T>::forward(const T* x, std::int64_t B, std::int64_t L, const EncoderCall& call) {
-  ATTN_CHECK(B >= 1 && L >= 1, "x", "B = ", B, ", L = ", L, ", expected both ≥ 1");
-  ATTN_CHECK(call.key_lengths.empty() || static_cast<std::int64_t>(call.key_lengths.size()) == B, "key_lengths", "has ",
-             call.key_lengths.size(), " entries, expected B = ", B);
+  ATTN_CHECK(B >= 1 && L >= 1, value, "x", "B = ", B, ", L = ", L, ", expected both ≥ 1");
+  ATTN_CHECK(call.key_lengths.empty() || static_cast<std::int64_t>(call.key_lengths.size()) == B, shape, "key_lengths",
+             "has ", call.key_lengths.size(), " entries, expected B = ", B);
   for (std::size_t i = 0; i < call.key_lengths.size(); ++i)
-    ATTN_CHECK(call.key_lengths[i] >= 1 && call.key_lengths[i] <= L, "key_lengths", "key_lengths[", i,
+    ATTN_CHECK(call.key_lengths[i] >= 1 && call.key_lengths[i] <= L, value, "key_lengths", "key_lengths[", i,
                "] = ", call.key_lengths[i], ", expected 1 ≤ length ≤ L = ", L);
   Buffers& b = *buf_;
   b.B = B;
@@ -198,8 +199,8 @@ const T* TransformerEncoderLayer<T>::output() const {
 template <class T>
 void TransformerEncoderLayer<T>::backward(const T* x, const T* dy, T* dx, bool accumulate) {
   Buffers& b = *buf_;
-  ATTN_CHECK(b.M > 0, "dy", "backward called before forward");
-  ATTN_CHECK(x == b.x, "x", "is not the input of the last forward");
+  ATTN_CHECK(b.M > 0, value, "dy", "backward called before forward");
+  ATTN_CHECK(x == b.x, value, "x", "is not the input of the last forward");
   if (!b.saved) run_forward(x);
   const std::int64_t M = b.M, n = M * config_.embed_dim;
   const std::uint64_t step = b.call.step;

@@ -19,8 +19,8 @@ constexpr std::int64_t kParallelElems = 1 << 15;
 
 template <class T>
 Tensor make_block(const FfnConfig& c) {
-  ATTN_CHECK(c.dim >= 1, "dim", "dim = ", c.dim, ", expected ≥ 1");
-  ATTN_CHECK(c.hidden >= 1, "hidden", "hidden = ", c.hidden, ", expected ≥ 1");
+  ATTN_CHECK(c.dim >= 1, value, "dim", "dim = ", c.dim, ", expected ≥ 1");
+  ATTN_CHECK(c.hidden >= 1, value, "hidden", "hidden = ", c.hidden, ", expected ≥ 1");
   const std::int64_t E = c.dim, F1 = (c.activation == Activation::swiglu ? 2 : 1) * c.hidden;
   detail::ParamBlock<T> pb({F1 * E, E * c.hidden, c.bias ? F1 : 0, c.bias ? E : 0});
   detail::fill_uniform(pb.value[0], F1 * E, 1.0 / std::sqrt(static_cast<double>(E)), c.seed);
@@ -80,7 +80,7 @@ void FeedForward<T>::forward(const T* x, std::int64_t M, T* y) {
 
 template <class T>
 void FeedForward<T>::backward(const T* x, const T* dy, std::int64_t M, T* dx, bool accumulate) {
-  ATTN_CHECK(M_ == M, "M", "backward over ", M, " rows, but the last forward had ", M_);
+  ATTN_CHECK(M_ == M, shape, "M", "backward over ", M, " rows, but the last forward had ", M_);
   const std::int64_t F = config_.hidden, F1 = fc1_.out_features(), E = config_.dim;
   const DType dt = detail::dtype_of<T>();
   Tensor dh(dt, {std::max<std::int64_t>(M * F, 1)}), da(dt, {std::max<std::int64_t>(M * F1, 1)});

@@ -16,8 +16,8 @@ namespace attn::nn {
 namespace {
 
 void check_norm(std::int64_t dim, double eps) {
-  ATTN_CHECK(dim >= 1, "dim", "dim = ", dim, ", expected ≥ 1");
-  ATTN_CHECK(std::isfinite(eps) && eps > 0, "eps", "eps = ", eps, ", expected a finite value > 0");
+  ATTN_CHECK(dim >= 1, value, "dim", "dim = ", dim, ", expected ≥ 1");
+  ATTN_CHECK(std::isfinite(eps) && eps > 0, value, "eps", "eps = ", eps, ", expected a finite value > 0");
 }
 
 // Enough work per parallel region to pay for waking the threads.
@@ -66,8 +66,8 @@ void LayerNorm<T>::forward(const T* x, std::int64_t M, T* y) {
 
 template <class T>
 void LayerNorm<T>::backward(const T* x, const T* dy, std::int64_t M, T* dx, bool accumulate) {
-  ATTN_CHECK(static_cast<std::int64_t>(rstd_.size()) == M, "M", "backward over ", M, " rows, but the last forward had ",
-             rstd_.size());
+  ATTN_CHECK(static_cast<std::int64_t>(rstd_.size()) == M, shape, "M", "backward over ", M,
+             " rows, but the last forward had ", rstd_.size());
   const std::int64_t C = C_;
   for (std::int64_t m = 0; m < M; ++m) {  // dγ, dβ: column sums in row order
     const double mean = mean_[static_cast<std::size_t>(m)], rstd = rstd_[static_cast<std::size_t>(m)];
@@ -135,8 +135,8 @@ void RMSNorm<T>::forward(const T* x, std::int64_t M, T* y) {
 
 template <class T>
 void RMSNorm<T>::backward(const T* x, const T* dy, std::int64_t M, T* dx, bool accumulate) {
-  ATTN_CHECK(static_cast<std::int64_t>(rstd_.size()) == M, "M", "backward over ", M, " rows, but the last forward had ",
-             rstd_.size());
+  ATTN_CHECK(static_cast<std::int64_t>(rstd_.size()) == M, shape, "M", "backward over ", M,
+             " rows, but the last forward had ", rstd_.size());
   const std::int64_t C = C_;
   for (std::int64_t m = 0; m < M; ++m) {
     const T tr = static_cast<T>(rstd_[static_cast<std::size_t>(m)]);

@@ -27,12 +27,13 @@ void adamw_update(T* p, const T* g, T* m, T* v, std::int64_t n, double lr, doubl
 }  // namespace
 
 AdamW::AdamW(const Module& module, AdamWConfig config) : config_(std::move(config)), params_(module.parameters()) {
-  ATTN_CHECK(config_.beta1 >= 0 && config_.beta1 < 1 && config_.beta2 >= 0 && config_.beta2 < 1, "beta",
+  ATTN_CHECK(config_.beta1 >= 0 && config_.beta1 < 1 && config_.beta2 >= 0 && config_.beta2 < 1, value, "beta",
              "beta1 = ", config_.beta1, ", beta2 = ", config_.beta2, ", expected both in [0, 1)");
-  ATTN_CHECK(config_.eps > 0, "eps", "eps = ", config_.eps, ", expected > 0");
-  ATTN_CHECK(config_.weight_decay >= 0, "weight_decay", "weight_decay = ", config_.weight_decay, ", expected ≥ 0");
+  ATTN_CHECK(config_.eps > 0, value, "eps", "eps = ", config_.eps, ", expected > 0");
+  ATTN_CHECK(config_.weight_decay >= 0, value, "weight_decay", "weight_decay = ", config_.weight_decay,
+             ", expected ≥ 0");
   for (const Parameter& p : params_) {
-    ATTN_CHECK(p.value.dtype == DType::f32 || p.value.dtype == DType::f64, "module", "parameter ", p.name,
+    ATTN_CHECK(p.value.dtype == DType::f32 || p.value.dtype == DType::f64, dtype, "module", "parameter ", p.name,
                " has dtype ", dtype_name(p.value.dtype), ", expected f32 or f64");
     decay_.push_back(config_.decays ? config_.decays(p) : p.value.rank >= 2);
     const std::int64_t n = p.value.numel();
@@ -72,7 +73,7 @@ std::vector<Parameter> AdamW::state() const {
 }
 
 double clip_grad_norm(const Module& module, double max_norm) {
-  ATTN_CHECK(max_norm > 0, "max_norm", "max_norm = ", max_norm, ", expected > 0");
+  ATTN_CHECK(max_norm > 0, value, "max_norm", "max_norm = ", max_norm, ", expected > 0");
   const std::vector<Parameter> ps = module.parameters();
   double sq = 0;
   for (const Parameter& p : ps)

@@ -18,15 +18,15 @@ const char* pooling_name(Pooling p) { return p == Pooling::mean ? "mean" : "cls"
 Pooling parse_pooling(const std::string& name) {
   if (name == "mean") return Pooling::mean;
   if (name == "cls") return Pooling::cls;
-  throw Error("pooling", ::attn::detail::concat("\"", name, "\", expected mean or cls"));
+  throw Error(ErrorKind::value, "pooling", ::attn::detail::concat("\"", name, "\", expected mean or cls"));
 }
 
 namespace {
 
 std::int64_t embed_dim_of(const RegressionConfig& c) {
-  ATTN_CHECK(c.vocab_size > 0 || c.num_features > 0, "vocab_size",
+  ATTN_CHECK(c.vocab_size > 0 || c.num_features > 0, value, "vocab_size",
              "vocab_size = 0 and num_features = 0: the model has no input (expected at least one > 0)");
-  ATTN_CHECK(c.out_dim >= 1, "out_dim", "out_dim = ", c.out_dim, ", expected ≥ 1");
+  ATTN_CHECK(c.out_dim >= 1, value, "out_dim", "out_dim = ", c.out_dim, ", expected ≥ 1");
   return c.encoder.layer.embed_dim;
 }
 
@@ -48,12 +48,13 @@ RegressionTransformer<T>::RegressionTransformer(const RegressionConfig& config)
 template <class T>
 const T* RegressionTransformer<T>::forward(const RegressionBatch<T>& batch) {
   const std::int64_t B = batch.B, L = batch.L, M = B * L, E = config_.encoder.layer.embed_dim;
-  ATTN_CHECK(B >= 1 && L >= 1, "batch", "B = ", B, ", L = ", L, ", expected both ≥ 1");
-  ATTN_CHECK(!position_ || L <= config_.max_len, "batch.L", "L = ", L, ", expected ≤ max_len = ", config_.max_len);
-  ATTN_CHECK(!token_ || batch.ids, "batch.ids", "missing, expected [B, L] token ids (vocab_size > 0)");
-  ATTN_CHECK(!value_proj_ || batch.features, "batch.features", "missing, expected [B, L, ", config_.num_features,
+  ATTN_CHECK(B >= 1 && L >= 1, value, "batch", "B = ", B, ", L = ", L, ", expected both ≥ 1");
+  ATTN_CHECK(!position_ || L <= config_.max_len, value, "batch.L", "L = ", L,
+             ", expected ≤ max_len = ", config_.max_len);
+  ATTN_CHECK(!token_ || batch.ids, value, "batch.ids", "missing, expected [B, L] token ids (vocab_size > 0)");
+  ATTN_CHECK(!value_proj_ || batch.features, value, "batch.features", "missing, expected [B, L, ", config_.num_features,
              "] features");
-  ATTN_CHECK(!type_ || batch.type_ids, "batch.type_ids", "missing, expected [B, L] token type ids");
+  ATTN_CHECK(!type_ || batch.type_ids, value, "batch.type_ids", "missing, expected [B, L] token type ids");
   batch_ = batch;
   lengths_ = batch.lengths.empty() ? std::vector<std::int64_t>(static_cast<std::size_t>(B), L) : batch.lengths;
   const DType dt = detail::dtype_of<T>();
@@ -94,7 +95,7 @@ const T* RegressionTransformer<T>::forward(const RegressionBatch<T>& batch) {
 
 template <class T>
 void RegressionTransformer<T>::backward(const T* dpred) {
-  ATTN_CHECK(pred_.data() != nullptr, "dpred", "backward called before forward");
+  ATTN_CHECK(pred_.data() != nullptr, value, "dpred", "backward called before forward");
   const std::int64_t B = batch_.B, L = batch_.L, M = B * L, E = config_.encoder.layer.embed_dim;
   const DType dt = detail::dtype_of<T>();
   Tensor dp(dt, {B, E}), dh(dt, {M, E}), dx(dt, {M, E});

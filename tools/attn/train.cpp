@@ -44,7 +44,7 @@ attn::nn::RegressionConfig model_config(const TrainOptions& o) {
   rc.vocab_size = 3;  // plain, plus, minus
   rc.num_features = 1;
   rc.max_len = o.positions == "learned" ? o.seq_len : 0;
-  ATTN_CHECK(o.positions == "learned" || o.positions == "rope", "--positions", "\"", o.positions,
+  ATTN_CHECK(o.positions == "learned" || o.positions == "rope", value, "--positions", "\"", o.positions,
              "\", expected rope or learned");
   auto& l = rc.encoder.layer;
   l.embed_dim = o.dim;
@@ -53,7 +53,7 @@ attn::nn::RegressionConfig model_config(const TrainOptions& o) {
   l.ffn_dim = o.ffn;
   l.attention = o.attention;
   l.activation = attn::nn::parse_activation(o.activation);
-  ATTN_CHECK(o.norm == "layer_norm" || o.norm == "rms_norm", "--norm", "\"", o.norm,
+  ATTN_CHECK(o.norm == "layer_norm" || o.norm == "rms_norm", value, "--norm", "\"", o.norm,
              "\", expected layer_norm or rms_norm");
   l.norm = o.norm == "layer_norm" ? attn::nn::NormKind::layer_norm : attn::nn::NormKind::rms_norm;
   l.norm_first = !o.post_norm;
@@ -104,7 +104,7 @@ void write_plot(const std::string& csv, const std::string& png, const std::strin
   }
   const std::string script = png + ".gp";
   FILE* f = std::fopen(script.c_str(), "w");
-  ATTN_CHECK(f != nullptr, "--plot", "cannot write ", script);
+  ATTN_CHECK(f != nullptr, system, "--plot", "cannot write ", script);
   std::fprintf(f,
                "set terminal pngcairo size 900,540\nset output '%s'\nset datafile separator ','\n"
                "set key top right\nset logscale y\nset grid\nset xlabel 'step'\n"
@@ -124,9 +124,10 @@ int run_train_regression(const TrainOptions& o) {
   const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
   omp_set_num_threads(threads);
   openblas_set_num_threads(threads);
-  ATTN_CHECK(o.steps >= 1 && o.batch >= 1 && o.seq_len >= 2, "--steps", "steps = ", o.steps, ", batch = ", o.batch,
-             ", seq-len = ", o.seq_len, ", expected ≥ 1, ≥ 1, ≥ 2");
-  ATTN_CHECK(o.marker_rate > 0 && o.marker_rate <= 1, "--marker-rate", "= ", o.marker_rate, ", expected in (0, 1]");
+  ATTN_CHECK(o.steps >= 1 && o.batch >= 1 && o.seq_len >= 2, value, "--steps", "steps = ", o.steps,
+             ", batch = ", o.batch, ", seq-len = ", o.seq_len, ", expected ≥ 1, ≥ 1, ≥ 2");
+  ATTN_CHECK(o.marker_rate > 0 && o.marker_rate <= 1, value, "--marker-rate", "= ", o.marker_rate,
+             ", expected in (0, 1]");
   const RegressionTask task{o.seq_len, o.marker_rate};
   attn::nn::RegressionTransformer<float> model(model_config(o));
   model.set_checkpoint(o.checkpointing);
@@ -166,7 +167,7 @@ int run_train_regression(const TrainOptions& o) {
               trivial);
 
   FILE* csv = o.csv.empty() ? nullptr : std::fopen(o.csv.c_str(), "w");
-  ATTN_CHECK(o.csv.empty() || csv, "--csv", "cannot write ", o.csv);
+  ATTN_CHECK(o.csv.empty() || csv, system, "--csv", "cannot write ", o.csv);
   if (csv) std::fprintf(csv, "step,lr,train_loss,eval_loss,grad_norm,trivial_loss,tokens_per_s,step_ms\n");
   const bool tty = isatty(fileno(stderr)) && !o.quiet;
   using clock = std::chrono::steady_clock;
