@@ -519,3 +519,11 @@ from .modules import (GroupQueryAttention, KVCache, LinearAttention, LocalAttent
 
 __all__ += ["MultiHeadAttention", "MultiQueryAttention", "GroupQueryAttention", "LocalAttention", "LinearAttention",
             "get_attention", "ProjectedKV", "KVCache"]
+
+# Transformer layers, stacks and models on the seeds' classes (attn/layers.py, attn/transformer.py, docs/layers.md).
+from .layers import LinearState, TransformerDecoderLayer, TransformerEncoderLayer  # noqa: E402
+from .transformer import (RegressionTransformer, TransformerDecoder, TransformerEncoder,  # noqa: E402
+                          TransformerModel)
+
+__all__ += ["TransformerEncoderLayer", "TransformerDecoderLayer", "LinearState", "TransformerEncoder",
+            "TransformerDecoder", "TransformerModel", "RegressionTransformer"]
