@@ -187,10 +187,13 @@ def main(argv=None):
         for label, cfg, autocast, model, opt, _ in tqdm(built, leave=False, disable=args.quick):
             times[label].append(median_ms(step_fn(model, opt, autocast), reps))
     med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    low = {k: min(v) for k, v in times.items()}  # contention only adds time: the fastest round is the least disturbed
     base = med["RNN-only (no attention)"]
+    base_low = low["RNN-only (no attention)"]
     rows = []
     for label, cfg, autocast, model, opt, nbytes in built:
         rows.append({"configuration": label, "step ms (median)": med[label], "× RNN-only": med[label] / base,
+                     "fastest round ms": low[label], "× RNN-only (fastest rounds)": low[label] / base_low,
                      "spread (ms)": f"{min(times[label]):.4g} … {max(times[label]):.4g}",
                      "saved for backward (MiB)": nbytes / 2**20,
                      "parameters": sum(p.numel() for p in model.parameters())})
@@ -205,7 +208,7 @@ def main(argv=None):
                        ("attention, 4 heads", {**opt_cfg, "heads": 4})]:
         torch.manual_seed(args.seed)
         model = AutoEncoder(emb, hidden, code, cfg)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
         curve = []
         tgen = torch.Generator().manual_seed(args.seed + 7)
         for _ in tqdm(range(train_steps), desc=f"train {label}", leave=False, disable=args.quick):
@@ -239,15 +242,22 @@ def main(argv=None):
     plt.close(fig)
     naive = rows[1]
     verdict = "meets" if best_fp32["× RNN-only"] <= 1.15 else "misses"
+    noisy = any(r["× RNN-only"] < 0.95 for r, b in zip(rows[1:], built[1:]) if not b[2])  # fp32 rows only
     notes = (f"Median of {reps} steps per round, median of {rounds} interleaved rounds. 'saved for backward': "
              "bytes of the distinct tensors autograd keeps (measured with saved_tensors_hooks; a checkpointed "
              "region keeps only its inputs). The naive decoder costs "
              f"{naive['× RNN-only']:.3g}× the RNN-only step (the seed saw 10×); the optimised fp32 model "
-             f"('+ 4 heads') costs {best_fp32['× RNN-only']:.3g}×, which {verdict} the ≤ 1.15× target.")
+             f"('+ 4 heads') costs {best_fp32['× RNN-only']:.3g}× by medians and "
+             f"{best_fp32['× RNN-only (fastest rounds)']:.3g}× by the fastest rounds, which {verdict} the ≤ 1.15× "
+             "target." + (" An fp32 attention model faster than the RNN-only one (ratio < 0.95) cannot be real — it "
+                          "runs the same LSTMs and more — so on this run the machine's noise is larger than the "
+                          "differences; read the spreads." if noisy else ""))
     report = write_report(out / "seq_autoencoder.md", "Sequence autoencoder with an attention decoder", config,
                           [("Time per training step", md_table(rows) + "\n\n" + notes),
                            ("Quality", md_table(quality) + f"\n\n{train_steps} Adam steps on fresh batches, the "
-                            "optimised fp32 attention configuration; held-out: one batch of new sequences.")])
+                            "optimised fp32 attention configuration, Adam lr 3e-3; held-out: one batch of new sequences. The 8- and "
+                            "4-head models start from the same weights (the head count changes no parameter shape); "
+                            "while their attention stays near uniform they compute the same thing.")])
     if not args.quick:
         print(report)
     return {"timing": rows, "quality": quality}
