@@ -3,7 +3,8 @@
 // -> bf16 (AMX or AVX512_BF16 where the CPU has them; the implementation oneDNN picked is printed),
 // and OpenBLAS sgemm fp32 (Debian's OpenBLAS 0.3.21 has no sbgemm). W is [out, in] row-major as
 // nn::Linear stores it (y = x·Wᵀ). Medians of `reps` runs after a warm-up. torch's bf16 GEMM (MKL)
-// is timed by `python -c` beside it; see docs/nn.md.
+// is timed by `python -c` beside it; see docs/nn.md. Last, nn::Linear<float> forward (M = n rows,
+// n -> n) in fp32 and with bf16 matmuls: the GEMM plus rounding x and W to bf16 at every call.
 
 #include <cblas.h>
 #include <omp.h>
@@ -14,6 +15,9 @@
 #include <cstdlib>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <vector>
+
+#include "attn/nn/linear.hpp"
+#include "attn/nn/matmul_precision.hpp"
 
 namespace {
 
@@ -74,5 +78,12 @@ int main(int argc, char** argv) {
       reps);
   std::printf("openblas sgemm fp32 %ldx%ldx%ld: %.2f ms, %.0f GFLOP/s (core %s, %d threads)\n", n, n, n, t * 1e3,
               flops / t * 1e-9, openblas_get_corename(), openblas_get_num_threads());
+  attn::nn::Linear<float> lin(n, n, false, 1);
+  for (auto p : {attn::nn::MatmulPrecision::f32, attn::nn::MatmulPrecision::bf16}) {
+    const attn::nn::MatmulPrecisionGuard guard(p);
+    const double tl = median_s([&] { lin.forward(a.data(), n, n, c.data(), n); }, reps);
+    std::printf("nn::Linear<float> forward %ldx%ld -> %ld, %s matmuls: %.2f ms, %.0f GFLOP/s\n", n, n, n,
+                attn::nn::matmul_precision_name(p), tl * 1e3, flops / tl * 1e-9);
+  }
   return 0;
 }

@@ -1,15 +1,21 @@
 // nn::Linear, forward and backward on OpenBLAS (docs/nn.md):
 //   forward   y [M, out] = x [M, in]·Wᵀ + b          (one gemm, NoTrans × Trans)
 //   backward  dx = dy·W (NoTrans × NoTrans),  dW += dyᵀ·x (Trans × NoTrans),  db += Σ_rows dy
-// W is [out, in] row-major as torch stores it.
+// W is [out, in] row-major as torch stores it. With nn::set_float32_matmul_precision(bf16) the
+// fp32 GEMMs round x, W and dy to bf16 and run on oneDNN with fp32 accumulation (nn/gemm_bf16.hpp);
+// the bias, db and every output stay fp32.
 
 #include "attn/nn/linear.hpp"
 
 #include <cmath>
 #include <cstring>
+#include <type_traits>
+#include <vector>
 
 #include "attn/error.hpp"
+#include "attn/nn/matmul_precision.hpp"
 #include "nn/gemm.hpp"
+#include "nn/gemm_bf16.hpp"
 #include "nn/init.hpp"
 #include "nn/rows.hpp"
 
@@ -37,18 +43,54 @@ template <class T>
 Linear<T>::Linear(std::int64_t in_features, std::int64_t out_features, T* w, T* dw, T* b, T* db)
     : in_(in_features), out_(out_features), w_(w), dw_(dw), b_(b), db_(db) {}
 
+namespace {
+template <class T>
+bool bf16_matmuls() {
+  return std::is_same_v<T, float> && float32_matmul_precision() == MatmulPrecision::bf16;
+}
+
+// Rows [rows, cols] (row stride ld) rounded to a packed bf16 copy.
+std::vector<std::uint16_t> bf16_copy(const float* src, std::int64_t rows, std::int64_t cols, std::int64_t ld) {
+  std::vector<std::uint16_t> out(static_cast<std::size_t>(rows * cols));
+  detail::round_rows_to_bf16(src, rows, cols, ld, out.data(), cols);
+  return out;
+}
+}  // namespace
+
 template <class T>
 void Linear<T>::forward(const T* x, std::int64_t M, std::int64_t ldx, T* y, std::int64_t ldy) const {
   if (b_)
     for (std::int64_t m = 0; m < M; ++m) std::memcpy(y + m * ldy, b_, static_cast<std::size_t>(out_) * sizeof(T));
+  if constexpr (std::is_same_v<T, float>) {
+    if (bf16_matmuls<T>()) {
+      const auto x16 = bf16_copy(x, M, in_, ldx), w16 = bf16_copy(w_, out_, in_, in_);
+      detail::gemm_bf16(false, true, M, out_, in_, x16.data(), in_, w16.data(), in_, b_ ? 1.0f : 0.0f, y, ldy);
+      return;
+    }
+  }
   detail::gemm<T>(false, true, M, out_, in_, T(1), x, ldx, w_, in_, b_ ? T(1) : T(0), y, ldy);
 }
 
 template <class T>
 void Linear<T>::backward(const T* x, std::int64_t ldx, const T* dy, std::int64_t ldy, std::int64_t M, T* dx,
                          std::int64_t lddx, bool accumulate_dx) {
-  if (dx) detail::gemm<T>(false, false, M, in_, out_, T(1), dy, ldy, w_, in_, accumulate_dx ? T(1) : T(0), dx, lddx);
-  detail::gemm<T>(true, false, out_, in_, M, T(1), dy, ldy, x, ldx, T(1), dw_, in_);
+  bool done = false;
+  if constexpr (std::is_same_v<T, float>) {
+    if (bf16_matmuls<T>()) {
+      const auto dy16 = bf16_copy(dy, M, out_, ldy), x16 = bf16_copy(x, M, in_, ldx);
+      if (dx) {
+        const auto w16 = bf16_copy(w_, out_, in_, in_);
+        detail::gemm_bf16(false, false, M, in_, out_, dy16.data(), out_, w16.data(), in_, accumulate_dx ? 1.0f : 0.0f,
+                          dx, lddx);
+      }
+      detail::gemm_bf16(true, false, out_, in_, M, dy16.data(), out_, x16.data(), in_, 1.0f, dw_, in_);
+      done = true;
+    }
+  }
+  if (!done) {
+    if (dx) detail::gemm<T>(false, false, M, in_, out_, T(1), dy, ldy, w_, in_, accumulate_dx ? T(1) : T(0), dx, lddx);
+    detail::gemm<T>(true, false, out_, in_, M, T(1), dy, ldy, x, ldx, T(1), dw_, in_);
+  }
   if (db_)
     for (std::int64_t m = 0; m < M; ++m)
       for (std::int64_t o = 0; o < out_; ++o) db_[o] += dy[m * ldy + o];

@@ -1,6 +1,9 @@
 // Consumer of the installed attn package: one causal sdpa_forward on BSHD buffers, checked against
-// a hand-written loop. Exit code 0 = the package works.
+// a hand-written loop, and one nn::Linear forward (the BLAS and, where libattn has it, oneDNN in
+// bf16 that libattn links privately must reach the consumer's link line). Exit 0 = it works.
 
+#include <attn/nn/linear.hpp>
+#include <attn/nn/matmul_precision.hpp>
 #include <attn/sdpa.hpp>
 #include <attn/tensor.hpp>
 
@@ -45,6 +48,22 @@ int main() {
           max_err = std::max(max_err, std::abs(o - out[b * sb + i * sn + h * sh + d]));
         }
       }
-  std::printf("attn %s consumer: max abs error %.3g\n", attn::version(), max_err);
-  return max_err < 1e-5 ? 0 : 1;
+  // y = x·Wᵀ of a 3 -> 2 Linear, in fp32 and (when available) with bf16 matmuls.
+  attn::nn::Linear<float> lin(3, 2, false, 1);
+  const float x[3] = {0.5f, -1.0f, 2.0f};
+  double lin_err = 0.0;
+  for (bool bf16 : {false, true}) {
+    if (bf16 && !attn::nn::bf16_matmul_available()) continue;
+    const attn::nn::MatmulPrecisionGuard guard(bf16 ? attn::nn::MatmulPrecision::bf16 : attn::nn::MatmulPrecision::f32);
+    float y[2];
+    lin.forward(x, 1, 3, y, 2);
+    for (int o = 0; o < 2; ++o) {
+      double ref = 0.0;
+      for (int i = 0; i < 3; ++i) ref += lin.weight()[o * 3 + i] * x[i];
+      lin_err = std::max(lin_err, std::abs(ref - y[o]) / (bf16 ? 1e-2 : 1e-6));
+    }
+  }
+  std::printf("attn %s consumer: max abs error %.3g, Linear %s (bf16 matmuls: %s)\n", attn::version(), max_err,
+              lin_err <= 1.0 ? "ok" : "WRONG", attn::nn::bf16_matmul_available() ? "yes" : "no");
+  return max_err < 1e-5 && lin_err <= 1.0 ? 0 : 1;
 }

@@ -1,0 +1,160 @@
+// bf16 GEMMs of the nn modules on oneDNN's matmul primitive (src/nn/gemm_bf16.hpp, docs/nn.md).
+// oneDNN picks its kernel for the CPU at run time (AMX brgemm, AVX512_BF16, or its reference
+// implementation); one primitive per shape, strides and beta is created once and kept.
+
+#include "nn/gemm_bf16.hpp"
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <tuple>
+
+#include "attn/error.hpp"
+#include "attn/nn/matmul_precision.hpp"
+#include "core/half.hpp"
+
+#ifdef ATTN_HAVE_DNNL
+#include <oneapi/dnnl/dnnl.hpp>
+#endif
+
+namespace attn::nn {
+
+namespace {
+std::atomic<MatmulPrecision>& precision_setting() {
+  static std::atomic<MatmulPrecision> p{MatmulPrecision::f32};
+  return p;
+}
+}  // namespace
+
+MatmulPrecision matmul_precision_from_string(const std::string& name, const char* argument) {
+  if (name == "f32") return MatmulPrecision::f32;
+  if (name == "bf16") return MatmulPrecision::bf16;
+  throw Error(ErrorKind::value, argument, attn::detail::concat("is \"", name, "\", expected \"f32\" or \"bf16\""));
+}
+
+const char* matmul_precision_name(MatmulPrecision p) { return p == MatmulPrecision::bf16 ? "bf16" : "f32"; }
+
+MatmulPrecision float32_matmul_precision() { return precision_setting().load(std::memory_order_relaxed); }
+
+void set_float32_matmul_precision(MatmulPrecision p) {
+  ATTN_CHECK(p != MatmulPrecision::bf16 || bf16_matmul_available(), unsupported, "precision",
+             "bf16 matmuls need oneDNN, and this libattn was built without it (install libdnnl-dev and reconfigure)");
+  precision_setting().store(p, std::memory_order_relaxed);
+}
+
+#ifdef ATTN_HAVE_DNNL
+
+bool bf16_matmul_available() { return true; }
+
+namespace {
+
+using dnnl::memory;
+
+dnnl::engine& engine() {
+  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  return e;
+}
+
+struct Key {
+  bool ta, tb, accumulate;
+  std::int64_t M, N, K, lda, ldb, ldc;
+  auto tie() const { return std::tie(ta, tb, accumulate, M, N, K, lda, ldb, ldc); }
+  bool operator<(const Key& o) const { return tie() < o.tie(); }
+};
+
+struct Plan {
+  memory::desc a, b, c;
+  dnnl::matmul mm;
+};
+
+dnnl::matmul::primitive_desc describe(const Key& k, memory::desc& a, memory::desc& b, memory::desc& c) {
+  // (m, k) of op(A) lies at m·lda + k, or at k·lda + m when A is stored transposed; likewise B.
+  a = memory::desc({k.M, k.K}, memory::data_type::bf16, k.ta ? memory::dims{1, k.lda} : memory::dims{k.lda, 1});
+  b = memory::desc({k.K, k.N}, memory::data_type::bf16, k.tb ? memory::dims{1, k.ldb} : memory::dims{k.ldb, 1});
+  c = memory::desc({k.M, k.N}, memory::data_type::f32, memory::dims{k.ldc, 1});
+  dnnl::primitive_attr attr;
+  if (k.accumulate) {
+    dnnl::post_ops ops;
+    ops.append_sum(1.0f);
+    attr.set_post_ops(ops);
+  }
+  return dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), attr, engine());
+}
+
+const Plan& plan_for(const Key& k) {
+  static std::mutex mu;
+  static std::map<Key, Plan> plans;
+  const std::lock_guard<std::mutex> lock(mu);
+  auto it = plans.find(k);
+  if (it == plans.end()) {
+    Plan p;
+    const auto pd = describe(k, p.a, p.b, p.c);
+    p.mm = dnnl::matmul(pd);
+    it = plans.emplace(k, std::move(p)).first;
+  }
+  return it->second;
+}
+
+}  // namespace
+
+std::string bf16_matmul_impl(long M, long N, long K) {
+  try {
+    memory::desc a, b, c;
+    return describe(Key{false, true, false, M, N, K, K, K, N}, a, b, c).impl_info_str();
+  } catch (const dnnl::error& e) {
+    return std::string("none (oneDNN: ") + e.what() + ")";
+  }
+}
+
+namespace detail {
+
+void gemm_bf16(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64_t K, const std::uint16_t* A,
+               std::int64_t lda, const std::uint16_t* B, std::int64_t ldb, float beta, float* C, std::int64_t ldc) {
+  ATTN_CHECK(beta == 0.0f || beta == 1.0f, value, "beta", "= ", beta, ", expected 0 or 1");
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    if (beta == 0.0f)
+      for (std::int64_t i = 0; i < M; ++i)
+        for (std::int64_t j = 0; j < N; ++j) C[i * ldc + j] = 0.0f;
+    return;
+  }
+  try {
+    const Plan& p = plan_for(Key{trans_a, trans_b, beta != 0.0f, M, N, K, lda, ldb, ldc});
+    memory a(p.a, engine(), const_cast<std::uint16_t*>(A)), b(p.b, engine(), const_cast<std::uint16_t*>(B)),
+        c(p.c, engine(), C);
+    dnnl::stream s(engine());
+    p.mm.execute(s, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}});
+    s.wait();
+  } catch (const dnnl::error& e) {
+    throw Error(ErrorKind::unsupported, "matmul", attn::detail::concat("oneDNN bf16 matmul ", M, "x", K, " by ", K, "x", N, " failed: ", e.what()));
+  }
+}
+
+}  // namespace detail
+
+#else  // no oneDNN
+
+bool bf16_matmul_available() { return false; }
+std::string bf16_matmul_impl(long, long, long) { return "none (libattn built without oneDNN)"; }
+
+namespace detail {
+void gemm_bf16(bool, bool, std::int64_t, std::int64_t, std::int64_t, const std::uint16_t*, std::int64_t,
+               const std::uint16_t*, std::int64_t, float, float*, std::int64_t) {
+  throw Error(ErrorKind::unsupported, "precision", attn::detail::concat("bf16 matmuls need oneDNN, and this libattn was built without it"));
+}
+}  // namespace detail
+
+#endif
+
+namespace detail {
+void round_rows_to_bf16(const float* src, std::int64_t rows, std::int64_t cols, std::int64_t ld_src,
+                        std::uint16_t* dst, std::int64_t ld_dst) {
+  for (std::int64_t i = 0; i < rows; ++i) {
+    const float* s = src + i * ld_src;
+    std::uint16_t* d = dst + i * ld_dst;
+    for (std::int64_t j = 0; j < cols; ++j) d[j] = core::f32_to_bf16(s[j]);
+  }
+}
+}  // namespace detail
+
+}  // namespace attn::nn
