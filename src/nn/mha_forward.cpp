@@ -78,12 +78,28 @@ MhaOutput MultiheadAttention<T>::forward(const TensorView& query, const TensorVi
   if (options.need_weights) probs = Tensor(detail::dtype_of<T>(), {dq.B, Hq_, dq.L, dk.L});
   const TensorView ctx = detail::head_view(s->ctx.template ptr<T>(), E_, dq, Hq_, hd_, bf);
   sdpa_forward({ctx, s->lse, options.need_weights ? probs.view() : TensorView()}, qv, kv, vv, sp);
+  if (options.need_weights && sp.dropout_p > 0) {
+    // The gradient through the returned (post-dropout) weights also needs the softmax before
+    // dropout (mha_backward.cpp): the same call again with pre-dropout probs, its ctx discarded.
+    SdpaParams pre = sp;
+    pre.probs_kind = ProbsKind::pre_dropout;
+    Tensor ctx2(detail::dtype_of<T>(), {dq.B * dq.L, E_}), lse2(lse_dtype(detail::dtype_of<T>()), {dq.B, Hq_, dq.L});
+    s->probs_pre = Tensor(detail::dtype_of<T>(), {dq.B, Hq_, dq.L, dk.L});
+    sdpa_forward({detail::head_view(ctx2.template ptr<T>(), E_, dq, Hq_, hd_, bf), lse2, s->probs_pre.view()}, qv, kv,
+                 vv, pre);
+  }
 
   MhaOutput r;  // 4.
   s->out_shape = detail::shape_with_last(query, E_);
   r.out = detail::make_tensor(detail::dtype_of<T>(), s->out_shape);
   out_proj_.forward(s->ctx.template ptr<T>(), dq.B * dq.L, E_, r.out.template ptr<T>(), E_);
-  if (options.need_weights) r.weights = attention_weights<T>(probs, options.average_attn_weights, dq.batched);
+  if (options.need_weights) {
+    r.weights = attention_weights<T>(probs, options.average_attn_weights, dq.batched);
+    const TensorView w = r.weights.view();
+    s->weights_shape.assign(w.shape.begin(), w.shape.begin() + w.rank);
+    s->weights_averaged = options.average_attn_weights;
+    s->probs = std::move(probs);
+  }
 
   s->query = query;
   s->key = key;

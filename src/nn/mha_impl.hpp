@@ -92,6 +92,11 @@ struct MultiheadAttention<T>::Saved {
   SdpaParams params;
   std::vector<std::int64_t> positions;
   std::vector<std::int64_t> out_shape;
+  // need_weights: the per-head weights as returned (post-dropout) [B, Hq, Lq, Lk] and, when
+  // dropout was active, the softmax before dropout (else empty: it equals probs).
+  Tensor probs, probs_pre;
+  std::vector<std::int64_t> weights_shape;
+  bool weights_averaged = true;
 };
 
 }  // namespace attn::nn

@@ -2,7 +2,8 @@
 // against fp64 central finite differences of L = Σ out ∘ R on the f64 module (reference SDPA),
 // for MHA/GQA/MQA, self (fused QKV) and cross (separate and shared K/V), masks, RoPE in both
 // conventions, dropout with a fixed seed; and the f32 module's gradients (cpu SDPA backward on the
-// strided head views) against the f64 module's.
+// strided head views) against the f64 module's; the gradient through the returned attention
+// weights (need_weights, averaged or per head, with and without dropout) the same way.
 
 #include <gtest/gtest.h>
 
@@ -202,6 +203,129 @@ TEST(MhaBackwardUse, GradientsAccumulateOverCalls) {
   });
   EXPECT_LE(err, 1e-12);
   EXPECT_GT(max_abs(once.view), 0.0);
+}
+
+
+// need_weights: L = Σ out ∘ R + Σ weights ∘ Rw, so the weights' own gradient path is checked too.
+struct WeightsCase {
+  MhaCase c;
+  bool average = true;
+};
+
+class MhaWeightsBackward : public ::testing::TestWithParam<WeightsCase> {};
+
+std::vector<WeightsCase> weights_cases() {
+  std::vector<WeightsCase> cs;
+  const std::vector<MhaCase> base = backward_cases();
+  // causal self-attention (averaged); GQA seq-first bool mask RoPE (per head); MQA cross with key
+  // lengths (averaged); cross shared K/V with dropout (per head); unbatched bottom-right (averaged);
+  // GQA dropout RoPE positions strided (per head).
+  for (std::size_t i = 0; i < base.size(); ++i) cs.push_back({base[i], i % 2 == 0});
+  return cs;
+}
+
+TEST_P(MhaWeightsBackward, MatchesFiniteDifferences) {
+  const WeightsCase wc = GetParam();
+  const MhaCase& c = wc.c;
+  nn::MultiheadAttention<double> m(c.config());
+  randomize_biases(m, 5);
+  const MhaInputs in = make_inputs(c, DType::f64, 3);
+  MhaMasks mk = make_masks(c, 9);
+  mk.options.need_weights = true;
+  mk.options.average_attn_weights = wc.average;
+  const nn::MhaOutput out = m.forward(in.query, in.key, in.value, mk.options);
+  GuardedTensor R = clone(out.out.view()), Rw = clone(out.weights.view());
+  fill_normal(R.view, 17);
+  fill_normal(Rw.view, 18);
+  m.zero_grad();
+  const nn::MhaGrads g = m.backward(R.view, Rw.view);
+  auto f = [&] {
+    const nn::MhaOutput r = m.forward(in.query, in.key, in.value, mk.options);
+    double s = 0;
+    for_each_element(r.out.view(), [&](const auto& idx, std::int64_t off) {
+      s += load_f64(r.out.view(), off) * load_f64(R.view, R.view.offset({idx[0], idx[1], idx[2], idx[3]}));
+    });
+    for_each_element(r.weights.view(), [&](const auto& idx, std::int64_t off) {
+      s += load_f64(r.weights.view(), off) * load_f64(Rw.view, Rw.view.offset({idx[0], idx[1], idx[2], idx[3]}));
+    });
+    return s;
+  };
+  constexpr double kTol = 2e-6;
+  EXPECT_LE(worst(in.query, g.dquery, f), kTol) << "dquery";
+  if (g.dkey.view().defined()) {
+    EXPECT_LE(worst(in.key, g.dkey, f), kTol) << "dkey";
+  }
+  if (g.dvalue.view().defined()) {
+    EXPECT_LE(worst(in.value, g.dvalue, f), kTol) << "dvalue";
+  }
+  for (const nn::Parameter& p : m.parameters()) EXPECT_LE(worst(p.value, p.grad, f), kTol) << p.name;
+}
+
+TEST_P(MhaWeightsBackward, F32MatchesF64AndTheWeightsPathIsNotZero) {
+  const WeightsCase wc = GetParam();
+  const MhaCase& c = wc.c;
+  nn::MultiheadAttention<double> m64(c.config());
+  nn::MultiheadAttention<float> m32(c.config());
+  randomize_biases(m32, 5);
+  const std::vector<nn::Parameter> p32 = m32.parameters(), p64 = m64.parameters();
+  for (std::size_t i = 0; i < p32.size(); ++i)
+    for_each_element(p32[i].value,
+                     [&](const auto&, std::int64_t off) { store_f64(p64[i].value, off, load_f64(p32[i].value, off)); });
+  const MhaInputs in32 = make_inputs(c, DType::f32, 3), in64 = make_inputs(c, DType::f64, 3);
+  MhaMasks mk = make_masks(c, 9);
+  mk.options.need_weights = true;
+  mk.options.average_attn_weights = wc.average;
+  const nn::MhaOutput o32 = m32.forward(in32.query, in32.key, in32.value, mk.options);
+  m64.forward(in64.query, in64.key, in64.value, mk.options);
+  GuardedTensor R32 = clone(o32.out.view(), Layout::bhsd, DType::f32), Rw32 = clone(o32.weights.view(), Layout::bhsd, DType::f32);
+  fill_normal(R32.view, 17);
+  fill_normal(Rw32.view, 18);
+  const GuardedTensor R64 = clone(R32.view), Rw64 = clone(Rw32.view);
+  m32.zero_grad();
+  m64.zero_grad();
+  const nn::MhaGrads g32 = m32.backward(R32.view, Rw32.view), g64 = m64.backward(R64.view, Rw64.view);
+  EXPECT_LE(max_abs_diff(g32.dquery.view(), g64.dquery.view()), 1e-4);
+  for (std::size_t i = 0; i < p32.size(); ++i) EXPECT_LE(max_abs_diff(p32[i].grad, p64[i].grad), 1e-4) << p32[i].name;
+  // Without the weights' gradient, dquery must change: the path contributes.
+  m64.forward(in64.query, in64.key, in64.value, mk.options);
+  const nn::MhaGrads g0 = m64.backward(R64.view);
+  EXPECT_GT(max_abs_diff(g0.dquery.view(), g64.dquery.view()), 1e-3);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, MhaWeightsBackward, ::testing::ValuesIn(weights_cases()),
+                         [](const auto& param_info) {
+                           return param_info.param.c.name() + (param_info.param.average ? "_avg" : "_perHead");
+                         });
+
+TEST(MhaBackwardUse, WeightsGradientErrors) {
+  nn::MhaConfig c;
+  c.embed_dim = 8;
+  c.num_heads = 2;
+  c.batch_first = true;
+  nn::MultiheadAttention<double> m(c);
+  GuardedTensor x = make_tensor(DType::f64, {2, 3, 8}), R = make_tensor(DType::f64, {2, 3, 8});
+  fill_normal(x.view, 1);
+  fill_normal(R.view, 2);
+  GuardedTensor dw = make_tensor(DType::f64, {2, 3, 3}), dw_bad = make_tensor(DType::f64, {2, 2, 3, 3});
+  fill_normal(dw.view, 3);
+  m.forward(x.view, x.view, x.view);  // need_weights = false
+  try {
+    m.backward(R.view, dw.view);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.argument(), "dweights");
+    EXPECT_NE(std::string(e.what()).find("need_weights"), std::string::npos) << e.what();
+  }
+  nn::MhaOptions o;
+  o.need_weights = true;  // averaged: [2, 3, 3]
+  m.forward(x.view, x.view, x.view, o);
+  try {
+    m.backward(R.view, dw_bad.view);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.argument(), "dweights");
+    EXPECT_NE(std::string(e.what()).find("[2, 3, 3]"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -111,7 +111,11 @@ class MultiheadAttention : public Module {
   MhaOutput forward(const TensorView& query, const TensorView& key, const TensorView& value,
                     const MhaOptions& options = {});
   /// dout (shape of the forward's out) -> input gradients; adds every weight's and bias's gradient.
-  MhaGrads backward(const TensorView& dout);
+  /// When the forward had need_weights, `dweights` (the shape of the returned weights, dtype T, any
+  /// strides) is the gradient of the loss with respect to those weights too (they are
+  /// differentiable, as in PyTorch); not given = zero. With attention dropout active, such a
+  /// forward runs the SDPA twice to keep the softmax before dropout as well.
+  MhaGrads backward(const TensorView& dout, const TensorView& dweights = {});
   /// Frees what forward kept for backward (gradient checkpointing recomputes it instead).
   void release_saved();
 
