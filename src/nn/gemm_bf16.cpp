@@ -5,13 +5,13 @@
 #include "nn/gemm_bf16.hpp"
 
 #include <atomic>
+#include <bit>
 #include <map>
 #include <mutex>
 #include <tuple>
 
 #include "attn/error.hpp"
 #include "attn/nn/matmul_precision.hpp"
-#include "core/half.hpp"
 
 #ifdef ATTN_HAVE_DNNL
 #include <oneapi/dnnl/dnnl.hpp>
@@ -149,10 +149,18 @@ void gemm_bf16(bool, bool, std::int64_t, std::int64_t, std::int64_t, const std::
 namespace detail {
 void round_rows_to_bf16(const float* src, std::int64_t rows, std::int64_t cols, std::int64_t ld_src,
                         std::uint16_t* dst, std::int64_t ld_dst) {
+  // core::f32_to_bf16 without its branch, so that the loop vectorises; rows split across threads
+  // when there is enough work (each element is independent: the result does not depend on it).
+#pragma omp parallel for schedule(static) if (rows * cols >= (1 << 16))
   for (std::int64_t i = 0; i < rows; ++i) {
     const float* s = src + i * ld_src;
     std::uint16_t* d = dst + i * ld_dst;
-    for (std::int64_t j = 0; j < cols; ++j) d[j] = core::f32_to_bf16(s[j]);
+    for (std::int64_t j = 0; j < cols; ++j) {
+      const std::uint32_t bits = std::bit_cast<std::uint32_t>(s[j]);
+      const std::uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
+      const std::uint32_t nan = (bits >> 16) | 0x0040u;  // quiet NaN, as core::f32_to_bf16
+      d[j] = static_cast<std::uint16_t>((bits & 0x7FFFFFFFu) > 0x7F800000u ? nan : rounded);
+    }
   }
 }
 }  // namespace detail

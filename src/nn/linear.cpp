@@ -49,11 +49,15 @@ bool bf16_matmuls() {
   return std::is_same_v<T, float> && float32_matmul_precision() == MatmulPrecision::bf16;
 }
 
-// Rows [rows, cols] (row stride ld) rounded to a packed bf16 copy.
-std::vector<std::uint16_t> bf16_copy(const float* src, std::int64_t rows, std::int64_t cols, std::int64_t ld) {
-  std::vector<std::uint16_t> out(static_cast<std::size_t>(rows * cols));
-  detail::round_rows_to_bf16(src, rows, cols, ld, out.data(), cols);
-  return out;
+// Rows [rows, cols] (row stride ld) rounded to a packed bf16 copy in this thread's scratch buffer
+// `slot` (0–2; grown, never shrunk, so that repeated calls do not fault fresh pages in).
+const std::uint16_t* bf16_copy(const float* src, std::int64_t rows, std::int64_t cols, std::int64_t ld, int slot) {
+  thread_local std::vector<std::uint16_t> scratch[3];
+  std::vector<std::uint16_t>& buf = scratch[slot];
+  const auto n = static_cast<std::size_t>(rows * cols);
+  if (buf.size() < n) buf.resize(n);
+  detail::round_rows_to_bf16(src, rows, cols, ld, buf.data(), cols);
+  return buf.data();
 }
 }  // namespace
 
@@ -63,8 +67,9 @@ void Linear<T>::forward(const T* x, std::int64_t M, std::int64_t ldx, T* y, std:
     for (std::int64_t m = 0; m < M; ++m) std::memcpy(y + m * ldy, b_, static_cast<std::size_t>(out_) * sizeof(T));
   if constexpr (std::is_same_v<T, float>) {
     if (bf16_matmuls<T>()) {
-      const auto x16 = bf16_copy(x, M, in_, ldx), w16 = bf16_copy(w_, out_, in_, in_);
-      detail::gemm_bf16(false, true, M, out_, in_, x16.data(), in_, w16.data(), in_, b_ ? 1.0f : 0.0f, y, ldy);
+      const std::uint16_t* x16 = bf16_copy(x, M, in_, ldx, 0);
+      const std::uint16_t* w16 = bf16_copy(w_, out_, in_, in_, 1);
+      detail::gemm_bf16(false, true, M, out_, in_, x16, in_, w16, in_, b_ ? 1.0f : 0.0f, y, ldy);
       return;
     }
   }
@@ -77,13 +82,13 @@ void Linear<T>::backward(const T* x, std::int64_t ldx, const T* dy, std::int64_t
   bool done = false;
   if constexpr (std::is_same_v<T, float>) {
     if (bf16_matmuls<T>()) {
-      const auto dy16 = bf16_copy(dy, M, out_, ldy), x16 = bf16_copy(x, M, in_, ldx);
+      const std::uint16_t* dy16 = bf16_copy(dy, M, out_, ldy, 0);
+      const std::uint16_t* x16 = bf16_copy(x, M, in_, ldx, 1);
       if (dx) {
-        const auto w16 = bf16_copy(w_, out_, in_, in_);
-        detail::gemm_bf16(false, false, M, in_, out_, dy16.data(), out_, w16.data(), in_, accumulate_dx ? 1.0f : 0.0f,
-                          dx, lddx);
+        const std::uint16_t* w16 = bf16_copy(w_, out_, in_, in_, 2);
+        detail::gemm_bf16(false, false, M, in_, out_, dy16, out_, w16, in_, accumulate_dx ? 1.0f : 0.0f, dx, lddx);
       }
-      detail::gemm_bf16(true, false, out_, in_, M, dy16.data(), out_, x16.data(), in_, 1.0f, dw_, in_);
+      detail::gemm_bf16(true, false, out_, in_, M, dy16, out_, x16, in_, 1.0f, dw_, in_);
       done = true;
     }
   }

@@ -15,6 +15,7 @@
 #include "attn/nn/linear.hpp"
 #include "attn/nn/matmul_precision.hpp"
 #include "attn/nn/multihead_attention.hpp"
+#include "nn/gemm_bf16.hpp"
 
 namespace attn::test {
 namespace {
@@ -180,6 +181,22 @@ TEST(LinearBf16, MultiheadAttentionFollowsTheSetting) {
   }
   EXPECT_GT(diff, 0.0);         // the projections ran in bf16 ...
   EXPECT_LE(diff, 2e-2 * mag);  // ... and stay close to fp32
+}
+
+TEST(LinearBf16, RowRoundingEqualsTheScalarConversion) {
+  // Ties both ways, NaN (stays a quiet NaN), ±Inf, the largest float (rounds to Inf), denormals.
+  std::vector<float> v = {1.0f, -2.5f, std::bit_cast<float>(0x3F808000u), std::bit_cast<float>(0x3F818000u),
+                          std::bit_cast<float>(0x7FC00001u), std::bit_cast<float>(0x7F800001u), INFINITY, -INFINITY,
+                          3.4028235e38f, 1e-40f, -0.0f};
+  const auto r = normal(84000, 41);
+  v.insert(v.end(), r.begin(), r.end());
+  const std::int64_t rows = static_cast<std::int64_t>(v.size()) / 11, cols = 11;  // 7637 rows: ≥ 2^16 elements, the threaded branch
+  std::vector<std::uint16_t> out(static_cast<std::size_t>(rows * (cols + 1)), 0xABCD);
+  nn::detail::round_rows_to_bf16(v.data(), rows, cols, cols, out.data(), cols + 1);
+  for (std::int64_t i = 0; i < rows; ++i) {
+    for (std::int64_t j = 0; j < cols; ++j) ASSERT_EQ(out[i * (cols + 1) + j], f32_to_bf16(v[i * cols + j])) << i << "," << j;
+    ASSERT_EQ(out[i * (cols + 1) + cols], 0xABCD);
+  }
 }
 
 TEST(LinearBf16, PrecisionNames) {
