@@ -22,6 +22,9 @@ void add_bench(CLI::App& app);
 /// `attn train regression`: a transformer trained from C++ on a synthetic task (train.cpp).
 void add_train(CLI::App& app);
 
+/// `attn generate`: text from a LLaMA-style model with the KV cache (generate.cpp).
+void add_generate(CLI::App& app);
+
 /// The process exit code set by the subcommand that ran (0 = success).
 int& exit_code();
 

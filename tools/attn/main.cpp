@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   attn_cli::add_bench_decode(app);
   attn_cli::add_tokenize(app);
   attn_cli::add_train(app);
+  attn_cli::add_generate(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
