@@ -26,6 +26,7 @@ namespace attn::py {
 void register_kv_cache(nb::module_& m);
 void register_linear(nb::module_& m);
 void register_io(nb::module_& m);
+void register_models(nb::module_& m);
 
 namespace {
 
@@ -241,4 +242,5 @@ NB_MODULE(_core, m) {
   register_text(m);
   register_linear(m);
   register_io(m);
+  register_models(m);
 }
