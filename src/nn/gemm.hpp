@@ -19,6 +19,25 @@ void gemm(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64
       for (std::int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == T(0) ? T(0) : beta * C[i * ldc + j];
     return;
   }
+  if (M == 1 && !trans_a) {
+    // One row (a decoding step): a GEMV reads op(B) once in place, where sgemm would first pack
+    // all of it (docs/generation.md measures the difference). y = op(B)ᵀ·a as a row of C.
+    const auto n = static_cast<int>(N), k = static_cast<int>(K);
+    if (beta == T(0))  // C may be uninitialised memory: never scale it (NaN · 0 is NaN)
+      for (std::int64_t j = 0; j < N; ++j) C[j] = T(0);
+    if constexpr (sizeof(T) == 4) {
+      if (trans_b)  // B [N, K]: C = B·a
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, n, k, alpha, B, static_cast<int>(ldb), A, 1, beta, C, 1);
+      else  // B [K, N]: C = Bᵀ·a
+        cblas_sgemv(CblasRowMajor, CblasTrans, k, n, alpha, B, static_cast<int>(ldb), A, 1, beta, C, 1);
+    } else {
+      if (trans_b)
+        cblas_dgemv(CblasRowMajor, CblasNoTrans, n, k, alpha, B, static_cast<int>(ldb), A, 1, beta, C, 1);
+      else
+        cblas_dgemv(CblasRowMajor, CblasTrans, k, n, alpha, B, static_cast<int>(ldb), A, 1, beta, C, 1);
+    }
+    return;
+  }
   const auto ta = trans_a ? CblasTrans : CblasNoTrans;
   const auto tb = trans_b ? CblasTrans : CblasNoTrans;
   const auto m = static_cast<int>(M), n = static_cast<int>(N), k = static_cast<int>(K);

@@ -122,9 +122,9 @@ TEST(Llama, PrefillInChunksEqualsOneCall) {
     t += n;
   }
   EXPECT_EQ(cache.front().length(0), L);
-  // last_only is the last row of the full output.
+  // last_only is the last row of the full output (one row runs a GEMV, not the GEMM: rounding).
   const Tensor last = model.forward(kPrompt.data(), 1, L, true);
-  EXPECT_EQ(max_abs_diff(last.ptr<float>(), full.ptr<float>() + (L - 1) * V, V), 0.0);
+  EXPECT_LE(max_abs_diff(last.ptr<float>(), full.ptr<float>() + (L - 1) * V, V), 1e-5);
 }
 
 TEST(Llama, BatchRowsAreIndependent) {
