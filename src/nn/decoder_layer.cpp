@@ -64,6 +64,9 @@ MhaConfig attention_config(const EncoderLayerConfig& c, std::uint64_t seed, bool
 const EncoderLayerConfig& checked(const EncoderLayerConfig& c) {
   ATTN_CHECK(c.attention != "mean", value, "attention",
              "\"mean\" for a decoder layer, expected mha, gqa or mqa (the mean control has no cross-attention)");
+  ATTN_CHECK(c.attention != "local", value, "attention",
+             "\"local\" for a decoder layer, expected mha, gqa or mqa (a window over the encoder memory's positions "
+             "is not defined for cross-attention)");
   ATTN_CHECK(c.ffn_dim >= 0, value, "ffn_dim", "ffn_dim = ", c.ffn_dim, ", expected ≥ 0 (0 = 4·embed_dim)");
   return c;
 }

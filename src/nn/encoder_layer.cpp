@@ -59,6 +59,7 @@ MhaConfig mha_config(const EncoderLayerConfig& c, std::uint32_t index) {
   m.dropout = c.attn_dropout;
   m.batch_first = true;
   m.rotary = c.rotary;
+  m.window = c.window;
   m.seed = c.seed + 1000003ull * index;
   return m;
 }

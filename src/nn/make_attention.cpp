@@ -6,10 +6,15 @@
 
 namespace attn::nn {
 
-std::vector<std::string> attention_types() { return {"mha", "gqa", "mqa"}; }
+std::vector<std::string> attention_types() { return {"mha", "gqa", "mqa", "local"}; }
 
 template <class T>
 std::unique_ptr<MultiheadAttention<T>> make_attention(const std::string& type, MhaConfig config) {
+  if (type == "local") {
+    ATTN_CHECK(config.window >= 0, value, "config.window", "= ", config.window,
+               " with type \"local\", expected the window (keys within that distance of the query are visible, ≥ 0)");
+    return std::make_unique<MultiheadAttention<T>>(config);
+  }
   if (type == "mha") {
     ATTN_CHECK(config.num_kv_heads == 0 || config.num_kv_heads == config.num_heads, value, "config.num_kv_heads",
                "num_kv_heads = ", config.num_kv_heads,
@@ -25,8 +30,10 @@ std::unique_ptr<MultiheadAttention<T>> make_attention(const std::string& type, M
   } else {
     throw Error(ErrorKind::value, "type",
                 ::attn::detail::concat("= \"", type,
-                                       "\", expected one of mha, gqa, mqa (linear, local and strided are not built yet)"));
+                                       "\", expected one of mha, gqa, mqa, local (linear and strided are not built in C++ yet)"));
   }
+  ATTN_CHECK(config.window == -1, value, "config.window", "= ", config.window, " with type \"", type,
+             "\", expected −1 (use type \"local\" for a sliding window)");
   return std::make_unique<MultiheadAttention<T>>(config);
 }
 

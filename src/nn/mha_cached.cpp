@@ -64,6 +64,7 @@ Tensor MultiheadAttention<T>::forward_cached(const TensorView& query, const Tens
   Tensor ctx(detail::dtype_of<T>(), {dq.B * dq.L, E_});
   DecodeParams dp;
   dp.causal = true;
+  dp.window_left = config_.window;  // local: the window counts back from each new token
   decode(detail::head_view(ctx.template ptr<T>(), E_, dq, Hq_, hd_, bf), qv, cache, dp);
   Tensor out = detail::make_tensor(detail::dtype_of<T>(), detail::shape_with_last(query, E_));
   out_proj_.forward(ctx.template ptr<T>(), dq.B * dq.L, E_, out.template ptr<T>(), E_);

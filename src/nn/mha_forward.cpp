@@ -62,6 +62,12 @@ MhaOutput MultiheadAttention<T>::forward(const TensorView& query, const TensorVi
   sp.mask.causal = options.is_causal;
   sp.mask.alignment = options.causal_alignment.value_or(Alignment::top_left);
   sp.mask.k_lengths = options.key_lengths;
+  if (config_.window >= 0) {
+    ATTN_CHECK(dq.L == dk.L || options.causal_alignment.has_value(), value, "causal_alignment",
+               "is not set, but the module is local (window = ", config_.window, ") with Lq = ", dq.L, " ≠ Lk = ", dk.L,
+               ", expected top_left or bottom_right (which end of the key sequence the window lines up with)");
+    sp.mask.window_left = sp.mask.window_right = config_.window;
+  }
   if (options.attn_mask.defined()) {
     if (is_floating(options.attn_mask.dtype))
       sp.mask.bias = options.attn_mask;

@@ -24,6 +24,7 @@ std::int64_t checked_config(const MhaConfig& c) {
   ATTN_CHECK(c.kdim >= 0 && c.vdim >= 0, value, "kdim", "= ", c.kdim, ", vdim = ", c.vdim,
              ", expected ≥ 0 (0 = embed_dim)");
   ATTN_CHECK(c.dropout >= 0.0 && c.dropout < 1.0, value, "dropout", "= ", c.dropout, ", expected a value in [0, 1)");
+  ATTN_CHECK(c.window >= -1, value, "window", "= ", c.window, ", expected ≥ 0 (local attention) or −1 (none)");
   return Hkv;
 }
 

@@ -36,6 +36,11 @@ struct MhaConfig {
   double dropout = 0.0;                ///< attention-probability dropout while training, in [0, 1)
   bool batch_first = false;            ///< rank-3 inputs are (B, L, E) when true, (L, B, E) when false
   std::optional<RotaryConfig> rotary;  ///< RoPE on q and k after projection
+  /// Local (sliding-window) attention: ≥ 0 hides keys further than `window` positions from the
+  /// query (|i − j| > window; with is_causal only i − window ≤ j ≤ i remain), on top of any mask;
+  /// −1 = none. With Lq ≠ Lk the window needs MhaOptions::causal_alignment (which end lines up).
+  /// Cached decoding counts the window back from each new token. make_attention("local") sets it.
+  std::int64_t window = -1;
   std::uint64_t seed = 0;              ///< weight initialisation and dropout (Philox key)
 };
 

@@ -36,7 +36,8 @@ struct EncoderLayerConfig {
   std::int64_t num_heads = 1;     ///< Hq
   std::int64_t num_kv_heads = 0;  ///< Hkv for "gqa" (0 = num_heads)
   std::int64_t ffn_dim = 0;       ///< F; 0 = 4·E
-  std::string attention = "mha";  ///< "mha", "gqa", "mqa" or "mean" (the no-attention control)
+  std::string attention = "mha";  ///< "mha", "gqa", "mqa", "local" or "mean" (the no-attention control)
+  std::int64_t window = -1;       ///< "local": keys within this distance of the query are visible
   Activation activation = Activation::gelu;
   NormKind norm = NormKind::layer_norm;
   bool norm_first = true;  ///< pre-norm (true) or post-norm
