@@ -3,7 +3,7 @@
 /// backward (llm.c style) on row-major [B·L, E] activations (batch first):
 ///   pre-norm  (norm_first):  h = x + drop(attn(norm1(x)));   y = h + drop(ffn(norm2(h)))
 ///   post-norm:               h = norm1(x + drop(attn(x)));   y = norm2(h + drop(ffn(h)))
-/// attn is a MultiheadAttention from make_attention ("mha", "gqa", "mqa"), or "mean": the
+/// attn is a MultiheadAttention from make_attention ("mha", "gqa", "mqa", "local"), or "mean": the
 /// no-attention control, where every position gets the mean of its row's valid positions
 /// followed by a linear map (MeanMix). Padding: key_lengths[b] valid positions in row b (keys past
 /// it are masked; the outputs at those positions are computed but carry no information).
