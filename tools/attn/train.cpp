@@ -28,7 +28,8 @@ namespace attn_cli {
 namespace {
 
 struct TrainOptions {
-  std::int64_t steps = 1500, batch = 32, seq_len = 16, dim = 64, heads = 4, kv_heads = 0, layers = 2, ffn = 128;
+  std::int64_t steps = 1500, batch = 32, seq_len = 16, dim = 64, heads = 4, kv_heads = 0, layers = 2, ffn = 128,
+               window = -1;
   std::string attention = "mha", activation = "gelu", norm = "layer_norm", positions = "rope", pooling = "mean";
   bool post_norm = false, checkpointing = false, quiet = false;
   double lr = 3e-3, min_lr = 1e-5, weight_decay = 0.01, clip = 1.0, dropout = 0.0, marker_rate = 0.25;
@@ -52,6 +53,7 @@ attn::nn::RegressionConfig model_config(const TrainOptions& o) {
   l.num_kv_heads = o.kv_heads;
   l.ffn_dim = o.ffn;
   l.attention = o.attention;
+  l.window = o.window;
   l.activation = attn::nn::parse_activation(o.activation);
   ATTN_CHECK(o.norm == "layer_norm" || o.norm == "rms_norm", value, "--norm", "\"", o.norm,
              "\", expected layer_norm or rms_norm");
@@ -276,7 +278,9 @@ void add_train(CLI::App& app) {
   cmd->add_option("--kv-heads", o->kv_heads, "KV heads for --attention gqa")->capture_default_str();
   cmd->add_option("--layers", o->layers, "Encoder layers")->capture_default_str();
   cmd->add_option("--ffn", o->ffn, "FFN hidden size")->capture_default_str();
-  cmd->add_option("--attention", o->attention, "mha | gqa | mqa, or mean (the no-attention control)")
+  cmd->add_option("--attention", o->attention, "mha | gqa | mqa | local, or mean (the no-attention control)")
+      ->capture_default_str();
+  cmd->add_option("--window", o->window, "For --attention local: keys within this distance are visible")
       ->capture_default_str();
   cmd->add_option("--activation", o->activation, "relu | gelu | gelu_tanh | swiglu")->capture_default_str();
   cmd->add_option("--norm", o->norm, "layer_norm | rms_norm")->capture_default_str();
