@@ -1,5 +1,5 @@
 # Install and export: headers, libattn, libattn_text, the CLI (tools/attn adds its own install rule),
-# attnConfig.cmake + attnConfigVersion.cmake (targets attn::attn, attn::text) and attn.pc for
+# attnConfig.cmake + attnConfigVersion.cmake (targets attn::attn, attn::text, attn::models) and attn.pc for
 # pkg-config (libattn only).
 include(CMakePackageConfigHelpers)
 
@@ -7,9 +7,10 @@ set(ATTN_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/attn CACHE STRING "Where
 
 set_target_properties(attn PROPERTIES EXPORT_NAME attn)
 set_target_properties(attn_text PROPERTIES EXPORT_NAME text)
+set_target_properties(attn_models PROPERTIES EXPORT_NAME models)
 # The public headers are C++20; consumers inherit the requirement.
 target_compile_features(attn PUBLIC cxx_std_20)
-install(TARGETS attn attn_text EXPORT attnTargets
+install(TARGETS attn attn_text attn_models EXPORT attnTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}

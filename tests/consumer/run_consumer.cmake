@@ -25,6 +25,7 @@ run(${CMAKE_COMMAND} -S ${SRC} -B ${WORK}/build -G ${GENERATOR} -DCMAKE_BUILD_TY
 run(${CMAKE_COMMAND} --build ${WORK}/build)
 run(${WORK}/build/attn_consumer)
 run(${WORK}/build/attn_text_consumer)
+run(${WORK}/build/attn_models_consumer)
 
 find_program(PKG_CONFIG pkg-config)
 if(PKG_CONFIG)

@@ -25,6 +25,9 @@ void add_train(CLI::App& app);
 /// `attn generate`: text from a LLaMA-style model with the KV cache (generate.cpp).
 void add_generate(CLI::App& app);
 
+/// `attn embed` and `attn similarity`: sentence embeddings and their cosine matrix (embed.cpp).
+void add_embed(CLI::App& app);
+
 /// The process exit code set by the subcommand that ran (0 = success).
 int& exit_code();
 

@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   attn_cli::add_tokenize(app);
   attn_cli::add_train(app);
   attn_cli::add_generate(app);
+  attn_cli::add_embed(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
