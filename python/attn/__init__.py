@@ -15,6 +15,7 @@ PyTorch drop-ins (autograd, torch.compile): ``attn.torch.scaled_dot_product_atte
 ``attn.torch.MultiheadAttention``.
 """
 
+from . import _blas_env  # noqa: F401  (OPENBLAS_CORETYPE, before _core loads OpenBLAS)
 from ._core import KvCache, decode, explain, explain_backward, sdpa_backward, sdpa_forward
 from ._core import version as _core_version
 

@@ -243,4 +243,5 @@ NB_MODULE(_core, m) {
   register_linear(m);
   register_io(m);
   register_models(m);
+  register_sentence(m);
 }

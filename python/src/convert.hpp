@@ -27,7 +27,14 @@ TensorView to_optional_view(nb::handle obj, const char* name, Keep& keep);
 /// Registers attn::Error -> TypeError for ErrorKind::dtype and ErrorKind::type, else ValueError.
 void register_errors();
 
+/// A list (or tuple) of str as UTF-8 strings; a lone str is refused rather than read as a list of
+/// characters (TypeError naming texts or texts[i]).
+std::vector<std::string> texts_from(nb::handle texts);
+
 /// Registers attn._core.WordPiece, the BERT tokenizer (text_bindings.cpp).
 void register_text(nb::module_& m);
+
+/// Registers attn._core.SentenceEncoder (sentence_bindings.cpp).
+void register_sentence(nb::module_& m);
 
 }  // namespace attn::py

@@ -25,7 +25,14 @@ namespace {
 using text::WordPiece;
 using IdArray = nb::ndarray<nb::numpy, std::int32_t, nb::ndim<2>>;
 
-// A list (or tuple) of str; a lone str is refused rather than read as a list of characters.
+IdArray to_numpy(std::vector<std::int32_t>&& v, std::int64_t B, std::int64_t N) {
+  auto* owned = new std::vector<std::int32_t>(std::move(v));
+  nb::capsule owner(owned, [](void* p) noexcept { delete static_cast<std::vector<std::int32_t>*>(p); });
+  return IdArray(owned->data(), {static_cast<std::size_t>(B), static_cast<std::size_t>(N)}, owner);
+}
+
+}  // namespace
+
 std::vector<std::string> texts_from(nb::handle texts) {
   if (nb::isinstance<nb::str>(texts) || !(nb::isinstance<nb::list>(texts) || nb::isinstance<nb::tuple>(texts))) {
     throw Error(ErrorKind::type, "texts", detail::concat("got ", nb::inst_name(texts).c_str(), ", expected a list of str"));
@@ -42,14 +49,6 @@ std::vector<std::string> texts_from(nb::handle texts) {
   }
   return out;
 }
-
-IdArray to_numpy(std::vector<std::int32_t>&& v, std::int64_t B, std::int64_t N) {
-  auto* owned = new std::vector<std::int32_t>(std::move(v));
-  nb::capsule owner(owned, [](void* p) noexcept { delete static_cast<std::vector<std::int32_t>*>(p); });
-  return IdArray(owned->data(), {static_cast<std::size_t>(B), static_cast<std::size_t>(N)}, owner);
-}
-
-}  // namespace
 
 void register_text(nb::module_& m) {
   nb::class_<WordPiece>(m, "WordPiece",

@@ -1,5 +1,6 @@
-"""Whole models on attn's layers (docs/generation.md)."""
+"""Whole models on attn's layers (docs/generation.md, docs/embeddings.md)."""
 
 from .causal_lm import CausalLM
+from .sentence import SentenceEncoder
 
-__all__ = ["CausalLM"]
+__all__ = ["CausalLM", "SentenceEncoder"]
