@@ -58,9 +58,10 @@ struct SingleThreadedBlas {
   ~SingleThreadedBlas() { openblas_set_num_threads(saved); }
 };
 
-// y [M, N] = x [M, K]·Wᵀ, W [N, K] row-major.
-void matmul_t(const float* x, std::int64_t M, std::int64_t K, const float* W, std::int64_t N, float* y) {
-  nn::detail::gemm<float>(false, true, M, N, K, 1.0f, x, K, W, K, 0.0f, y, N);
+// y [M, N] += x [M, K]·Wᵀ, W [N, K] row-major. The callers first write the bias (and the residual)
+// into y, so OpenBLAS neither clears y (its beta = 0 pass) nor needs a separate bias pass.
+void matmul_t_acc(const float* x, std::int64_t M, std::int64_t K, const float* W, std::int64_t N, float* y) {
+  nn::detail::gemm<float>(false, true, M, N, K, 1.0f, x, K, W, K, 1.0f, y, N);
 }
 
 }  // namespace
@@ -160,8 +161,8 @@ void BertEncoder::forward(const std::int32_t* ids, const std::vector<std::int64_
       std::int64_t r0, r1;
       rows_of(omp_get_thread_num(), r0, r1);
       float* q = qkv.data() + r0 * 3 * E;
-      matmul_t(x + r0 * E, r1 - r0, E, l.wqkv.data(), 3 * E, q);
-      detail::add_bias(q, l.bqkv.data(), r1 - r0, 3 * E);
+      detail::fill_rows(q, l.bqkv.data(), nullptr, r1 - r0, 3 * E);
+      matmul_t_acc(x + r0 * E, r1 - r0, E, l.wqkv.data(), 3 * E, q);
     }
     float* base = qkv.data();
     const TensorView qv(base, DType::f32, {1, H, T, hd}, {T * 3 * E, hd, 3 * E, 1});
@@ -175,12 +176,15 @@ void BertEncoder::forward(const std::int32_t* ids, const std::vector<std::int64_
       rows_of(omp_get_thread_num(), r0, r1);
       const std::int64_t M = r1 - r0;
       float *xr = x + r0 * E, *hr = h.data() + r0 * E, *tr = tmp.data() + r0 * E, *fr = f.data() + r0 * F;
-      matmul_t(ctx.data() + r0 * E, M, E, l.wo.data(), E, tr);
-      detail::add_layer_norm(tr, l.bo.data(), xr, l.ln1_w.data(), l.ln1_b.data(), c.layer_norm_eps, M, E, hr);
-      matmul_t(hr, M, E, l.w1.data(), F, fr);
-      detail::bias_gelu(fr, l.b1.data(), M, F);
-      matmul_t(fr, M, F, l.w2.data(), E, tr);
-      detail::add_layer_norm(tr, l.b2.data(), hr, l.ln2_w.data(), l.ln2_b.data(), c.layer_norm_eps, M, E, xr);
+      detail::fill_rows(tr, l.bo.data(), xr, M, E);  // x + b_o, then += ctx·W_oᵀ
+      matmul_t_acc(ctx.data() + r0 * E, M, E, l.wo.data(), E, tr);
+      detail::add_layer_norm(tr, nullptr, nullptr, l.ln1_w.data(), l.ln1_b.data(), c.layer_norm_eps, M, E, hr);
+      detail::fill_rows(fr, l.b1.data(), nullptr, M, F);
+      matmul_t_acc(hr, M, E, l.w1.data(), F, fr);
+      detail::gelu(fr, M, F);
+      detail::fill_rows(tr, l.b2.data(), hr, M, E);  // h + b₂, then += gelu(·)·W₂ᵀ
+      matmul_t_acc(fr, M, F, l.w2.data(), E, tr);
+      detail::add_layer_norm(tr, nullptr, nullptr, l.ln2_w.data(), l.ln2_b.data(), c.layer_norm_eps, M, E, xr);
     }
   }
 }

@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include <cmath>
+#include <cstring>
 #include <numbers>
 #include <vector>
 
@@ -18,46 +19,46 @@ constexpr float kInvSqrt2 = static_cast<float>(std::numbers::sqrt2 / 2);
 extern "C" __attribute__((target("avx512f"))) __m512 _ZGVeN16v_erfcf(__m512);
 extern "C" __attribute__((target("avx2,fma"))) __m256 _ZGVdN8v_erfcf(__m256);
 
-__attribute__((target("avx512f"))) void bias_gelu_avx512(float* a, const float* b, std::int64_t M, std::int64_t N) {
+__attribute__((target("avx512f"))) void gelu_avx512(float* a, std::int64_t M, std::int64_t N) {
   const __m512 half = _mm512_set1_ps(0.5f), k = _mm512_set1_ps(-kInvSqrt2);
   for (std::int64_t m = 0; m < M; ++m) {
     float* row = a + m * N;
     std::int64_t n = 0;
     for (; n + 16 <= N; n += 16) {
-      const __m512 z = _mm512_add_ps(_mm512_loadu_ps(row + n), _mm512_loadu_ps(b + n));
+      const __m512 z = _mm512_loadu_ps(row + n);
       const __m512 e = _ZGVeN16v_erfcf(_mm512_mul_ps(z, k));
       _mm512_storeu_ps(row + n, _mm512_mul_ps(_mm512_mul_ps(half, z), e));
     }
     for (; n < N; ++n) {
-      const float z = row[n] + b[n];
+      const float z = row[n];
       row[n] = 0.5f * z * std::erfc(-z * kInvSqrt2);
     }
   }
 }
 
-__attribute__((target("avx2,fma"))) void bias_gelu_avx2(float* a, const float* b, std::int64_t M, std::int64_t N) {
+__attribute__((target("avx2,fma"))) void gelu_avx2(float* a, std::int64_t M, std::int64_t N) {
   const __m256 half = _mm256_set1_ps(0.5f), k = _mm256_set1_ps(-kInvSqrt2);
   for (std::int64_t m = 0; m < M; ++m) {
     float* row = a + m * N;
     std::int64_t n = 0;
     for (; n + 8 <= N; n += 8) {
-      const __m256 z = _mm256_add_ps(_mm256_loadu_ps(row + n), _mm256_loadu_ps(b + n));
+      const __m256 z = _mm256_loadu_ps(row + n);
       const __m256 e = _ZGVdN8v_erfcf(_mm256_mul_ps(z, k));
       _mm256_storeu_ps(row + n, _mm256_mul_ps(_mm256_mul_ps(half, z), e));
     }
     for (; n < N; ++n) {
-      const float z = row[n] + b[n];
+      const float z = row[n];
       row[n] = 0.5f * z * std::erfc(-z * kInvSqrt2);
     }
   }
 }
 #endif
 
-void bias_gelu_scalar(float* a, const float* b, std::int64_t M, std::int64_t N) {
+void gelu_scalar(float* a, std::int64_t M, std::int64_t N) {
   for (std::int64_t m = 0; m < M; ++m) {
     float* row = a + m * N;
     for (std::int64_t n = 0; n < N; ++n) {
-      const float z = row[n] + b[n];
+      const float z = row[n];
       row[n] = 0.5f * z * std::erfc(-z * kInvSqrt2);
     }
   }
@@ -87,21 +88,26 @@ const char* gelu_path() {
   return "scalar";
 }
 
-void add_bias(float* a, const float* b, std::int64_t M, std::int64_t N) {
+void fill_rows(float* y, const float* b, const float* r, std::int64_t M, std::int64_t N) {
   for (std::int64_t m = 0; m < M; ++m) {
-    float* row = a + m * N;
+    float* row = y + m * N;
+    if (r) {
+      const float* rm = r + m * N;
 #pragma omp simd
-    for (std::int64_t n = 0; n < N; ++n) row[n] += b[n];
+      for (std::int64_t n = 0; n < N; ++n) row[n] = rm[n] + b[n];
+    } else {
+      std::memcpy(row, b, static_cast<std::size_t>(N) * sizeof(float));
+    }
   }
 }
 
-void bias_gelu(float* a, const float* b, std::int64_t M, std::int64_t N) {
+void gelu(float* a, std::int64_t M, std::int64_t N) {
   switch (path()) {
 #if defined(__x86_64__) && defined(__GLIBC__)
-    case Path::avx512: bias_gelu_avx512(a, b, M, N); return;
-    case Path::avx2: bias_gelu_avx2(a, b, M, N); return;
+    case Path::avx512: gelu_avx512(a, M, N); return;
+    case Path::avx2: gelu_avx2(a, M, N); return;
 #endif
-    default: bias_gelu_scalar(a, b, M, N); return;
+    default: gelu_scalar(a, M, N); return;
   }
 }
 

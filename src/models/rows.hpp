@@ -1,8 +1,8 @@
 #pragma once
 // The element-wise row passes of the BERT encoder (docs/embeddings.md), each one pass over rows
 // that a GEMM just wrote, so that the rows are still in cache:
-//   add_bias        a[m, :] += b
-//   bias_gelu       a[m, :] = gelu(a[m, :] + b), gelu(z) = ½·z·erfc(−z/√2) (exact, as nn::Activation::gelu)
+//   fill_rows       y[m, :] = b (+ r[m, :]): the bias (and residual) a GEMM then accumulates onto
+//   gelu            a[m, :] = gelu(a[m, :]), gelu(z) = ½·z·erfc(−z/√2) (exact, as nn::Activation::gelu)
 //   add_layer_norm  y[m, :] = LayerNorm(a[m, :] + b + r[m, :]) with weight w, bias beta, eps
 //                   (biased variance by two passes over the row, as torch's LayerNorm)
 // erfc is glibc's vector libm (libmvec, 16 or 8 lanes) where the CPU has AVX-512 or AVX2, std::erfc
@@ -12,8 +12,9 @@
 
 namespace attn::models::detail {
 
-void add_bias(float* a, const float* b, std::int64_t M, std::int64_t N);
-void bias_gelu(float* a, const float* b, std::int64_t M, std::int64_t N);
+/// r may be null.
+void fill_rows(float* y, const float* b, const float* r, std::int64_t M, std::int64_t N);
+void gelu(float* a, std::int64_t M, std::int64_t N);
 /// y may be a or r. b (one row, added to every row) and r (a residual [M, N]) may be null.
 void add_layer_norm(const float* a, const float* b, const float* r, const float* w, const float* beta, double eps,
                     std::int64_t M, std::int64_t N, float* y);

@@ -5,10 +5,10 @@
 /// no GEMM row or attention score is spent on padding:
 ///   x = LayerNorm(word[ids] + position[p] + token_type[0])                   (p = 0..len−1 per sequence)
 ///   per layer (post-norm, as BERT):
-///     q, k, v = x·[W_q; W_k; W_v]ᵀ + b            one GEMM
+///     q, k, v = x·[W_q; W_k; W_v]ᵀ + b            one GEMM onto rows that hold the bias
 ///     ctx     = SDPA(q, k, v) per sequence          attn::sdpa_forward with cu_seqlens (no mask, no padding)
-///     h       = LayerNorm(x + ctx·W_oᵀ + b_o)       GEMM, then bias + residual + norm in one row pass
-///     x       = LayerNorm(h + gelu(h·W₁ᵀ + b₁)·W₂ᵀ + b₂)   GEMM, bias + exact gelu in one pass, GEMM, one row pass
+///     h       = LayerNorm(x + b_o + ctx·W_oᵀ)       the GEMM accumulates onto x + b_o, then one norm pass
+///     x       = LayerNorm(h + b₂ + gelu(h·W₁ᵀ + b₁)·W₂ᵀ)   GEMM onto b₁, exact gelu in place, GEMM onto h + b₂
 /// Rows are split between the threads; each thread runs its rows' GEMMs (single-threaded OpenBLAS)
 /// and their element-wise passes while they are in its cache.
 
