@@ -4,7 +4,6 @@
 
 #include "mha_bench.hpp"
 
-#include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -19,6 +18,7 @@
 #include "attn/nn/make_attention.hpp"
 #include "attn/sdpa.hpp"
 #include "baselines.hpp"
+#include "nn/gemm.hpp"
 #include "env.hpp"
 #include "sweep.hpp"
 
@@ -31,11 +31,11 @@ void fill(std::vector<float>& v, unsigned seed) {
   for (float& x : v) x = d(rng);
 }
 
+// The module's own GEMM path (OpenBLAS calls split between the OpenMP threads, nn/gemm.hpp), so
+// that "gemm" is what the module's projections cost when timed alone.
 void sgemm(bool tb, std::int64_t M, std::int64_t N, std::int64_t K, const float* A, std::int64_t lda, const float* B,
            std::int64_t ldb, float beta, float* C, std::int64_t ldc, bool ta = false) {
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<int>(M),
-              static_cast<int>(N), static_cast<int>(K), 1.0f, A, static_cast<int>(lda), B, static_cast<int>(ldb), beta,
-              C, static_cast<int>(ldc));
+  nn::detail::gemm<float>(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
 }
 
 // [B, H, N, hd] view of heads at columns h·hd of a [B·N, ld] row-major buffer (batch first).

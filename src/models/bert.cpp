@@ -16,11 +16,6 @@
 #include "models/rows.hpp"
 #include "nn/gemm.hpp"
 
-extern "C" {
-int openblas_get_num_threads(void);
-void openblas_set_num_threads(int num_threads);
-}
-
 namespace attn::models {
 namespace {
 
@@ -50,13 +45,6 @@ struct Reader {
 };
 
 void append(std::vector<float>& dst, const std::vector<float>& src) { dst.insert(dst.end(), src.begin(), src.end()); }
-
-// OpenBLAS on one thread while the encoder's own threads call it on their rows; restored after.
-struct SingleThreadedBlas {
-  int saved = openblas_get_num_threads();
-  SingleThreadedBlas() { openblas_set_num_threads(1); }
-  ~SingleThreadedBlas() { openblas_set_num_threads(saved); }
-};
 
 // y [M, N] += x [M, K]·Wᵀ, W [N, K] row-major. The callers first write the bias (and the residual)
 // into y, so OpenBLAS neither clears y (its beta = 0 pass) nor needs a separate bias pass.
@@ -132,7 +120,7 @@ void BertEncoder::forward(const std::int32_t* ids, const std::vector<std::int64_
   std::vector<float> qkv(static_cast<std::size_t>(T * 3 * E)), ctx(static_cast<std::size_t>(T * E)),
       h(static_cast<std::size_t>(T * E)), f(static_cast<std::size_t>(T * F)), tmp(static_cast<std::size_t>(T * E));
   float* x = hidden;
-  const SingleThreadedBlas blas;
+  const nn::detail::SingleThreadedBlas blas;
 
   // Embeddings: word + position (within the sequence) + token type 0, then LayerNorm.
 #pragma omp parallel num_threads(nt)
