@@ -32,6 +32,21 @@ struct Convert {
       }
     });
   }
+
+  /// dst[c·dst_stride] = src[c·src_stride]·mul for c < n, written as dtype dt (any float dtype of the
+  /// API; bf16/f16 round to nearest even). The dtype is visited once per row, not per element (the
+  /// kernels' dK/dV and output rows).
+  static void from_f32(const float* src, std::int64_t src_stride, float mul, std::int64_t n, DType dt, void* dst,
+                       std::int64_t dst_stride) {
+    core::visit_float(dt, "output", [&](auto d) {
+      using E = core::Elem<decltype(d)::value>;
+      auto* out = static_cast<typename E::T*>(dst);
+      if (src_stride == 1 && dst_stride == 1)  // a loop the compiler vectorises
+        for (std::int64_t c = 0; c < n; ++c) out[c] = E::from_f32(src[c] * mul);
+      else
+        for (std::int64_t c = 0; c < n; ++c) out[c * dst_stride] = E::from_f32(src[c * src_stride] * mul);
+    });
+  }
 };
 
 }  // namespace attn::cpu

@@ -113,7 +113,7 @@ struct BwdKernel {
   static void store_row(const TensorView& t, std::int64_t tb, std::int64_t h, std::int64_t n, std::int64_t n_el,
                         const float* src, float mul) {
     const std::int64_t base = tb * t.strides[0] + h * t.strides[1] + n * t.strides[2], cs = t.strides[3];
-    for (std::int64_t c = 0; c < n_el; ++c) core::store_float(t.dtype, t.at(base + c * cs), src[c] * mul);
+    Convert<I>::from_f32(src, 1, mul, n_el, t.dtype, t.at(base), cs);
   }
 
   /// Where one tile lives: batch row, query head, first query position and key, sizes.

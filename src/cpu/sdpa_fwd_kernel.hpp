@@ -433,12 +433,7 @@ struct FwdKernel {
       const float* o = R.tiles ? ws.o.data() + r : ws.o.data() + r * R.dvp;  // O row r, or Oᵀ column r
       const std::int64_t od = R.tiles ? R.rows_p : 1;
       const std::int64_t base = R.tb * out.strides[0] + h * out.strides[1] + n * out.strides[2];
-      if (out.dtype == DType::f32 && out.strides[3] == 1) {
-        float* dst = static_cast<float*>(out.at(base));
-        for (std::int64_t d = 0; d < R.Dv; ++d) dst[d] = o[d * od] * inv_l;
-      } else {
-        for (std::int64_t d = 0; d < R.Dv; ++d) store_value(out, base + d * out.strides[3], o[d * od] * inv_l);
-      }
+      Convert<I>::from_f32(o, od, inv_l, R.Dv, out.dtype, out.at(base), out.strides[3]);
       if (plan.o->lse.defined()) {
         const TensorView& lse = plan.o->lse;
         *static_cast<float*>(lse.at(R.tb * lse.strides[0] + h * lse.strides[1] + n * lse.strides[2])) = st.lse();
