@@ -16,9 +16,11 @@
 
 #include "attn/error.hpp"
 #include "attn/nn/make_attention.hpp"
+#include "attn/nn/matmul_precision.hpp"
 #include "attn/sdpa.hpp"
 #include "baselines.hpp"
 #include "nn/gemm.hpp"
+#include "nn/gemm_bf16.hpp"
 #include "env.hpp"
 #include "sweep.hpp"
 
@@ -31,11 +33,24 @@ void fill(std::vector<float>& v, unsigned seed) {
   for (float& x : v) x = d(rng);
 }
 
-// The module's own GEMM path (OpenBLAS calls split between the OpenMP threads, nn/gemm.hpp), so
-// that "gemm" is what the module's projections cost when timed alone.
+// The module's own GEMM path, so that "gemm" is what its projections cost when timed alone: fp32
+// on OpenBLAS calls split between the OpenMP threads (nn/gemm.hpp), or, with bf16 matmuls, what
+// nn::Linear does (src/nn/linear.cpp): both operands rounded to bf16 copies, then oneDNN's matmul.
+bool g_bf16 = false;
+std::vector<std::uint16_t> g_a16, g_b16;
+
 void sgemm(bool tb, std::int64_t M, std::int64_t N, std::int64_t K, const float* A, std::int64_t lda, const float* B,
            std::int64_t ldb, float beta, float* C, std::int64_t ldc, bool ta = false) {
-  nn::detail::gemm<float>(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+  if (!g_bf16) {
+    nn::detail::gemm<float>(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  const std::int64_t a_rows = ta ? K : M, a_cols = ta ? M : K, b_rows = tb ? N : K, b_cols = tb ? K : N;
+  g_a16.resize(static_cast<std::size_t>(a_rows * a_cols));
+  g_b16.resize(static_cast<std::size_t>(b_rows * b_cols));
+  nn::detail::round_rows_to_bf16(A, a_rows, a_cols, lda, g_a16.data(), a_cols);
+  nn::detail::round_rows_to_bf16(B, b_rows, b_cols, ldb, g_b16.data(), b_cols);
+  nn::detail::gemm_bf16(ta, tb, M, N, K, g_a16.data(), a_cols, g_b16.data(), b_cols, beta, C, ldc);
 }
 
 // [B, H, N, hd] view of heads at columns h·hd of a [B·N, ld] row-major buffer (batch first).
@@ -67,8 +82,29 @@ std::vector<Timing> time_interleaved(const std::vector<std::function<void()>>& f
   return out;
 }
 
+// oneDNN's bf16 matmul n³ on operands already rounded (the best bf16 GEMM here, as sgemm_gflops is
+// for fp32), median of `reps`.
+double bf16_gemm_gflops(std::int64_t n, int reps) {
+  std::vector<std::uint16_t> a(static_cast<std::size_t>(n * n)), b(a.size());
+  std::vector<float> c(a.size());
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    a[i] = static_cast<std::uint16_t>(0x3f00 + i % 97);  // bf16 values in [0.5, 1)
+    b[i] = static_cast<std::uint16_t>(0x3f00 + i % 89);
+  }
+  std::vector<double> seconds;
+  for (int r = -1; r < std::max(reps, 1); ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    nn::detail::gemm_bf16(false, true, n, n, n, a.data(), n, b.data(), n, 0.0f, c.data(), n);
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (r >= 0) seconds.push_back(dt);
+  }
+  std::sort(seconds.begin(), seconds.end());
+  return 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n) / seconds[seconds.size() / 2] *
+         1e-9;
+}
+
 // Times one configuration: the module, then its GEMM calls and SDPA calls on their own.
-void run_case(const Case& c, const MhaBenchOptions& o, double sgemm_rate, std::vector<MhaBenchResult>& results) {
+void run_case(const Case& c, const MhaBenchOptions& o, double best_rate, std::vector<MhaBenchResult>& results) {
   nn::MhaConfig cfg;
   cfg.embed_dim = c.E;
   cfg.num_heads = c.Hq;
@@ -147,7 +183,7 @@ void run_case(const Case& c, const MhaBenchOptions& o, double sgemm_rate, std::v
     r.gemm_gflops = proj_fwd_flops * (bwd ? 3 : 1) / tg.median_s * 1e-9;
     r.sdpa_gflops = attn_fwd_flops * (bwd ? 3.5 : 1) / ts.median_s * 1e-9;
     r.overhead = tm.median_s / (tg.median_s + ts.median_s) - 1;
-    r.proj_vs_sgemm = r.gemm_gflops / sgemm_rate;
+    r.proj_vs_sgemm = r.gemm_gflops / best_rate;
     results.push_back(r);
   }
 }
@@ -155,19 +191,29 @@ void run_case(const Case& c, const MhaBenchOptions& o, double sgemm_rate, std::v
 }  // namespace
 
 std::vector<MhaBenchResult> run_mha_bench(const MhaBenchOptions& o, std::FILE* out) {
+  if (o.bf16_matmuls && !nn::bf16_matmul_available())
+    throw Error(ErrorKind::unsupported, "--bf16-matmuls", "was given, expected a build with oneDNN (bf16 matmuls "
+                "are not available in this one)");
+  g_bf16 = o.bf16_matmuls;
+  const nn::MatmulPrecisionGuard precision(o.bf16_matmuls ? nn::MatmulPrecision::bf16 : nn::MatmulPrecision::f32);
   const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
   omp_set_num_threads(threads);
   const MachineInfo mi = machine_info(threads);
   const double sgemm_rate = sgemm_gflops(2048, threads, 3);
   openblas_set_num_threads(threads);  // sgemm_gflops leaves OpenBLAS at one thread
-  std::fprintf(out, "mha bench: %s, %d threads, OpenBLAS core %s, attn ISA %s, fp32, B = %lld, %s\n", mi.cpu.c_str(),
-               threads, mi.openblas_core.c_str(), mi.isa.c_str(), static_cast<long long>(o.batch),
+  const double bf16_rate = o.bf16_matmuls ? bf16_gemm_gflops(2048, 3) : 0.0;
+  std::fprintf(out, "mha bench: %s, %d threads, OpenBLAS core %s, attn ISA %s, %s, B = %lld, %s\n", mi.cpu.c_str(),
+               threads, mi.openblas_core.c_str(), mi.isa.c_str(),
+               o.bf16_matmuls ? "bf16 matmuls (oneDNN) + fp32 SDPA" : "fp32", static_cast<long long>(o.batch),
                o.causal ? "causal" : "not causal");
-  std::fprintf(out,
-               "OpenBLAS sgemm 2048^3 (same run): %.1f GFLOP/s; medians of %d interleaved runs after one warm-up\n\n",
-               sgemm_rate, o.repeats);
+  std::fprintf(out, "OpenBLAS sgemm 2048^3 (same run): %.1f GFLOP/s", sgemm_rate);
+  if (o.bf16_matmuls) {
+    std::fprintf(out, "; oneDNN bf16 matmul 2048^3: %.1f GFLOP/s (\"of best\" is of this)", bf16_rate);
+  }
+  const double best_rate = o.bf16_matmuls ? bf16_rate : sgemm_rate;
+  std::fprintf(out, "; medians of %d interleaved runs after one warm-up\n\n", o.repeats);
   std::fprintf(out, "%-4s %-6s %5s %3s %4s %5s %9s %9s %9s %6s %9s %8s %8s\n", "kind", "op", "E", "Hq", "Hkv", "N",
-               "module ms", "gemm ms", "sdpa ms", "attn%", "overhead", "proj GF/s", "of sgemm");
+               "module ms", "gemm ms", "sdpa ms", "attn%", "overhead", "proj GF/s", "of best");
   std::vector<MhaBenchResult> results;
   for (std::int64_t E : o.embed_dims)
     for (std::int64_t H : o.heads)
@@ -176,7 +222,7 @@ std::vector<MhaBenchResult> run_mha_bench(const MhaBenchOptions& o, std::FILE* o
           if (E % H) continue;
           const std::int64_t Hkv = kind == "mha" ? H : kind == "mqa" ? 1 : H / 4;
           const std::size_t first = results.size();
-          run_case({kind, o.batch, E, H, Hkv, N}, o, sgemm_rate, results);
+          run_case({kind, o.batch, E, H, Hkv, N}, o, best_rate, results);
           for (std::size_t i = first; i < results.size(); ++i) {
             const MhaBenchResult& r = results[i];
             std::fprintf(out, "%-4s %-6s %5lld %3lld %4lld %5lld %9.2f %9.2f %9.2f %5.0f%% %8.1f%% %9.1f %7.0f%%\n",
@@ -196,7 +242,9 @@ std::vector<MhaBenchResult> run_mha_bench(const MhaBenchOptions& o, std::FILE* o
         {"op", "mha"},
         {"machine", {{"cpu", mi.cpu}, {"isa", mi.isa}, {"openblas_core", mi.openblas_core}, {"threads", threads}}},
         {"sgemm_2048_gflops", sgemm_rate},
+        {"bf16_matmul_2048_gflops", bf16_rate},
         {"causal", o.causal},
+        {"bf16_matmuls", o.bf16_matmuls},
         {"repeats", o.repeats}};
     nlohmann::json rs = nlohmann::json::array();
     for (const MhaBenchResult& r : results)

@@ -22,6 +22,9 @@ struct MhaBenchOptions {
   bool causal = false;
   int repeats = 5;
   int threads = 0;  ///< 0 = all
+  /// The module under nn::MatmulPrecisionGuard(bf16) (its Linears round x, W and dy to bf16 and
+  /// multiply on oneDNN), and the "gemm" column the same calls alone; the SDPA stays fp32.
+  bool bf16_matmuls = false;
   std::string json_path;
 };
 
@@ -31,7 +34,7 @@ struct MhaBenchResult {
   double module_ms, gemm_ms, sdpa_ms;  ///< medians
   double gemm_gflops, sdpa_gflops;
   double overhead;       ///< module / (gemm + sdpa) − 1
-  double proj_vs_sgemm;  ///< gemm_gflops / the same run's sgemm 2048³ rate
+  double proj_vs_sgemm;  ///< gemm_gflops / the same run's best GEMM 2048³ rate (sgemm; oneDNN bf16 with bf16_matmuls)
 };
 
 std::vector<MhaBenchResult> run_mha_bench(const MhaBenchOptions& options, std::FILE* out);

@@ -6,7 +6,8 @@ threads: torch.nn.MultiheadAttention (mha; need_weights=False) or, for gqa/mqa, 
 module cannot express, the same composition in torch (one fused nn.Linear for q/k/v,
 F.scaled_dot_product_attention(enable_gqa=True), nn.Linear out); and torch's SDPA alone on
 [B, H, N, hd] tensors. Forward, and forward+backward (gradients of the input and every
-parameter). Prints speed-up = torch / attn end to end beside its Amdahl bound: torch's time with
+parameter). With attn's `--bf16-matmuls` JSON, torch runs under torch.autocast("cpu", bfloat16).
+Prints speed-up = torch / attn end to end beside its Amdahl bound: torch's time with
 only its attention share sped up by attn's SDPA ratio, 1 / ((1 - a) + a / s).
 
     python bench/mha_torch.py attn_mha.json [--threads 2] [--reps 5] [--json out.json]
@@ -47,7 +48,7 @@ class Composition(torch.nn.Module):
         return self.out(o.transpose(1, 2).reshape(B, N, E))
 
 
-def time_config(r, causal, reps):
+def time_config(r, causal, reps, bf16=False):
     B, E, H, Hkv, N = r["B"], r["E"], r["Hq"], r["Hkv"], r["N"]
     bwd = r["op"] == "fwdbwd"
     x = torch.randn(B, N, E, requires_grad=bwd)
@@ -76,7 +77,7 @@ def time_config(r, causal, reps):
         if bwd:
             o.backward(do)
 
-    with torch.no_grad() if not bwd else torch.enable_grad():
+    with torch.no_grad() if not bwd else torch.enable_grad(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
         return median_ms(module, reps), median_ms(sdpa, reps)
 
 
@@ -90,12 +91,14 @@ def main():
     attn = json.load(open(a.attn_json))
     threads = a.threads or attn["machine"]["threads"]
     torch.set_num_threads(threads)
-    print(f"torch {torch.__version__} on {attn['machine']['cpu']}, {threads} threads; attn from {a.attn_json}")
+    bf16 = bool(attn.get("bf16_matmuls", False))
+    print(f"torch {torch.__version__} on {attn['machine']['cpu']}, {threads} threads; attn from {a.attn_json}"
+          + ("; torch under autocast(bf16) (its SDPA in bf16), attn with bf16 matmuls and fp32 SDPA" if bf16 else ""))
     print(f"{'kind':4} {'op':6} {'E':>5} {'Hq':>3} {'Hkv':>4} {'N':>5} {'torch ms':>9} {'attn ms':>8} {'speed-up':>8} "
           f"{'torch attn%':>11} {'sdpa ratio':>10} {'Amdahl':>7}")
     rows = []
     for r in attn["results"]:
-        t_mod, t_sdpa = time_config(r, attn["causal"], a.reps)
+        t_mod, t_sdpa = time_config(r, attn["causal"], a.reps, bf16)
         share = min(t_sdpa / t_mod, 1.0)
         s = t_sdpa / r["sdpa_ms"]
         bound = 1.0 / ((1 - share) + share / s)
@@ -107,7 +110,8 @@ def main():
     print("mha: torch.nn.MultiheadAttention; gqa/mqa: a torch composition (fused Linear, SDPA enable_gqa, Linear). "
           "Amdahl = 1 / ((1 - a) + a / s), a = torch's SDPA share of its module time, s = torch SDPA / attn SDPA.")
     if a.json:
-        json.dump({"machine": attn["machine"], "torch": torch.__version__, "threads": threads, "results": rows},
+        json.dump({"machine": attn["machine"], "torch": torch.__version__, "threads": threads, "bf16": bf16,
+                   "results": rows},
                   open(a.json, "w"), indent=2)
 
 

@@ -28,3 +28,23 @@ foreach(i RANGE ${last})
     expect_type("${json}" NUMBER results ${i} ${key})
   endforeach()
 endforeach()
+
+# --bf16-matmuls: the same sweep with the projections on oneDNN's bf16 matmul, or (a build without
+# oneDNN) a refusal that says so.
+file(REMOVE ${OUT})
+execute_process(COMMAND ${ATTN} bench --op mha --shapes smoke --bf16-matmuls --json ${OUT} RESULT_VARIABLE rc
+                OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(rc EQUAL 0)
+  file(READ ${OUT} json)
+  string(JSON bf16 GET "${json}" bf16_matmuls)
+  if(NOT bf16)
+    message(FATAL_ERROR "--bf16-matmuls: the JSON says bf16_matmuls = ${bf16}")
+  endif()
+  expect_type("${json}" NUMBER bf16_matmul_2048_gflops)
+  string(JSON n LENGTH "${json}" results)
+  if(NOT n EQUAL 6)
+    message(FATAL_ERROR "--bf16-matmuls: expected 6 results, got ${n}")
+  endif()
+elseif(NOT err MATCHES "expected a build with oneDNN")
+  message(FATAL_ERROR "attn bench --op mha --bf16-matmuls failed (${rc}) without naming oneDNN:\n${out}\n${err}")
+endif()

@@ -41,6 +41,7 @@ struct BenchOptions {
   int threads = 0;
   int reps = 0;
   bool memory = false;
+  bool bf16_matmuls = false;  // --op mha: the projections as bf16 matmuls
   std::string memory_probe;  // internal: the child of --memory
 };
 
@@ -99,6 +100,7 @@ int run_mha(const BenchOptions& opt) {
   attn::bench::MhaBenchOptions m;
   m.json_path = opt.json_path;
   m.threads = opt.threads;
+  m.bf16_matmuls = opt.bf16_matmuls;
   if (opt.reps > 0) m.repeats = opt.reps;
   if (opt.quick) {
     m.embed_dims = {512};
@@ -285,6 +287,9 @@ void add_bench(CLI::App& app) {
                 "each in a fresh child process");
   cmd->add_option("--memory-probe", opt->memory_probe, "Internal: one --memory child (cpu or naive)")
       ->check(CLI::IsMember({"cpu", "naive"}));
+  cmd->add_flag("--bf16-matmuls", opt->bf16_matmuls,
+                "With --op mha: the projections as bf16 matmuls with fp32 accumulation on oneDNN "
+                "(nn::set_float32_matmul_precision(bf16)); the SDPA stays fp32");
   cmd->add_option("--json", opt->json_path, "Write the results, baselines and machine as JSON");
   cmd->add_option("--plot", opt->plot_path, "Write a PNG plot of GFLOP/s against N (needs gnuplot)");
   cmd->add_option("--threads", opt->threads, "Threads (default: all)")->check(CLI::PositiveNumber);
