@@ -8,12 +8,15 @@
 #include <nanobind/stl/vector.h>
 
 #include <algorithm>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "attn/error.hpp"
 #include "attn/nn/generate.hpp"
 #include "attn/nn/llama.hpp"
+#include "attn/nn/llama_train.hpp"
+#include "attn/nn/optim.hpp"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -136,6 +139,58 @@ void register_models(nb::module_& m) {
           },
           "prompt_ids"_a, "max_new_tokens"_a, "temperature"_a, "top_k"_a, "top_p"_a, "seed"_a, "use_cache"_a,
           "kv_dtype"_a, "paged"_a, "stop_tokens"_a, "return_logits"_a);
+
+  // nn::TrainableLlama on random windows of one token stream (the loop of `attn train lm`,
+  // tools/attn/train_lm.cpp, without its evaluation), saved as a model directory.
+  m.def(
+      "train_causal_lm",
+      [](const std::vector<std::int64_t>& tokens, const std::string& out_dir, std::int64_t vocab_size,
+         std::int64_t hidden_size, std::int64_t intermediate_size, std::int64_t num_layers, std::int64_t num_heads,
+         std::int64_t num_kv_heads, double rope_theta, std::int64_t steps, std::int64_t batch, std::int64_t seq_len,
+         double lr, std::int64_t warmup, double weight_decay, double clip, std::uint64_t seed) {
+        ATTN_CHECK(steps >= 1 && batch >= 1 && seq_len >= 1, value, "steps", "steps = ", steps, ", batch = ", batch,
+                   ", seq_len = ", seq_len, ", expected all ≥ 1");
+        const auto n = static_cast<std::int64_t>(tokens.size());
+        ATTN_CHECK(n > seq_len + 1, value, "tokens", "has ", n, " tokens, expected more than seq_len + 1 = ",
+                   seq_len + 1);
+        nn::LlamaConfig c;
+        c.vocab_size = vocab_size;
+        c.hidden_size = hidden_size;
+        c.intermediate_size = intermediate_size;
+        c.num_hidden_layers = num_layers;
+        c.num_attention_heads = num_heads;
+        c.num_key_value_heads = num_kv_heads;
+        c.rms_norm_eps = 1e-5;
+        c.rope_theta = rope_theta;
+        c.max_position_embeddings = seq_len;
+        std::vector<double> losses;
+        {
+          nb::gil_scoped_release release;
+          nn::TrainableLlama<float> model(c, seed);
+          nn::AdamWConfig ac;
+          ac.weight_decay = weight_decay;
+          nn::AdamW opt(model, ac);
+          const nn::LrSchedule sched{lr, warmup, steps, 0.1 * lr};
+          std::vector<std::int64_t> ids(static_cast<std::size_t>(batch * seq_len)), targets(ids.size());
+          for (std::int64_t step = 0; step < steps; ++step) {
+            std::mt19937_64 rng(seed * 1000003ull + static_cast<std::uint64_t>(step));
+            for (std::int64_t b = 0; b < batch; ++b) {
+              const auto start = static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(n - seq_len));
+              for (std::int64_t l = 0; l < seq_len; ++l) {
+                ids[static_cast<std::size_t>(b * seq_len + l)] = tokens[static_cast<std::size_t>(start + l)];
+                targets[static_cast<std::size_t>(b * seq_len + l)] = tokens[static_cast<std::size_t>(start + l + 1)];
+              }
+            }
+            losses.push_back(
+                nn::lm_train_step(model, opt, ids.data(), targets.data(), batch, seq_len, sched.at(step), clip).loss);
+          }
+          nn::save_llama_pretrained(out_dir, c, model);
+        }
+        return losses;
+      },
+      "tokens"_a, "out_dir"_a, "vocab_size"_a, "hidden_size"_a, "intermediate_size"_a, "num_layers"_a, "num_heads"_a,
+      "num_kv_heads"_a, "rope_theta"_a, "steps"_a, "batch"_a, "seq_len"_a, "lr"_a, "warmup"_a, "weight_decay"_a,
+      "clip"_a, "seed"_a);
 }
 
 }  // namespace attn::py

@@ -8,6 +8,7 @@
 
 #include "attn/error.hpp"
 #include "attn/nn/llama.hpp"
+#include "attn/nn/llama_train.hpp"
 
 namespace attn::nn {
 namespace {
@@ -145,6 +146,31 @@ LlamaConfig load_llama_config(const std::string& path) {
   std::ostringstream text;
   text << in.rdbuf();
   return parse_llama_config(text.str(), path);
+}
+
+std::string llama_config_json(const LlamaConfig& c) {
+  nlohmann::ordered_json j;
+  j["architectures"] = {"LlamaForCausalLM"};
+  j["model_type"] = "llama";
+  j["vocab_size"] = c.vocab_size;
+  j["hidden_size"] = c.hidden_size;
+  j["intermediate_size"] = c.intermediate_size;
+  j["num_hidden_layers"] = c.num_hidden_layers;
+  j["num_attention_heads"] = c.num_attention_heads;
+  j["num_key_value_heads"] = c.num_key_value_heads;
+  j["head_dim"] = c.hidden_size / c.num_attention_heads;
+  j["hidden_act"] = "silu";
+  j["rms_norm_eps"] = c.rms_norm_eps;
+  j["max_position_embeddings"] = c.max_position_embeddings;
+  j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", c.rope_theta}};
+  j["tie_word_embeddings"] = c.tie_word_embeddings;
+  j["attention_bias"] = c.attention_bias;
+  j["mlp_bias"] = c.mlp_bias;
+  if (c.bos_token_id) j["bos_token_id"] = *c.bos_token_id;
+  if (c.eos_token_ids.size() == 1) j["eos_token_id"] = c.eos_token_ids.front();
+  if (c.eos_token_ids.size() > 1) j["eos_token_id"] = c.eos_token_ids;
+  j["torch_dtype"] = "float32";
+  return j.dump(2) + "\n";
 }
 
 }  // namespace attn::nn

@@ -21,6 +21,8 @@ void add_bench(CLI::App& app);
 
 /// `attn train regression`: a transformer trained from C++ on a synthetic task (train.cpp).
 void add_train(CLI::App& app);
+/// `attn train lm`: a tiny LLaMA-style byte-level LM on a shipped public-domain text (train_lm.cpp).
+void add_train_lm(CLI::App& train);
 
 /// `attn generate`: text from a LLaMA-style model with the KV cache (generate.cpp).
 void add_generate(CLI::App& app);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <attn/error.hpp>
 #include <attn/io/checkpoint.hpp>
+#include <attn/nn/matmul_precision.hpp>
 #include <attn/nn/optim.hpp>
 #include <attn/nn/regression.hpp>
 
@@ -23,6 +24,7 @@
 #include "commands.hpp"
 #include "env.hpp"
 #include "regression_task.hpp"
+#include "train_util.hpp"
 
 namespace attn_cli {
 namespace {
@@ -31,7 +33,7 @@ struct TrainOptions {
   std::int64_t steps = 1500, batch = 32, seq_len = 16, dim = 64, heads = 4, kv_heads = 0, layers = 2, ffn = 128,
                window = -1;
   std::string attention = "mha", activation = "gelu", norm = "layer_norm", positions = "rope", pooling = "mean";
-  bool post_norm = false, checkpointing = false, quiet = false;
+  bool post_norm = false, checkpointing = false, bf16 = false, quiet = false;
   double lr = 3e-3, min_lr = 1e-5, weight_decay = 0.01, clip = 1.0, dropout = 0.0, marker_rate = 0.25;
   std::int64_t warmup = 50, eval_every = 50, eval_size = 512;
   int threads = 0;
@@ -92,33 +94,16 @@ double evaluate(attn::nn::RegressionTransformer<float>& model, const std::vector
   return sum / static_cast<double>(n);
 }
 
-std::string clock_string(double seconds) {
-  const long s = std::lround(std::max(seconds, 0.0));
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%ld:%02ld", s / 60, s % 60);
-  return buf;
-}
-
 void write_plot(const std::string& csv, const std::string& png, const std::string& title) {
-  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) {
-    std::fprintf(stderr, "attn train: gnuplot not found, %s not written (the CSV has the curve)\n", png.c_str());
-    return;
-  }
-  const std::string script = png + ".gp";
-  FILE* f = std::fopen(script.c_str(), "w");
-  ATTN_CHECK(f != nullptr, system, "--plot", "cannot write ", script);
-  std::fprintf(f,
-               "set terminal pngcairo size 900,540\nset output '%s'\nset datafile separator ','\n"
-               "set key top right\nset logscale y\nset grid\nset xlabel 'step'\n"
-               "set ylabel 'loss / trivial loss'\nset title '%s'\n"
-               "plot '%s' every ::1 using 1:($3/$6) with lines title 'train (batch)', "
-               "'' every ::1 using 1:($4 > 0 ? $4/$6 : 1/0) with linespoints title 'eval', 0.1 with lines dt 2 "
-               "title '10%% of trivial'\n",
-               png.c_str(), title.c_str(), csv.c_str());
-  std::fclose(f);
-  if (std::system(("gnuplot '" + script + "' 2>&1").c_str()) != 0)
-    std::fprintf(stderr, "attn train: gnuplot failed writing %s\n", png.c_str());
-  std::remove(script.c_str());
+  char body[1024];
+  std::snprintf(body, sizeof body,
+                "set key top right\nset logscale y\nset grid\nset xlabel 'step'\n"
+                "set ylabel 'loss / trivial loss'\nset title '%s'\n"
+                "plot '%s' every ::1 using 1:($3/$6) with lines title 'train (batch)', "
+                "'' every ::1 using 1:($4 > 0 ? $4/$6 : 1/0) with linespoints title 'eval', 0.1 with lines dt 2 "
+                "title '10%% of trivial'\n",
+                title.c_str(), csv.c_str());
+  run_gnuplot(png, body);
 }
 
 int run_train_regression(const TrainOptions& o) {
@@ -131,6 +116,8 @@ int run_train_regression(const TrainOptions& o) {
   ATTN_CHECK(o.marker_rate > 0 && o.marker_rate <= 1, value, "--marker-rate", "= ", o.marker_rate,
              ", expected in (0, 1]");
   const RegressionTask task{o.seq_len, o.marker_rate};
+  const attn::nn::MatmulPrecisionGuard precision(o.bf16 ? attn::nn::MatmulPrecision::bf16
+                                                        : attn::nn::float32_matmul_precision());
   attn::nn::RegressionTransformer<float> model(model_config(o));
   model.set_checkpoint(o.checkpointing);
   attn::nn::AdamWConfig ac;
@@ -160,11 +147,11 @@ int run_train_regression(const TrainOptions& o) {
       static_cast<long long>(model.num_parameters()));
   std::printf(
       "task: L = %lld (valid lengths %lld..%lld), marker rate %.2f; batch %lld, %lld steps, lr %.2g (warmup %lld, "
-      "cosine to %.2g), weight decay %.2g, clip %.2g, %d threads%s\n",
+      "cosine to %.2g), weight decay %.2g, clip %.2g, %d threads%s%s\n",
       static_cast<long long>(o.seq_len), static_cast<long long>((o.seq_len + 1) / 2), static_cast<long long>(o.seq_len),
       o.marker_rate, static_cast<long long>(o.batch), static_cast<long long>(o.steps), o.lr,
       static_cast<long long>(o.warmup), o.min_lr, o.weight_decay, o.clip, threads,
-      o.checkpointing ? ", gradient checkpointing" : "");
+      o.checkpointing ? ", gradient checkpointing" : "", o.bf16 ? ", bf16 matmuls (fp32 master weights)" : "");
   std::printf("trivial loss (predict the mean) on %lld held-out sequences: %.4f\n", static_cast<long long>(count),
               trivial);
 
@@ -301,6 +288,7 @@ void add_train(CLI::App& app) {
   cmd->add_option("--threads", o->threads, "Threads (default: all)");
   cmd->add_option("--seed", o->seed, "Seed of weights and data")->capture_default_str();
   cmd->add_flag("--checkpointing", o->checkpointing, "Gradient checkpointing per layer");
+  cmd->add_flag("--bf16", o->bf16, "bf16 matmuls (oneDNN) with fp32 master weights and gradients");
   cmd->add_option("--csv", o->csv, "Loss curve CSV ('' = none)")->capture_default_str();
   cmd->add_option("--plot", o->plot, "Loss curve PNG via gnuplot ('' = none)")->capture_default_str();
   cmd->add_option("--save", o->save, "Write a safetensors checkpoint at the end");
@@ -309,6 +297,7 @@ void add_train(CLI::App& app) {
   cmd->add_option("--min-ratio", o->min_ratio, "Exit 1 unless eval loss / trivial loss ≥ this");
   cmd->add_flag("--quiet", o->quiet, "No progress output");
   cmd->callback([o] { exit_code() = run_train_regression(*o); });
+  add_train_lm(*train);
 }
 
 }  // namespace attn_cli

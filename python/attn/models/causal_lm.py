@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import _core
 
-__all__ = ["CausalLM"]
+__all__ = ["CausalLM", "train_causal_lm"]
 
 
 def _ids(ids, name: str) -> list[int]:
@@ -93,3 +93,25 @@ class CausalLM:
             return tokens
         r["tokens"] = tokens
         return r
+
+
+def train_causal_lm(tokens, out_dir, *, vocab_size: int = 256, hidden_size: int = 64,
+                    intermediate_size: int | None = None, num_layers: int = 2, num_heads: int = 4,
+                    num_kv_heads: int | None = None, rope_theta: float = 10000.0, steps: int = 100,
+                    batch: int = 8, seq_len: int = 64, lr: float = 3e-3, warmup: int = 10,
+                    weight_decay: float = 0.1, clip: float = 1.0, seed: int = 0) -> np.ndarray:
+    """Trains a LLaMA-style LM (``attn::nn::TrainableLlama``, docs/training.md) on ``tokens`` and
+    writes ``out_dir`` (``config.json`` + ``model.safetensors``, loadable by :class:`CausalLM` and
+    transformers' ``LlamaForCausalLM.from_pretrained``). ``tokens``: token ids, or ``bytes``/``str``
+    (its UTF-8 bytes, for ``vocab_size=256``). Each step takes ``batch`` random windows of
+    ``seq_len`` tokens; AdamW with linear warmup and cosine decay to ``lr/10``, gradient clipping.
+    Returns the loss (mean cross-entropy, nats) of every step."""
+    if isinstance(tokens, str):
+        tokens = tokens.encode("utf-8")
+    ids = list(tokens) if isinstance(tokens, (bytes, bytearray)) else _ids(tokens, "tokens")
+    losses = _core.train_causal_lm(
+        ids, os.fspath(out_dir), vocab_size, hidden_size,
+        intermediate_size if intermediate_size is not None else 2 * hidden_size, num_layers, num_heads,
+        num_kv_heads if num_kv_heads is not None else num_heads, rope_theta, steps, batch, seq_len, lr, warmup,
+        weight_decay, clip, seed)
+    return np.asarray(losses)
