@@ -1,14 +1,15 @@
 # `attn train lm` end to end on a tiny fixed-seed model (a few seconds): on the shipped text the
 # held-out bits per byte must fall from 8 (the uniform initial model over 256 bytes) to at most
 # MAX_BPB in 300 steps (3.24 for seeds 0-2); the CSV, the PNG (when gnuplot is installed) and the model directory are
-# written, `attn generate` loads that directory and continues the prompt, and bad options are
+# written, `attn generate` loads that directory and continues the prompt as the trainer's own greedy
+# sample does, and bad options are
 # clear errors.
 #   cmake -DATTN=<attn binary> -DTEXT=<data/text/persuasion.txt> -DWORK=<scratch dir> -P cli_train_lm.cmake
 cmake_minimum_required(VERSION 3.25)
 file(REMOVE_RECURSE ${WORK})
 file(MAKE_DIRECTORY ${WORK})
 set(MAX_BPB 3.5)
-set(tiny --text ${TEXT} --dim 32 --layers 2 --heads 4 --kv-heads 2 --ffn 64 --seq-len 32 --batch 8 --lr 1e-2
+set(tiny --dim 32 --layers 2 --heads 4 --kv-heads 2 --ffn 64 --seq-len 32 --batch 8 --lr 1e-2
          --warmup 20 --eval-every 100 --eval-tokens 4096 --threads 1 --seed 0 --quiet)
 
 function(run_lm expected_rc)
@@ -22,7 +23,7 @@ function(run_lm expected_rc)
   set(err "${err}" PARENT_SCOPE)
 endfunction()
 
-run_lm(0 --steps 300 --max-bpb ${MAX_BPB} --csv loss.csv --plot loss.png --save model --prompt "Anne" --sample 24)
+run_lm(0 --text ${TEXT} --steps 300 --max-bpb ${MAX_BPB} --csv loss.csv --plot loss.png --save model --prompt "Anne" --sample 24)
 file(STRINGS ${WORK}/loss.csv lines)
 list(LENGTH lines n)
 if(NOT n EQUAL 301)
@@ -42,14 +43,19 @@ if(GNUPLOT AND NOT EXISTS ${WORK}/loss.png)
 endif()
 execute_process(COMMAND ${ATTN} generate --model ${WORK}/model --prompt "Anne" --max-new 16 --threads 1
                 RESULT_VARIABLE rc OUTPUT_VARIABLE gen ERROR_VARIABLE err)
-if(NOT rc EQUAL 0 OR NOT gen MATCHES "^Anne")
-  message(FATAL_ERROR "attn generate on the trained model: exit ${rc}\n${gen}\n${err}")
+# generate prints the new bytes only: they must be the start of the trainer's greedy sample.
+string(REGEX REPLACE "\n$" "" new "${gen}")
+string(LENGTH "${new}" n_new)
+string(FIND "${out}" "\nAnne${new}" at)
+if(NOT rc EQUAL 0 OR NOT n_new EQUAL 16 OR at EQUAL -1)
+  message(FATAL_ERROR "attn generate on the trained model: exit ${rc}, \"${new}\" (${n_new} bytes) is not the "
+                      "start of the trainer's sample\n${out}\n${err}")
 endif()
-run_lm(2 --steps 1 --kv-heads 3 --save "")
-if(NOT err MATCHES "num_kv_heads")
-  message(FATAL_ERROR "unclear error for --kv-heads 3:\n${err}")
+run_lm(2 --text ${TEXT} --steps 1 --holdout 1.5)
+if(NOT err MATCHES "--holdout: = 1.5, expected in \\(0, 1\\)")
+  message(FATAL_ERROR "unclear error for --holdout 1.5:\n${err}")
 endif()
-run_lm(2 --steps 1 --text ${WORK}/missing.txt --save "")
+run_lm(2 --steps 1 --text ${WORK}/missing.txt)
 if(NOT err MATCHES "--text: \"[^\"]*missing.txt\" cannot be opened")
   message(FATAL_ERROR "unclear error for a missing --text:\n${err}")
 endif()
