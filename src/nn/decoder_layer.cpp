@@ -67,6 +67,12 @@ const EncoderLayerConfig& checked(const EncoderLayerConfig& c) {
   ATTN_CHECK(c.attention != "local", value, "attention",
              "\"local\" for a decoder layer, expected mha, gqa or mqa (a window over the encoder memory's positions "
              "is not defined for cross-attention)");
+  ATTN_CHECK(c.attention != "linear", value, "attention",
+             "\"linear\" for a decoder layer, expected mha, gqa or mqa (its cached decoding runs attn::decode, "
+             "which has no linear form)");
+  ATTN_CHECK(c.attention != "strided", value, "attention",
+             "\"strided\" for a decoder layer, expected mha, gqa or mqa (a strided pattern over the encoder memory's "
+             "positions is not defined for cross-attention)");
   ATTN_CHECK(c.ffn_dim >= 0, value, "ffn_dim", "ffn_dim = ", c.ffn_dim, ", expected ≥ 0 (0 = 4·embed_dim)");
   return c;
 }

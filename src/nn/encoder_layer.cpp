@@ -60,6 +60,9 @@ MhaConfig mha_config(const EncoderLayerConfig& c, std::uint32_t index) {
   m.batch_first = true;
   m.rotary = c.rotary;
   m.window = c.window;
+  m.stride = c.stride;
+  m.global_tokens = c.global_tokens;
+  m.feature_map = c.feature_map;
   m.seed = c.seed + 1000003ull * index;
   return m;
 }

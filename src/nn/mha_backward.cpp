@@ -95,10 +95,17 @@ MhaGrads MultiheadAttention<T>::backward(const TensorView& dout, const TensorVie
   const TensorView dqv = detail::head_view(dq.template ptr<T>(), E_, p.dq, Hq_, hd_, bf);
   const TensorView dkv = detail::head_view(dk.template ptr<T>(), kvw, p.dk, Hkv_, hd_, bf);
   const TensorView dvv = detail::head_view(dv.template ptr<T>(), kvw, p.dk, Hkv_, hd_, bf);
-  sdpa_backward({dqv, dkv, dvv, {}}, detail::head_view(dctx.template ptr<T>(), E_, p.dq, Hq_, hd_, bf),
-                detail::head_view(p.q, p.ldq, p.dq, Hq_, hd_, bf), detail::head_view(p.k, p.ldkv, p.dk, Hkv_, hd_, bf),
-                detail::head_view(p.v, p.ldkv, p.dk, Hkv_, hd_, bf),
-                detail::head_view(s.ctx.template ptr<T>(), E_, p.dq, Hq_, hd_, bf), s.lse, s.params);
+  const TensorView dctxv = detail::head_view(dctx.template ptr<T>(), E_, p.dq, Hq_, hd_, bf);
+  const TensorView qv = detail::head_view(p.q, p.ldq, p.dq, Hq_, hd_, bf);
+  const TensorView kv = detail::head_view(p.k, p.ldkv, p.dk, Hkv_, hd_, bf);
+  const TensorView vv = detail::head_view(p.v, p.ldkv, p.dk, Hkv_, hd_, bf);
+  const TensorView ctxv = detail::head_view(s.ctx.template ptr<T>(), E_, p.dq, Hq_, hd_, bf);
+  if (config_.linear)
+    linear_attention_backward({dqv, dkv, dvv}, dctxv, qv, kv, vv, ctxv, s.den, s.linear);
+  else if (config_.stride >= 1)
+    strided_attention_backward({dqv, dkv, dvv, {}}, dctxv, qv, kv, vv, ctxv, s.lse, s.strided);
+  else
+    sdpa_backward({dqv, dkv, dvv, {}}, dctxv, qv, kv, vv, ctxv, s.lse, s.params);
 
   // 3''.
   if (dweights.defined()) {

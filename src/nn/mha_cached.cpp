@@ -41,6 +41,10 @@ KvCache MultiheadAttention<T>::make_cache(std::int64_t batch, std::int64_t capac
 template <class T>
 Tensor MultiheadAttention<T>::forward_cached(const TensorView& query, const TensorView& key, const TensorView& value,
                                              KvCache& cache, const MhaOptions& options) {
+  ATTN_CHECK(config_.stride == 0 && !config_.linear, unsupported, "cache", "is given to a ",
+             config_.linear ? "linear" : "strided",
+             " module, expected a softmax module without a stride (cached decoding runs attn::decode; linear "
+             "attention decodes with attn::linear_attention_step and its (S, z) state)");
   detail::check_inputs(*this, query, key, value);
   const bool bf = config_.batch_first;
   const detail::SeqDims dq = detail::seq_dims(query, bf), dk = detail::seq_dims(key, bf);
@@ -74,6 +78,10 @@ Tensor MultiheadAttention<T>::forward_cached(const TensorView& query, const Tens
 template <class T>
 KvCache MultiheadAttention<T>::project_kv(const TensorView& memory, const std::vector<std::int64_t>& src_lengths,
                                           DType dtype) const {
+  ATTN_CHECK(config_.stride == 0 && !config_.linear, unsupported, "memory", "is given to a ",
+             config_.linear ? "linear" : "strided",
+             " module, expected a softmax module without a stride (the cached cross-attention runs attn::decode; "
+             "call forward with the memory as key and value instead)");
   ATTN_CHECK(!rotary_, unsupported, "memory",
              "is given to a module with rotary set, expected a module without it (cached cross-attention K/V carry no "
              "RoPE)");

@@ -58,11 +58,40 @@ MhaOutput MultiheadAttention<T>::forward(const TensorView& query, const TensorVi
     rotary_->forward(kv, options.positions);
   }
 
+  if (config_.stride >= 1) {  // strided sparse attention (docs/sparse_attention.md): no mask, no weights
+    ATTN_CHECK(!options.attn_mask.defined(), unsupported, "attn_mask",
+               "is given, but the module is strided (stride = ", config_.stride,
+               "), expected none (its pattern is its mask; use a dense module with the equivalent mask)");
+    ATTN_CHECK(!options.need_weights, unsupported, "need_weights",
+               "is true, but the module is strided, expected false (strided attention never forms the weights)");
+    StridedAttentionParams& st = s->strided;
+    st.stride = config_.stride;
+    st.window = std::max<std::int64_t>(config_.window, 0);
+    st.global_tokens = config_.global_tokens;
+    st.causal = options.is_causal;
+    st.alignment = options.causal_alignment;
+    st.k_lengths = options.key_lengths;
+  }
+  if (config_.linear) {  // linear attention (docs/linear_attention.md): no mask, no weights
+    ATTN_CHECK(!options.attn_mask.defined(), unsupported, "attn_mask",
+               "is given, but the module is linear, expected none (linear attention can only drop whole keys: use "
+               "key_lengths or is_causal, or a softmax module for other masks)");
+    ATTN_CHECK(!options.need_weights, unsupported, "need_weights",
+               "is true, but the module is linear, expected false (linear attention never forms the weights)");
+    LinearAttentionParams& lp = s->linear;
+    lp.feature_map = config_.feature_map;
+    lp.projection = projection_.view();
+    lp.eps = config_.linear_eps;
+    lp.mask.causal = options.is_causal;
+    lp.mask.alignment = options.causal_alignment.value_or(Alignment::top_left);
+    lp.mask.k_lengths = options.key_lengths;
+    s->den = Tensor(DType::f32, {dq.B, Hq_, dq.L});
+  }
   SdpaParams& sp = s->params;  // 3.
   sp.mask.causal = options.is_causal;
   sp.mask.alignment = options.causal_alignment.value_or(Alignment::top_left);
   sp.mask.k_lengths = options.key_lengths;
-  if (config_.window >= 0) {
+  if (config_.window >= 0 && config_.stride == 0) {
     ATTN_CHECK(dq.L == dk.L || options.causal_alignment.has_value(), value, "causal_alignment",
                "is not set, but the module is local (window = ", config_.window, ") with Lq = ", dq.L, " ≠ Lk = ", dk.L,
                ", expected top_left or bottom_right (which end of the key sequence the window lines up with)");
@@ -83,7 +112,12 @@ MhaOutput MultiheadAttention<T>::forward(const TensorView& query, const TensorVi
   Tensor probs;
   if (options.need_weights) probs = Tensor(detail::dtype_of<T>(), {dq.B, Hq_, dq.L, dk.L});
   const TensorView ctx = detail::head_view(s->ctx.template ptr<T>(), E_, dq, Hq_, hd_, bf);
-  sdpa_forward({ctx, s->lse, options.need_weights ? probs.view() : TensorView()}, qv, kv, vv, sp);
+  if (config_.linear)
+    linear_attention_forward({ctx, s->den}, qv, kv, vv, s->linear);
+  else if (config_.stride >= 1)
+    strided_attention_forward({ctx, s->lse, {}}, qv, kv, vv, s->strided);
+  else
+    sdpa_forward({ctx, s->lse, options.need_weights ? probs.view() : TensorView()}, qv, kv, vv, sp);
   if (options.need_weights && sp.dropout_p > 0) {
     // The gradient through the returned (post-dropout) weights also needs the softmax before
     // dropout (mha_backward.cpp): the same call again with pre-dropout probs, its ctx discarded.

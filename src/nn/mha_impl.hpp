@@ -90,6 +90,9 @@ struct MultiheadAttention<T>::Saved {
   Tensor ctx;                    // [Mq, E] attention output before out_proj, rows as query
   Tensor lse;                    // [B, Hq, Lq], lse_dtype of the module's dtype
   SdpaParams params;
+  StridedAttentionParams strided;  // used when config.stride ≥ 1
+  LinearAttentionParams linear;    // used when config.linear
+  Tensor den;                      // linear: [B, Hq, Lq] f32 denominators
   std::vector<std::int64_t> positions;
   std::vector<std::int64_t> out_shape;
   // need_weights: the per-head weights as returned (post-dropout) [B, Hq, Lq, Lk] and, when

@@ -3,6 +3,8 @@
 // (docs/nn.md). Forward/backward are in mha_forward.cpp / mha_backward.cpp, decoding in
 // mha_cached.cpp.
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "attn/error.hpp"
@@ -25,6 +27,20 @@ std::int64_t checked_config(const MhaConfig& c) {
              ", expected ≥ 0 (0 = embed_dim)");
   ATTN_CHECK(c.dropout >= 0.0 && c.dropout < 1.0, value, "dropout", "= ", c.dropout, ", expected a value in [0, 1)");
   ATTN_CHECK(c.window >= -1, value, "window", "= ", c.window, ", expected ≥ 0 (local attention) or −1 (none)");
+  ATTN_CHECK(c.stride >= 0, value, "stride", "= ", c.stride, ", expected ≥ 1 (strided attention) or 0 (none)");
+  ATTN_CHECK(c.global_tokens >= 0 && (c.global_tokens == 0 || c.stride >= 1), value, "global_tokens", "= ",
+             c.global_tokens, " with stride = ", c.stride, ", expected 0, or ≥ 0 with strided attention (stride ≥ 1)");
+  ATTN_CHECK(c.stride == 0 || c.dropout == 0.0, value, "dropout", "= ", c.dropout, " with stride = ", c.stride,
+             ", expected 0 (strided attention never forms the probabilities to drop)");
+  if (c.linear) {
+    ATTN_CHECK(c.stride == 0 && c.window == -1, value, "linear", "is true with stride = ", c.stride, " and window = ",
+               c.window, ", expected stride 0 and window −1 (linear attention sums over all visible keys at once)");
+    ATTN_CHECK(c.dropout == 0.0, value, "dropout", "= ", c.dropout,
+               " with linear = true, expected 0 (linear attention never forms the probabilities to drop)");
+    ATTN_CHECK(c.num_features >= 0, value, "num_features", "= ", c.num_features, ", expected ≥ 1, or 0 (the default)");
+    ATTN_CHECK(c.feature_map == FeatureMap::favor || c.num_features == 0, value, "num_features", "= ", c.num_features,
+               " with feature_map elu, expected 0 (elu has head_dim features; num_features is FAVOR+'s m)");
+  }
   return Hkv;
 }
 
@@ -83,6 +99,15 @@ MultiheadAttention<T>::MultiheadAttention(const MhaConfig& config)
   config_.kdim = kdim_;
   config_.vdim = vdim_;
   if (config.rotary) rotary_.emplace(hd_, *config.rotary);
+  if (config.linear && config.feature_map == FeatureMap::favor) {
+    const std::int64_t m =
+        config.num_features > 0
+            ? config.num_features
+            : std::max<std::int64_t>(1, static_cast<std::int64_t>(std::ceil(static_cast<double>(hd_) *
+                                                                              std::log(static_cast<double>(hd_)))));
+    projection_ = Tensor(DType::f32, {m, hd_});
+    favor_projection(projection_, config.seed);
+  }
   const Linear<T>* lins[] = {&q_proj_, &k_proj_, &v_proj_, &out_proj_};
   for (int i = 0; i < 4; ++i) {
     const Linear<T>& l = *lins[i];

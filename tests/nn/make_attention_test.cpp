@@ -32,7 +32,7 @@ TEST(MakeAttention, KindsAndParameterCounts) {
       EXPECT_EQ(gqa_bias->num_parameters(), gqa->num_parameters() + 2 * E + 2 * kv);
     }
   }
-  EXPECT_EQ(nn::attention_types(), (std::vector<std::string>{"mha", "gqa", "mqa", "local"}));
+  EXPECT_EQ(nn::attention_types(), (std::vector<std::string>{"mha", "gqa", "mqa", "local", "strided", "linear"}));
 }
 
 }  // namespace

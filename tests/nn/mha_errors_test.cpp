@@ -160,7 +160,7 @@ TEST(MhaErrors, CachedPathsRefuseWhatTheyCannotDo) {
 
 TEST(MakeAttention, UnknownTypeListsTheKnownOnes) {
   expect_error([] { nn::make_attention("flash", config(8, 2)); }, "type", {"\"flash\"", "mha, gqa, mqa"});
-  expect_error([] { nn::make_attention("linear", config(8, 2)); }, "type", {"not built"});
+  expect_error([] { nn::make_attention("flash", config(8, 2)); }, "type", {"local, strided, linear"});
   expect_error([] { nn::make_attention("mha", config(8, 2, 1)); }, "config.num_kv_heads", {"use \"gqa\""});
   expect_error([] { nn::make_attention("gqa", config(8, 2)); }, "config.num_kv_heads", {"divisor"});
 }

@@ -31,7 +31,8 @@ namespace {
 
 struct TrainOptions {
   std::int64_t steps = 1500, batch = 32, seq_len = 16, dim = 64, heads = 4, kv_heads = 0, layers = 2, ffn = 128,
-               window = -1;
+               window = -1, stride = 0, global_tokens = 0;
+  std::string feature_map = "elu";
   std::string attention = "mha", activation = "gelu", norm = "layer_norm", positions = "rope", pooling = "mean";
   bool post_norm = false, checkpointing = false, bf16 = false, quiet = false;
   double lr = 3e-3, min_lr = 1e-5, weight_decay = 0.01, clip = 1.0, dropout = 0.0, marker_rate = 0.25;
@@ -55,7 +56,24 @@ attn::nn::RegressionConfig model_config(const TrainOptions& o) {
   l.num_kv_heads = o.kv_heads;
   l.ffn_dim = o.ffn;
   l.attention = o.attention;
+  // The window and stride are checked here so that the errors name the flags.
+  const bool windowed = o.attention == "local" || o.attention == "strided";
+  ATTN_CHECK(o.window >= (o.attention == "local" ? 0 : -1) && (windowed || o.window == -1), value, "--window", "= ",
+             o.window, " with --attention ", o.attention, ", expected ",
+             o.attention == "local"     ? "the window (>= 0: keys within that distance are visible)"
+             : o.attention == "strided" ? "-1 (none) or >= 0 (keys within that distance are visible too)"
+                                        : "-1 (only --attention local or strided has a window)");
+  ATTN_CHECK(o.attention == "strided" ? o.stride >= 1 : o.stride == 0 && o.global_tokens == 0, value, "--stride", "= ",
+             o.stride, " (--global-tokens ", o.global_tokens, ") with --attention ", o.attention, ", expected ",
+             o.attention == "strided" ? "the stride >= 1 (query i sees keys j with (i - j) mod stride = 0)"
+                                      : "0 (only --attention strided has a stride)");
+  ATTN_CHECK(o.global_tokens >= 0, value, "--global-tokens", "= ", o.global_tokens, ", expected >= 0");
   l.window = o.window;
+  l.stride = o.stride;
+  l.global_tokens = o.global_tokens;
+  ATTN_CHECK(o.feature_map == "elu" || o.feature_map == "favor", value, "--feature-map", "\"", o.feature_map,
+             "\", expected elu or favor");
+  l.feature_map = o.feature_map == "favor" ? attn::FeatureMap::favor : attn::FeatureMap::elu;
   l.activation = attn::nn::parse_activation(o.activation);
   ATTN_CHECK(o.norm == "layer_norm" || o.norm == "rms_norm", value, "--norm", "\"", o.norm,
              "\", expected layer_norm or rms_norm");
@@ -265,10 +283,15 @@ void add_train(CLI::App& app) {
   cmd->add_option("--kv-heads", o->kv_heads, "KV heads for --attention gqa")->capture_default_str();
   cmd->add_option("--layers", o->layers, "Encoder layers")->capture_default_str();
   cmd->add_option("--ffn", o->ffn, "FFN hidden size")->capture_default_str();
-  cmd->add_option("--attention", o->attention, "mha | gqa | mqa | local, or mean (the no-attention control)")
+  cmd->add_option("--attention", o->attention, "mha | gqa | mqa | local | strided | linear, or mean (the no-attention control)")
       ->capture_default_str();
-  cmd->add_option("--window", o->window, "For --attention local: keys within this distance are visible")
+  cmd->add_option("--window", o->window, "For --attention local (and strided): keys within this distance are visible")
       ->capture_default_str();
+  cmd->add_option("--stride", o->stride, "For --attention strided: query i sees keys j with (i - j) mod stride = 0")
+      ->capture_default_str();
+  cmd->add_option("--global-tokens", o->global_tokens, "For --attention strided: the first tokens are global")
+      ->capture_default_str();
+  cmd->add_option("--feature-map", o->feature_map, "For --attention linear: elu | favor")->capture_default_str();
   cmd->add_option("--activation", o->activation, "relu | gelu | gelu_tanh | swiglu")->capture_default_str();
   cmd->add_option("--norm", o->norm, "layer_norm | rms_norm")->capture_default_str();
   cmd->add_flag("--post-norm", o->post_norm, "Post-norm layers (default pre-norm)");

@@ -21,7 +21,9 @@
 #include "attn/nn/linear.hpp"
 #include "attn/nn/module.hpp"
 #include "attn/nn/rotary.hpp"
+#include "attn/linear_attention.hpp"
 #include "attn/sdpa.hpp"
+#include "attn/sparse_attention.hpp"
 #include "attn/tensor.hpp"
 
 namespace attn::nn {
@@ -42,6 +44,22 @@ struct MhaConfig {
   /// Cached decoding counts the window back from each new token. make_attention("local") sets it.
   std::int64_t window = -1;
   std::uint64_t seed = 0;              ///< weight initialisation and dropout (Philox key)
+  /// Strided sparse attention (include/attn/sparse_attention.hpp, docs/sparse_attention.md): ≥ 1
+  /// replaces the SDPA by strided_attention_forward/backward with this stride s, the window above
+  /// as its local window (−1 = none) and `global_tokens`; key_lengths work, attn_mask,
+  /// need_weights, dropout and cached decoding do not (attn::Error). 0 = off.
+  /// make_attention("strided") sets it.
+  std::int64_t stride = 0;
+  std::int64_t global_tokens = 0;  ///< strided only: keys j < g seen by all, queries i < g see all
+  /// Linear attention (include/attn/linear_attention.hpp, docs/linear_attention.md) instead of the
+  /// softmax: out_i = φ(q_i)ᵀS / (φ(q_i)ᵀz + eps) with `feature_map`; is_causal, causal_alignment and
+  /// key_lengths work, attn_mask, need_weights, windows, dropout and cached decoding do not
+  /// (attn::Error). FAVOR+'s projection [m, head_dim] is drawn once from `seed` (a constant, not a
+  /// parameter). make_attention("linear") sets it.
+  bool linear = false;
+  FeatureMap feature_map = FeatureMap::elu;
+  std::int64_t num_features = 0;  ///< FAVOR+ m; 0 = ⌈hd·ln hd⌉ (the Performer default; 1 for hd = 1)
+  double linear_eps = 1e-6;       ///< added to every denominator (> 0)
 };
 
 /// Per-call options. Masks follow attn's C++ contract (docs/contract.md): bool true = attend.
@@ -106,6 +124,8 @@ class MultiheadAttention : public Module {
   const Linear<T>& v_proj() const { return v_proj_; }
   const Linear<T>& out_proj() const { return out_proj_; }
   const RotaryEmbedding* rotary() const { return rotary_ ? &*rotary_ : nullptr; }
+  /// FAVOR+ projection ω [m, head_dim] f32 of a linear module with feature_map favor (else empty).
+  const TensorView& feature_projection() const { return projection_.view(); }
   /// Dropout acts only while training (default true, as torch).
   void set_training(bool training) { training_ = training; }
   bool training() const { return training_; }
@@ -152,6 +172,7 @@ class MultiheadAttention : public Module {
   Tensor params_, grads_;  // W_q, W_k, W_v, W_o, b_q, b_k, b_v, b_o (contiguous in this order)
   Linear<T> q_proj_, k_proj_, v_proj_, out_proj_;
   std::optional<RotaryEmbedding> rotary_;
+  Tensor projection_;  // FAVOR+ ω [m, hd] (linear with feature_map favor), f32
   bool training_ = true;
   std::unique_ptr<Saved> saved_;
 };

@@ -3,7 +3,8 @@
 /// backward (llm.c style) on row-major [B·L, E] activations (batch first):
 ///   pre-norm  (norm_first):  h = x + drop(attn(norm1(x)));   y = h + drop(ffn(norm2(h)))
 ///   post-norm:               h = norm1(x + drop(attn(x)));   y = norm2(h + drop(ffn(h)))
-/// attn is a MultiheadAttention from make_attention ("mha", "gqa", "mqa", "local"), or "mean": the
+/// attn is a MultiheadAttention from make_attention ("mha", "gqa", "mqa", "local", "strided",
+/// "linear"), or "mean": the
 /// no-attention control, where every position gets the mean of its row's valid positions
 /// followed by a linear map (MeanMix). Padding: key_lengths[b] valid positions in row b (keys past
 /// it are masked; the outputs at those positions are computed but carry no information).
@@ -32,12 +33,15 @@
 namespace attn::nn {
 
 struct EncoderLayerConfig {
-  std::int64_t embed_dim = 0;     ///< E
-  std::int64_t num_heads = 1;     ///< Hq
-  std::int64_t num_kv_heads = 0;  ///< Hkv for "gqa" (0 = num_heads)
-  std::int64_t ffn_dim = 0;       ///< F; 0 = 4·E
-  std::string attention = "mha";  ///< "mha", "gqa", "mqa", "local" or "mean" (the no-attention control)
-  std::int64_t window = -1;       ///< "local": keys within this distance of the query are visible
+  std::int64_t embed_dim = 0;      ///< E
+  std::int64_t num_heads = 1;      ///< Hq
+  std::int64_t num_kv_heads = 0;   ///< Hkv for "gqa" (0 = num_heads)
+  std::int64_t ffn_dim = 0;        ///< F; 0 = 4·E
+  std::string attention = "mha";   ///< a make_attention kind, or "mean" (the no-attention control)
+  std::int64_t window = -1;        ///< "local" (and "strided"'s local part): keys within this distance are visible
+  std::int64_t stride = 0;         ///< "strided": query i sees the keys j with (i − j) mod stride = 0 (≥ 1)
+  std::int64_t global_tokens = 0;  ///< "strided": the first tokens, seen by and seeing every position
+  FeatureMap feature_map = FeatureMap::elu;  ///< "linear": elu + 1 or FAVOR+ (num_features = ⌈hd·ln hd⌉)
   Activation activation = Activation::gelu;
   NormKind norm = NormKind::layer_norm;
   bool norm_first = true;  ///< pre-norm (true) or post-norm
