@@ -3,7 +3,7 @@
 ``TransformerEncoderLayer`` and ``TransformerDecoderLayer``: plain ``nn.Module`` blocks (torch's
 ``nn.Linear``/``nn.LayerNorm``/dropout and autograd) around the seeds' attention classes of
 ``attn.modules``, chosen by ``attention_type`` through ``get_attention`` (``"mha" | "gqa" | "mqa" |
-"linear" | "local"``; ``"strided"`` is refused there with the error that says it is not built).
+"linear" | "local" | "strided"``).
 The blocks are those of torch's layers and attn's C++ ones (docs/nn.md):
 
 - pre-norm: ``h = x + drop(attn(norm1(x)))``, ``y = h + drop(ffn(norm2(h)))``;
@@ -55,10 +55,10 @@ def make_attention(attention_type: str, embed_dim: int, num_heads: int, num_grou
                    attn_dropout: float, bias: bool, factory: dict, attention_kw: dict, name: str = "attention_type"):
     """``get_attention`` with the layer's options; linear attention has no weights to drop."""
     kw = dict(attention_kw)
-    if attention_type == "linear":
+    if attention_type in ("linear", "strided"):
         if attn_dropout:
-            raise ValueError(f"attn_dropout: = {attn_dropout}, expected 0 with {name}='linear' (linear attention "
-                             "never forms the attention weights, so there is nothing to drop)")
+            raise ValueError(f"attn_dropout: = {attn_dropout}, expected 0 with {name}={attention_type!r} ({attention_type} "
+                             "attention never forms the attention weights, so there is nothing to drop)")
     else:
         kw["dropout"] = attn_dropout
     try:
@@ -195,14 +195,14 @@ class TransformerDecoderLayer(_Block):
                           3, factory)
         attn_dropout = check_probability("attn_dropout", attn_dropout)
         cross_type = attention_type if cross_attention_type is None else cross_attention_type
-        if cross_type == "local":
+        if cross_type in ("local", "strided"):
             which = "cross_attention_type" if cross_attention_type is not None else "attention_type"
-            raise ValueError(f"{which}: is 'local' for the cross-attention, expected 'mha', 'gqa', 'mqa' or 'linear' "
-                             "(a window over the positions of two different sequences is not defined; pass "
-                             "cross_attention_type='mha' to keep local self-attention)")
+            raise ValueError(f"{which}: is {cross_type!r} for the cross-attention, expected 'mha', 'gqa', 'mqa' or "
+                             "'linear' (a pattern over the positions of two different sequences is not defined; pass "
+                             f"cross_attention_type='mha' to keep {cross_type} self-attention)")
         if cross_attention_kw is None:
             cross_attention_kw = {} if cross_attention_type is not None else {
-                k: v for k, v in attention_kw.items() if k != "window_size"}
+                k: v for k, v in attention_kw.items() if k not in ("window_size", "stride", "window", "global_tokens")}
         self.attention_type, self.cross_attention_type = attention_type, cross_type
         self.self_attn = make_attention(attention_type, embed_dim, num_heads, num_groups, apply_causal_mask,
                                         attn_dropout, bias, factory, attention_kw)

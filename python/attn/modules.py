@@ -411,22 +411,62 @@ class LinearAttention(_SeedAttention):
         return self.merge_heads(out), None
 
 
+class StridedAttention(_SeedAttention):
+    """Strided sparse self-attention (Child et al. 2019), optionally with a local window and global
+    tokens (Longformer / BigBird): query i sees key j iff (i − j) mod stride = 0, or |i − j| ≤
+    window, or j < global_tokens, or i < global_tokens (with apply_causal_mask only j ≤ i), in one
+    softmax over the union (``attn.torch.strided_attention``, docs/sparse_attention.md). Cost
+    N·(window + global_tokens + N/stride), never N². num_groups K/V heads (None: one per query
+    head). No masks, weights, dropout, cross-attention or KV cache (a clear error says so)."""
+
+    def __init__(self, embed_dim: int, num_heads: int, stride: int, window: int = 0, num_groups: Optional[int] = None,
+                 bias: bool = True, apply_causal_mask: bool = False, global_tokens: int = 0, dropout: float = 0.0, *,
+                 device=None, dtype=None):
+        if dropout != 0.0:
+            raise ValueError(f"dropout: = {dropout!r}, expected 0.0 (strided attention never forms the attention "
+                             "weights, so there is nothing to drop)")
+        for name, value, lowest in (("stride", stride, 1), ("window", window, 0), ("global_tokens", global_tokens, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+                raise ValueError(f"{name}: = {value!r}, expected an int >= {lowest}")
+        super().__init__(embed_dim, num_heads, num_heads if num_groups is None else num_groups, 0.0, bias,
+                         apply_causal_mask, device, dtype, "num_groups")
+        self.stride, self.window, self.global_tokens = stride, window, global_tokens
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", stride={self.stride}, window={self.window}, global_tokens={self.global_tokens}"
+
+    def _check_call(self, cross, cached):
+        if cross or cached:
+            raise ValueError("context/kv: StridedAttention is self-attention over whole sequences (its pattern is over "
+                             "the positions of x), expected no context and no kv; use MultiHeadAttention for "
+                             "cross-attention or cached decoding")
+
+    def attend(self, q, k, v, *, bool_mask=None, bias=None, need_weights=False, average_attn_weights=True, **params):
+        from .sparse import strided_attention
+        if need_weights:
+            raise ValueError("need_weights: is True, but strided attention never forms the [S, S] weights "
+                             "(expected False; use MultiHeadAttention with the equivalent mask for weights)")
+        if bool_mask is not None or bias is not None:
+            m = bias if bias is not None else bool_mask
+            raise ValueError(f"mask: has shape {list(m.shape)}, expected None (StridedAttention's pattern is its "
+                             "mask; use MultiHeadAttention with a dense mask to combine it with others)")
+        out = strided_attention(q, k, v, self.stride, self.window, bool(params.get("causal", False)),
+                                self.global_tokens)
+        return self.merge_heads(out), None
+
+
 ATTENTION_TYPES = {"mha": MultiHeadAttention, "mqa": MultiQueryAttention, "gqa": GroupQueryAttention,
-                   "local": LocalAttention, "linear": LinearAttention}
-_NOT_BUILT = ("strided",)
+                   "local": LocalAttention, "linear": LinearAttention, "strided": StridedAttention}
 
 
 def get_attention(attention_type: str, embed_dim: int, num_heads: int, num_groups: Optional[int] = None,
                   apply_causal_mask: bool = False, **kw) -> _SeedAttention:
     """The seeds' factory: ``"mha"`` (num_groups None or num_heads), ``"mqa"`` (None or 1),
     ``"gqa"`` (num_groups required), ``"local"`` (``window_size=`` required; num_groups optional),
-    ``"linear"`` (num_groups optional; ``feature_map=``, ``num_features=``, ``seed=``, ``eps=``).
-    Other ``kw``: dropout (not linear), bias, device, dtype. ``"strided"`` is not built yet (an
-    error says so)."""
+    ``"linear"`` (num_groups optional; ``feature_map=``, ``num_features=``, ``seed=``, ``eps=``),
+    ``"strided"`` (``stride=`` required; ``window=``, ``global_tokens=``, num_groups optional).
+    Other ``kw``: dropout (not linear, strided), bias, device, dtype."""
     known = ", ".join(repr(t) for t in ATTENTION_TYPES)
-    if attention_type in _NOT_BUILT:
-        raise ValueError(f"attention_type: {attention_type!r} is not available yet as a module (expected one of "
-                         f"{known})")
     if attention_type not in ATTENTION_TYPES:
         raise ValueError(f"attention_type: is {attention_type!r}, expected one of {known}")
     cls = ATTENTION_TYPES[attention_type]
@@ -435,9 +475,11 @@ def get_attention(attention_type: str, embed_dim: int, num_heads: int, num_group
             raise ValueError(f"num_groups: is None, expected the number of K/V heads (dividing num_heads = "
                              f"{num_heads}) for attention_type='gqa'")
         return cls(embed_dim, num_heads, num_groups, apply_causal_mask=apply_causal_mask, **kw)
-    if attention_type in ("local", "linear"):
+    if attention_type in ("local", "linear", "strided"):
         if attention_type == "local" and "window_size" not in kw:
             raise ValueError("window_size: is missing, expected window_size=<int> for attention_type='local'")
+        if attention_type == "strided" and "stride" not in kw:
+            raise ValueError("stride: is missing, expected stride=<int> for attention_type='strided'")
         return cls(embed_dim, num_heads, num_groups=num_groups, apply_causal_mask=apply_causal_mask, **kw)
     implied = num_heads if attention_type == "mha" else 1
     if num_groups is not None and num_groups != implied:

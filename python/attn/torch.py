@@ -505,6 +505,7 @@ def _decline_fused_fast_path(module, args):
 _LAYOUTS = "expected (L, E) unbatched, (B, L, E) with batch_first=True or (L, B, E) with batch_first=False"
 
 from .linear import linear_attention, linear_attention_step  # noqa: E402,F401  (docs/linear_attention.md)
+from .sparse import strided_attention  # noqa: E402,F401  (docs/sparse_attention.md)
 
 # Foreign state dicts (torch, Hugging Face BERT/LLaMA/GPT-2, W_Q/W_K/W_V/W_O) for MultiheadAttention:
 # the name maps and reports live in attn/state_dict.py.
@@ -515,10 +516,10 @@ __all__ += ["load_state_dict", "export_state_dict"]
 # The seeds' classes (MultiHeadAttention, MultiQueryAttention, GroupQueryAttention, get_attention): the same
 # AttentionCore as MultiheadAttention above, with the seeds' layout and masks (attn/modules.py, docs/modules.md).
 from .modules import (GroupQueryAttention, KVCache, LinearAttention, LocalAttention,  # noqa: E402
-                      MultiHeadAttention, MultiQueryAttention, ProjectedKV, get_attention)
+                      MultiHeadAttention, MultiQueryAttention, ProjectedKV, StridedAttention, get_attention)
 
 __all__ += ["MultiHeadAttention", "MultiQueryAttention", "GroupQueryAttention", "LocalAttention", "LinearAttention",
-            "get_attention", "ProjectedKV", "KVCache"]
+            "StridedAttention", "get_attention", "ProjectedKV", "KVCache"]
 
 # Transformer layers, stacks and models on the seeds' classes (attn/layers.py, attn/transformer.py, docs/layers.md).
 from .layers import LinearState, TransformerDecoderLayer, TransformerEncoderLayer  # noqa: E402

@@ -25,6 +25,7 @@ namespace attn::py {
 
 void register_kv_cache(nb::module_& m);
 void register_linear(nb::module_& m);
+void register_sparse(nb::module_& m);
 void register_io(nb::module_& m);
 void register_models(nb::module_& m);
 
@@ -241,6 +242,7 @@ NB_MODULE(_core, m) {
   register_kv_cache(m);
   register_text(m);
   register_linear(m);
+  register_sparse(m);
   register_io(m);
   register_models(m);
   register_sentence(m);

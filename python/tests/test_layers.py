@@ -348,10 +348,12 @@ def test_parameters_are_counted():
 # -- errors -----------------------------------------------------------------------------------------
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="attention_type: 'strided' is not available yet"):
+    with pytest.raises(ValueError, match="stride: is missing, expected stride=<int> for attention_type='strided'"):
         TransformerEncoderLayer(E, H, attention_type="strided")
-    with pytest.raises(ValueError, match="attention_type: 'strided' is not available yet"):
-        TransformerModel(11, embed_dim=E, num_heads=H, attention_type="strided")
+    with pytest.raises(ValueError, match="attn_dropout: = 0.1, expected 0 with attention_type='strided'"):
+        TransformerEncoderLayer(E, H, attention_type="strided", attn_dropout=0.1, stride=4)
+    with pytest.raises(ValueError, match="attention_type: is 'strided' for the cross-attention"):
+        TransformerDecoderLayer(E, H, attention_type="strided", stride=4)
     with pytest.raises(ValueError, match="attention_type: is 'flash', expected one of"):
         TransformerDecoderLayer(E, H, attention_type="flash")
     with pytest.raises(ValueError, match="activation: is 'tanh', expected one of 'relu', 'gelu'"):
