@@ -9,6 +9,7 @@
 #include <attn/error.hpp>
 #include <attn/linear_attention.hpp>
 #include <attn/sdpa.hpp>
+#include <attn/sparse_attention.hpp>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -29,9 +30,9 @@
 namespace attn::bench {
 namespace {
 
-enum class Method { linear_elu, linear_favor, exact, local, linear_elu_bwd };
+enum class Method { linear_elu, linear_favor, exact, local, linear_elu_bwd, strided, local_strided };
 constexpr Method kMethods[] = {Method::linear_elu, Method::linear_favor, Method::linear_elu_bwd, Method::local,
-                               Method::exact};
+                               Method::strided,    Method::local_strided, Method::exact};
 
 const char* method_name(Method m) {
   switch (m) {
@@ -40,6 +41,8 @@ const char* method_name(Method m) {
     case Method::exact: return "exact sdpa";
     case Method::local: return "local w";
     case Method::linear_elu_bwd: return "linear elu bwd";
+    case Method::strided: return "strided s";
+    case Method::local_strided: return "local+strided s";
   }
   return "?";
 }
@@ -110,10 +113,29 @@ double loglog_slope(const std::vector<std::pair<double, double>>& pts) {
   return (k * sxy - sx * sy) / (k * sxx - sx * sx);
 }
 
-std::string label(Method m, bool causal, std::int64_t window) {
+std::string label(Method m, bool causal, std::int64_t window, std::int64_t stride) {
   std::string s = method_name(m);
   if (m == Method::local) s += "=" + std::to_string(window);
+  if (m == Method::strided || m == Method::local_strided) s += "=" + std::to_string(stride);
+  if (m == Method::local_strided) s += " w=" + std::to_string(window);
   return s + (causal ? " causal" : "");
+}
+
+// Visible (query, key) pairs of strided attention with stride s and window w (|i − j| ≤ w, or
+// 0 ≤ i − j ≤ w when causal; w < 0: none) on Nq = Nk = N, counted per query: the flops of its
+// two products are 2·(D + Dv) per pair.
+double strided_pairs(std::int64_t N, std::int64_t s, std::int64_t w, bool causal) {
+  double total = 0;
+  for (std::int64_t i = 0; i < N; ++i) {
+    std::int64_t n = causal ? i / s + 1 : (N - 1 - i % s) / s + 1;  // strided keys
+    if (w >= 0) {
+      const std::int64_t lo = std::max<std::int64_t>(0, i - w), hi = causal ? i : std::min(N - 1, i + w);
+      n += hi - lo + 1;                                                    // window keys
+      for (std::int64_t j = i - (i - lo) / s * s; j <= hi; j += s) --n;  // both: counted once
+    }
+    total += static_cast<double>(n);
+  }
+  return total;
 }
 
 void write_plot(const std::vector<Point>& pts, const LinearBenchOptions& opt, const std::string& title) {
@@ -124,7 +146,7 @@ void write_plot(const std::vector<Point>& pts, const LinearBenchOptions& opt, co
     throw Error(ErrorKind::system, "--plot",
                 "needs gnuplot, which was not found, expected it on PATH (Debian package gnuplot-nox)");
   std::map<bool, std::map<std::string, std::map<std::int64_t, double>>> panels;
-  for (const Point& p : pts) panels[p.causal][label(p.method, p.causal, opt.window)][p.N] = p.median_s * 1e3;
+  for (const Point& p : pts) panels[p.causal][label(p.method, p.causal, opt.window, opt.stride)][p.N] = p.median_s * 1e3;
   std::ostringstream gp;
   gp << "set terminal pngcairo size 1500,600 noenhanced font ',10'\nset output '" << png << "'\n";
   int block = 0;
@@ -203,6 +225,13 @@ void run_linear_bench(const LinearBenchOptions& opt, std::FILE* out) {
     for (bool causal : {false, true})
       for (Method method : kMethods) {
         if (method == Method::exact && N > opt.exact_max_n) continue;
+        if (!opt.only.empty()) {
+          const char* family = method == Method::exact                                       ? "exact"
+                               : method == Method::local                                     ? "local"
+                               : method == Method::strided || method == Method::local_strided ? "strided"
+                                                                                              : "linear";
+          if (std::find(opt.only.begin(), opt.only.end(), family) == opt.only.end()) continue;
+        }
         std::function<void()> fn;
         LinearAttentionParams lp;
         lp.mask.causal = causal;
@@ -235,6 +264,19 @@ void run_linear_bench(const LinearBenchOptions& opt, std::FILE* out) {
             flops = 2.0 * bh * pairs * static_cast<double>(D + Dv);
             fn = [&, sp] { sdpa_forward({ov, {}, {}}, qv, kv, vv, sp); };
             break;
+          case Method::strided:
+          case Method::local_strided: {
+            StridedAttentionParams st;
+            st.stride = opt.stride;
+            st.causal = causal;
+            st.num_threads = threads;
+            // The union's window: w/2 each side, or the w − 1 before when causal (as local's).
+            const std::int64_t w = method == Method::strided ? -1 : causal ? opt.window - 1 : opt.window / 2;
+            st.window = std::max<std::int64_t>(w, 0);
+            flops = 2.0 * bh * strided_pairs(N, opt.stride, w, causal) * static_cast<double>(D + Dv);
+            fn = [&, st] { strided_attention_forward({ov, {}, {}}, qv, kv, vv, st); };
+            break;
+          }
           case Method::local: {
             // w keys per query: w/2 each side, or the w − 1 before and itself when causal.
             sp.mask.window_left = causal ? opt.window - 1 : opt.window / 2;
@@ -252,7 +294,7 @@ void run_linear_bench(const LinearBenchOptions& opt, std::FILE* out) {
         pts.push_back({method, causal, N, t.median_s, t.min_s, flops, t.cpu_s});
         const double gf = flops / t.median_s * 1e-9, gf_cpu = flops * threads / t.cpu_s * 1e-9;
         std::fprintf(out, "%-22s %7lld %12.3f %10.1f %7.1f%% %12.1f %7.1f%%\n",
-                     label(method, causal, opt.window).c_str(), static_cast<long long>(N), t.median_s * 1e3, gf,
+                     label(method, causal, opt.window, opt.stride).c_str(), static_cast<long long>(N), t.median_s * 1e3, gf,
                      100 * gf / peak.best_gflops, gf_cpu, 100 * gf_cpu / peak.cpu_time_gflops);
         std::fflush(out);
       }
@@ -286,9 +328,9 @@ void run_linear_bench(const LinearBenchOptions& opt, std::FILE* out) {
           }
         }
       }
-      std::fprintf(out, "%-22s %14.3f %14.3f %26s\n", label(method, causal, opt.window).c_str(), slope, slope_cpu,
+      std::fprintf(out, "%-22s %14.3f %14.3f %26s\n", label(method, causal, opt.window, opt.stride).c_str(), slope, slope_cpu,
                    beats.c_str());
-      summary.push_back({{"method", label(method, causal, opt.window)},
+      summary.push_back({{"method", label(method, causal, opt.window, opt.stride)},
                          {"slope", slope},
                          {"slope_cpu_time", slope_cpu},
                          {"beats_exact_from", beats}});

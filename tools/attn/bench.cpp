@@ -191,7 +191,11 @@ int run_linear(const BenchOptions& opt) {
     l.H = 2;
     l.D = l.Dv = 16;
     l.window = 32;
+    l.stride = 8;
     l.exact_max_n = 256;
+  } else if (opt.shapes == "sparse") {  // the sparse rows only: local, strided, their union, exact to 8k
+    l.only = {"local", "strided", "exact"};
+    l.exact_max_n = 8192;
   } else if (opt.quick) {
     l.lengths = {1024, 2048, 4096, 8192};
     l.exact_max_n = 4096;
@@ -275,7 +279,8 @@ void add_bench(CLI::App& app) {
       "bench", "Benchmark attention against baselines measured in the same run (FMA peak, sgemm, naive BLAS attention)");
   cmd->add_flag("--quick", opt->quick, "A small subset of the sweep (well under a minute)");
   cmd->add_option("--shapes", opt->shapes,
-                  "full (default), quick, smoke, or a list of BxHqxHkvxNxD[c] (c = causal), e.g. 1x16x16x1024x128c");
+                  "full (default), quick, smoke, or a list of BxHqxHkvxNxD[c] (c = causal), e.g. 1x16x16x1024x128c; "
+                  "with --op linear: sparse (only local, strided and exact rows)");
   cmd->add_option("--op", opt->op,
                   "Operation to benchmark: fwd, bwd (backward given out and lse), fwdbwd (both), decode (KV cache, "
                   "GB/s), mha (nn::MultiheadAttention forward and forward+backward, split into GEMMs and SDPA), "
