@@ -285,7 +285,7 @@ TEST(TransformerEncoderLayer, Errors) {
     FAIL();
   } catch (const Error& e) {
     EXPECT_EQ(e.argument(), "attention");
-    EXPECT_NE(std::string(e.what()).find("mha, gqa, mqa, local, mean"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("mha, gqa, mqa, local, strided, linear, mean"), std::string::npos) << e.what();
   }
   c.attention = "mean";
   c.rotary = nn::RotaryConfig{};
