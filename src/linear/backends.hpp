@@ -19,5 +19,7 @@ void cpu_forward(const LinearProblem& p, const LinearAttentionOutputs& o);
 void cpu_backward(const LinearProblem& p, const LinearAttentionGrads& g, const TensorView& dout, const TensorView& out,
                   const TensorView& den);
 void cpu_step(const LinearProblem& p, const TensorView& out);
+/// The name of the kernels the cpu path runs now ("avx512", "avx2" or "scalar"; cpu.cpp).
+const char* cpu_kernels_name();
 
 }  // namespace attn::linear

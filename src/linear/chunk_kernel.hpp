@@ -108,10 +108,10 @@ struct ChunkKernel {
   }
 
   // Rows n0 .. n0 + C − 1 of t[b, h] into dst [C][ld] as fp32; rows with !valid(n) and columns
-  // >= t.shape[3] are zero.
+  // >= t.shape[3] are zero. prefetch: touch the same rows of the next chunk (f32 rows only).
   template <class Valid>
   static void load_rows(const TensorView& t, std::int64_t b, std::int64_t h, std::int64_t n0, std::int64_t C,
-                        float* dst, std::int64_t ld, Valid&& valid) {
+                        float* dst, std::int64_t ld, Valid&& valid, bool prefetch = true) {
     const std::int64_t cols = t.shape[3];
     for (std::int64_t r = 0; r < C; ++r) {
       float* d = dst + r * ld;
@@ -123,7 +123,7 @@ struct ChunkKernel {
       const std::int64_t off = b * t.strides[0] + h * t.strides[1] + n * t.strides[2];
       if (t.dtype == DType::f32 && t.strides[3] == 1) {
         const float* src = static_cast<const float*>(t.data) + off;
-        if (n + C < t.shape[2])  // the same row of the next chunk, a chunk ahead of its use
+        if (prefetch && n + C < t.shape[2])  // the same row of the next chunk, a chunk ahead of its use
           for (std::int64_t c = 0; c < cols; c += 16) __builtin_prefetch(src + C * t.strides[2] + c);
         std::memcpy(d, src, static_cast<std::size_t>(cols) * sizeof(float));
       } else {
@@ -131,6 +131,13 @@ struct ChunkKernel {
       }
       std::fill(d + cols, d + ld, 0.0f);
     }
+  }
+
+  // Prefetches row n of t[b, h] (f32 rows with unit stride, 0 <= n < shape[2]; else nothing).
+  static void prefetch_row(const TensorView& t, std::int64_t b, std::int64_t h, std::int64_t n) {
+    if (t.dtype != DType::f32 || t.strides[3] != 1 || n < 0 || n >= t.shape[2]) return;
+    const float* src = static_cast<const float*>(t.data) + b * t.strides[0] + h * t.strides[1] + n * t.strides[2];
+    for (std::int64_t c = 0; c < t.shape[3]; c += 16) __builtin_prefetch(src + c);
   }
 
   // Writes rows r < rows of src [C][ld] (cols t.shape[3]) to t[b, h, n0 + r].
@@ -150,29 +157,38 @@ struct ChunkKernel {
     }
   }
 
+  // e^x for x <= 0: the traits' cheaper form where they have one (isa_avx512.cpp), else T::exp.
+  static V exp_nonpositive(V x) {
+    if constexpr (requires { T::exp_nonpositive(x); })
+      return T::exp_nonpositive(x);
+    else
+      return T::exp(x);
+  }
+
   // phi [C][Fp] = φ(x [C][Dp]) for rows r < rows (other rows zero); padding features zero. favor
   // needs xw [C][Fp] scratch.
-  static void features(const CpuPlan& pl, const float* x, float* phi, std::int64_t rows) {
+  // ldx: x's row stride (0 = Dp; x rows may be the input's own rows when D = Dp).
+  static void features(const CpuPlan& pl, const float* x, float* phi, std::int64_t rows, std::int64_t ldx = 0) {
     const LinearProblem& p = *pl.p;
-    const std::int64_t C = pl.C, Dp = pl.Dp, Fp = pl.Fp;
+    const std::int64_t C = pl.C, Dp = pl.Dp, Fp = pl.Fp, lx = ldx ? ldx : Dp;
     if (p.map == FeatureMap::elu) {
       // φ = max(x, 0) + e^{x − max(x, 0)} = x + 1 (x > 0), e^x otherwise.
       for (std::int64_t r = 0; r < rows; ++r) {
-        const float* xr = x + r * Dp;
+        const float* xr = x + r * lx;
         float* pr = phi + r * Fp;
         for (std::int64_t d = 0; d < Dp; d += W) {
           const V xv = T::load(xr + d);
           const V pos = T::max(xv, T::zero());
-          T::store(pr + d, T::add(pos, T::exp(T::sub(xv, pos))));
+          T::store(pr + d, T::add(pos, exp_nonpositive(T::sub(xv, pos))));
         }
         std::fill(pr + p.D, pr + Fp, 0.0f);
       }
     } else {
       // φ_l = exp(c·ω_lᵀx − c²‖x‖²/2 − ½ ln m): one GEMM against ωᵀ, then a vector exp.
-      gemm(rows, Fp, Dp, x, Dp, pl.omega_t.data(), Fp, phi, Fp, false);
+      gemm(rows, Fp, Dp, x, lx, pl.omega_t.data(), Fp, phi, Fp, false);
       const V cv = T::set1(pl.c);
       for (std::int64_t r = 0; r < rows; ++r) {
-        const float* xr = x + r * Dp;
+        const float* xr = x + r * lx;
         float sq = 0.0f;
         for (std::int64_t d = 0; d < p.D; ++d) sq += xr[d] * xr[d];
         const V shift = T::set1(-0.5f * pl.c * pl.c * sq + pl.log_norm);
@@ -193,7 +209,7 @@ struct ChunkKernel {
       for (std::int64_t r = 0; r < rows; ++r)
         for (std::int64_t d = 0; d < Dp; d += W) {
           const V xv = T::load(x + r * Dp + d);
-          const V deriv = T::exp(T::sub(xv, T::max(xv, T::zero())));  // 1 (x > 0), e^x otherwise
+          const V deriv = exp_nonpositive(T::sub(xv, T::max(xv, T::zero())));  // 1 (x > 0), e^x otherwise
           T::store(dx + r * Dp + d, T::mul(T::load(dphi + r * Fp + d), deriv));
         }
       return;

@@ -1,6 +1,9 @@
 // The cpu path of linear attention: builds the plan (chunk length, padded widths, the fp32
 // projection), picks the kernels of the ISA the cpu backend runs (cpu/isa.hpp, so ATTN_ISA and
 // set_isa_override apply here too) and runs one task per (batch row, kv head) on OpenMP threads.
+// Causal forwards and steps run the recurrent form (recurrent_kernel.hpp), faster than the chunked
+// one on the machine of docs/linear_attention.md; ATTN_LINEAR_CAUSAL=chunked selects the chunked
+// form (for comparisons and tests).
 
 #include <omp.h>
 
@@ -14,8 +17,12 @@
 
 namespace attn::linear {
 
-#if ATTN_HAVE_X86_ISAS
+// ATTN_ISA_<NAME> is defined where src/cpu/CMakeLists.txt compiles that ISA (the same x86 guard as
+// src/linear/CMakeLists.txt's isa_avx2.cpp / isa_avx512.cpp).
+#if ATTN_ISA_AVX512
 extern const LinearKernels kLinearAvx512Kernels;
+#endif
+#if ATTN_ISA_AVX2
 extern const LinearKernels kLinearAvx2Kernels;
 #endif
 extern const LinearKernels kLinearScalarKernels;
@@ -24,8 +31,13 @@ namespace {
 
 const LinearKernels& kernels() {
   const std::string name = cpu::active_kernels().name;
-#if ATTN_HAVE_X86_ISAS
-  if (name == "avx512" || name == "avx512bf16") return kLinearAvx512Kernels;
+// The SDPA entries amx and avx512bf16 run on CPUs with AVX-512 F/BW/DQ/VL: their linear kernels are
+// the AVX-512 ones. amx_emu (the tile emulation, tests only) and scalar get the scalar kernels.
+#if ATTN_ISA_AVX512
+  if ((name == "amx" || name == "avx512bf16" || name == "avx512") && cpu::isa_supported("avx512"))
+    return kLinearAvx512Kernels;
+#endif
+#if ATTN_ISA_AVX2
   if (name == "avx2") return kLinearAvx2Kernels;
 #endif
   return kLinearScalarKernels;
@@ -41,6 +53,13 @@ std::int64_t chunk_length(const LinearProblem& p) {
     if (c <= 0) c = 64;
   }
   return pad(c);
+}
+
+// The task of a forward or step call: recurrent for causal calls unless ATTN_LINEAR_CAUSAL=chunked.
+LinearFwdTaskFn forward_task(const LinearProblem& p, const LinearKernels& k) {
+  if (!p.causal) return k.forward_task;
+  const char* env = std::getenv("ATTN_LINEAR_CAUSAL");
+  return env && std::string(env) == "chunked" ? k.forward_task : k.recurrent_task;
 }
 
 CpuPlan make_plan(const LinearProblem& p) {
@@ -76,18 +95,20 @@ void run_tasks(const LinearProblem& p, Fn&& fn) {
 
 }  // namespace
 
+const char* cpu_kernels_name() { return kernels().name; }
+
 void cpu_forward(const LinearProblem& p, const LinearAttentionOutputs& o) {
   const CpuPlan pl = make_plan(p);
-  const LinearKernels& k = kernels();
-  run_tasks(p, [&](std::int64_t b, std::int64_t kvh) { k.forward_task(pl, o, b, kvh); });
+  const LinearFwdTaskFn task = forward_task(p, kernels());
+  run_tasks(p, [&](std::int64_t b, std::int64_t kvh) { task(pl, o, b, kvh); });
 }
 
 void cpu_step(const LinearProblem& p, const TensorView& out) {
   CpuPlan pl = make_plan(p);
   pl.step = true;
-  const LinearKernels& k = kernels();
+  const LinearFwdTaskFn task = forward_task(p, kernels());
   const LinearAttentionOutputs o{out, {}};
-  run_tasks(p, [&](std::int64_t b, std::int64_t kvh) { k.forward_task(pl, o, b, kvh); });
+  run_tasks(p, [&](std::int64_t b, std::int64_t kvh) { task(pl, o, b, kvh); });
 }
 
 void cpu_backward(const LinearProblem& p, const LinearAttentionGrads& g, const TensorView& dout, const TensorView& out,

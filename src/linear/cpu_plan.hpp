@@ -38,8 +38,9 @@ using LinearBwdTaskFn = void (*)(const CpuPlan&, const BwdArgs&, std::int64_t b,
 /// One ISA's linear-attention kernels (named like the cpu backend's ISAs, cpu/isa.hpp).
 struct LinearKernels {
   const char* name;
-  LinearFwdTaskFn forward_task;
+  LinearFwdTaskFn forward_task;  // chunked (chunk_kernel.hpp), causal or not
   LinearBwdTaskFn backward_task;
+  LinearFwdTaskFn recurrent_task;  // causal only (recurrent_kernel.hpp)
 };
 
 }  // namespace attn::linear

@@ -7,6 +7,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "attn/linear_attention.hpp"
@@ -113,6 +115,16 @@ inline double max_rel_err(const TensorView& out, const LinearOracle& o, const Qk
         }
   return e;
 }
+
+/// The cpu path's causal forms (src/linear/cpu.cpp): "recurrent" (the default) or "chunked", set
+/// through ATTN_LINEAR_CAUSAL for the scope's lifetime.
+inline const char* const kCausalForms[] = {"recurrent", "chunked"};
+struct CausalFormScope {
+  explicit CausalFormScope(const std::string& form) { setenv("ATTN_LINEAR_CAUSAL", form.c_str(), 1); }
+  ~CausalFormScope() { unsetenv("ATTN_LINEAR_CAUSAL"); }
+  CausalFormScope(const CausalFormScope&) = delete;
+  CausalFormScope& operator=(const CausalFormScope&) = delete;
+};
 
 /// A FAVOR+ projection [m, D] (f64) drawn by the library, and its values.
 struct Projection {

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "cpu/sdpa_case.hpp"
+#include "linear/backends.hpp"
 #include "linear/linear_case.hpp"
 
 namespace attn::test {
@@ -123,6 +124,57 @@ TEST(LinearFwd, CpuMatchesFormulasEveryIsaDtypeLayout) {
           EXPECT_TRUE(den.guards_intact());
         }
   }
+}
+
+// ATTN_ISA / set_isa_override pick the linear kernels too: the AVX-512 ones under every SDPA entry
+// of an AVX-512 CPU (amx, avx512bf16, avx512), the AVX2 ones under avx2, else scalar.
+TEST(LinearFwd, IsaOverrideSelectsTheLinearKernels) {
+  for (const std::string& isa : supported_isas()) {
+    IsaScope scope(isa);
+    const std::string expected = (isa == "amx" || isa == "avx512bf16" || isa == "avx512") ? "avx512"
+                                 : isa == "avx2"                                          ? "avx2"
+                                                                                          : "scalar";
+    EXPECT_EQ(linear::cpu_kernels_name(), expected) << isa;
+  }
+}
+
+// Both causal forms of the cpu path (recurrent and chunked), every ISA, f32 BHSD and BSHD: odd
+// lengths, widths off the vector width, GQA with G not dividing the recurrent block, offsets of
+// both signs, key padding.
+TEST(LinearFwd, CausalFormsMatchFormulasEveryIsa) {
+  const FwdCase cases[] = {
+      {1, 1, 1, 1, 1, 24, 40, FeatureMap::elu, true, Alignment::bottom_right, false, 0},
+      {1, 2, 2, 7, 7, 40, 24, FeatureMap::elu, true, Alignment::bottom_right, false, 0},
+      {1, 1, 1, 63, 63, 72, 72, FeatureMap::elu, true, Alignment::bottom_right, true, 0},
+      {2, 2, 2, 65, 65, 64, 64, FeatureMap::elu, true, Alignment::bottom_right, false, 0},
+      {1, 4, 2, 127, 127, 24, 40, FeatureMap::elu, true, Alignment::bottom_right, true, 0},
+      {1, 3, 1, 65, 65, 16, 72, FeatureMap::elu, true, Alignment::bottom_right, false, 0},
+      {1, 5, 1, 33, 33, 8, 8, FeatureMap::elu, true, Alignment::bottom_right, true, 0},
+      {1, 1, 1, 1000, 1000, 64, 64, FeatureMap::elu, true, Alignment::bottom_right, false, 0},
+      {1, 1, 1, 40, 129, 24, 20, FeatureMap::elu, true, Alignment::bottom_right, true, 0},   // off = 89
+      {1, 1, 1, 129, 40, 24, 20, FeatureMap::elu, true, Alignment::bottom_right, false, 0},  // off = −89
+      {1, 2, 1, 129, 70, 16, 40, FeatureMap::elu, true, Alignment::top_left, false, 0},
+      {1, 2, 2, 65, 65, 16, 24, FeatureMap::favor, true, Alignment::bottom_right, true, 37},
+      {1, 4, 2, 70, 70, 24, 40, FeatureMap::favor, true, Alignment::bottom_right, false, 50},
+  };
+  for (const FwdCase& c : cases)
+    for (Layout layout : {Layout::bhsd, Layout::bshd}) {
+      Inputs in = make_inputs(c, DType::f32, layout, 23);
+      const LinearOracle o = linear_oracle(in.x, spec_of(in.x, in.params, &in.proj));
+      for (const std::string& isa : supported_isas())
+        for (const char* form : kCausalForms) {
+          SCOPED_TRACE(isa + " " + form + " " + layout_name(layout) + " " + name(c));
+          IsaScope scope(isa);
+          CausalFormScope form_scope(form);
+          GuardedTensor out = make_tensor4(DType::f32, c.B, c.Hq, c.Nq, c.Dv, layout);
+          GuardedTensor den = make_tensor(DType::f32, {c.B, c.Hq, c.Nq});
+          linear_attention_forward({out.view, den.view}, in.x.q, in.x.k, in.x.v, in.params);
+          EXPECT_LT(max_rel_err(out.view, o, in.x), 2e-5);
+          EXPECT_LT(den_err(den.view, o, in.x), 2e-5);
+          EXPECT_TRUE(out.guards_intact());
+          EXPECT_TRUE(den.guards_intact());
+        }
+    }
 }
 
 TEST(LinearFwd, LowPrecisionOutputsRound) {
