@@ -62,9 +62,9 @@ struct CaseSetup {
   SdpaParams params;
 };
 
-/// The compiled ISAs this CPU can run (tests force each in turn).
-/// Every compiled ISA this CPU runs; ATTN_TEST_ISAS="avx512,avx2" keeps only those listed (the
-/// reruns of tests/CMakeLists.txt that vary an ISA-independent scheme use it to stay short).
+/// Every compiled ISA this CPU runs (tests force each in turn); ATTN_TEST_ISAS="avx512,avx2" keeps
+/// only those listed (the reruns of tests/CMakeLists.txt that vary an ISA-independent scheme use it
+/// to stay short).
 inline std::vector<std::string> supported_isas() {
   std::set<std::string> only;
   if (const char* env = std::getenv("ATTN_TEST_ISAS")) {
