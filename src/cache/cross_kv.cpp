@@ -1,15 +1,15 @@
-// Cross-attention K/V: the encoder output is projected once per source sequence (two sgemm calls
-// per batch row, OpenBLAS) and stored in a read-only KvCache that every decoder step reuses
-// (the "cached encoder projections" of encoder-decoder models).
+// Cross-attention K/V: the encoder output is projected once per source sequence (two GEMMs per
+// batch row, on the OpenMP team as the nn modules' are: src/core/blas_gemm.hpp) and stored in a
+// read-only KvCache that every decoder step reuses (the "cached encoder projections" of
+// encoder-decoder models).
 //   K_b [Ns, Hkv·D] = x_b [Ns, E] · W_kᵀ + b_k     V_b [Ns, Hkv·Dv] = x_b · W_vᵀ + b_v
 // K_b is [Ns, Hkv, D] in memory (BSHD), appended as the logical [1, Hkv, Ns, D] view.
-
-#include <cblas.h>
 
 #include <vector>
 
 #include "attn/error.hpp"
 #include "attn/kv_cache.hpp"
+#include "core/blas_gemm.hpp"
 
 namespace attn {
 namespace {
@@ -89,18 +89,14 @@ KvCache project_cross_kv(const TensorView& x, const TensorView& w_k, const Tenso
     std::vector<float> copy;
     if (!dense) copy = dense_f32(xb);
     const float* a = dense ? static_cast<const float*>(xb.data) : copy.data();
-    const auto lda = static_cast<int>(dense ? xb.strides[0] : E);
+    const std::int64_t lda = dense ? xb.strides[0] : E;
     for (std::int64_t n = 0; n < Ns; ++n) {  // bias first, then C = X·Wᵀ + C
       std::copy(bk.begin(), bk.end(), k.begin() + n * Hkv * D);
       std::copy(bv.begin(), bv.end(), v.begin() + n * Hkv * Dv);
     }
     if (Ns > 0 && E > 0) {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(Ns), static_cast<int>(Hkv * D),
-                  static_cast<int>(E), 1.0f, a, lda, wk.data(), static_cast<int>(E), 1.0f, k.data(),
-                  static_cast<int>(Hkv * D));
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(Ns), static_cast<int>(Hkv * Dv),
-                  static_cast<int>(E), 1.0f, a, lda, wv.data(), static_cast<int>(E), 1.0f, v.data(),
-                  static_cast<int>(Hkv * Dv));
+      blas::gemm<float>(false, true, Ns, Hkv * D, E, 1.0f, a, lda, wk.data(), E, 1.0f, k.data(), Hkv * D);
+      blas::gemm<float>(false, true, Ns, Hkv * Dv, E, 1.0f, a, lda, wv.data(), E, 1.0f, v.data(), Hkv * Dv);
     }
     const TensorView kb(k.data(), DType::f32, {1, Hkv, Ns, D}, {Ns * Hkv * D, D, Hkv * D, 1});
     const TensorView vb(v.data(), DType::f32, {1, Hkv, Ns, Dv}, {Ns * Hkv * Dv, Dv, Hkv * Dv, 1});

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <functional>
+#include <omp.h>
 #include <string>
 
 #include "attn/error.hpp"
@@ -184,6 +185,38 @@ TEST(Decode, Int8ErrorWithinQuantisationBound) {
 }
 
 // Cross-attention: K/V projected once, decoded (non-causal) at several steps against the reference.
+// A projection large enough (> 2 MFLOP) to be split across the OpenMP team (src/core/blas_gemm.hpp):
+// the same values as by hand, and the same bits with 1 and 2 threads.
+TEST(Decode, CrossAttentionProjectionSplitAcrossThreads) {
+  const std::int64_t B = 1, Ns = 300, E = 64, Hkv = 2, D = 64;
+  GuardedTensor x = make_tensor(DType::f32, {B, Ns, E}), wk = make_tensor(DType::f32, {Hkv * D, E}),
+                wv = make_tensor(DType::f32, {Hkv * D, E});
+  fill_normal(x, 11);
+  fill_normal(wk, 12, 0.0, 0.2);
+  fill_normal(wv, 13, 0.0, 0.2);
+  const int saved = omp_get_max_threads();
+  std::vector<KvCache> caches;
+  for (int threads : {1, 2}) {
+    omp_set_num_threads(threads);
+    caches.push_back(project_cross_kv(x, wk, wv, {}, {}, {Hkv, D, 0, DType::f32, KvLayout::contiguous, 16}, {Ns}));
+  }
+  omp_set_num_threads(saved);
+  double worst = 0.0;
+  for (std::int64_t n = 0; n < Ns; ++n)
+    for (std::int64_t o = 0; o < Hkv * D; ++o) {
+      double k = 0.0, v = 0.0;
+      for (std::int64_t e = 0; e < E; ++e) {
+        k += at(x, 0, n, e) * at(wk, o, e);
+        v += at(x, 0, n, e) * at(wv, o, e);
+      }
+      for (int which : {0, 1})
+        EXPECT_EQ(caches[0].element(which, 0, o / D, n, o % D), caches[1].element(which, 0, o / D, n, o % D));
+      worst = std::max({worst, std::abs(k - caches[1].element(0, 0, o / D, n, o % D)),
+                        std::abs(v - caches[1].element(1, 0, o / D, n, o % D))});
+    }
+  EXPECT_LE(worst, 1e-4);
+}
+
 TEST(Decode, CrossAttentionCache) {
   const std::int64_t B = 2, Ns = 23, E = 24, Hkv = 2, D = 8, Hq = 4;
   GuardedTensor x = make_tensor(DType::f32, {B, Ns, E}), wk = make_tensor(DType::f32, {Hkv * D, E}),
