@@ -36,21 +36,20 @@ void fill(std::vector<float>& v, unsigned seed) {
 // The module's own GEMM path, so that "gemm" is what its projections cost when timed alone: fp32
 // on OpenBLAS calls split between the OpenMP threads (nn/gemm.hpp), or, with bf16 matmuls, what
 // nn::Linear does (src/nn/linear.cpp): both operands rounded to bf16 copies, then oneDNN's matmul.
-bool g_bf16 = false;
-std::vector<std::uint16_t> g_a16, g_b16;
-
+// The precision is the process-wide setting the module reads (nn::float32_matmul_precision()).
 void sgemm(bool tb, std::int64_t M, std::int64_t N, std::int64_t K, const float* A, std::int64_t lda, const float* B,
            std::int64_t ldb, float beta, float* C, std::int64_t ldc, bool ta = false) {
-  if (!g_bf16) {
+  if (nn::float32_matmul_precision() != nn::MatmulPrecision::bf16) {
     nn::detail::gemm<float>(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
     return;
   }
+  static std::vector<std::uint16_t> a16, b16;  // reused between calls, as the module reuses its scratch
   const std::int64_t a_rows = ta ? K : M, a_cols = ta ? M : K, b_rows = tb ? N : K, b_cols = tb ? K : N;
-  g_a16.resize(static_cast<std::size_t>(a_rows * a_cols));
-  g_b16.resize(static_cast<std::size_t>(b_rows * b_cols));
-  nn::detail::round_rows_to_bf16(A, a_rows, a_cols, lda, g_a16.data(), a_cols);
-  nn::detail::round_rows_to_bf16(B, b_rows, b_cols, ldb, g_b16.data(), b_cols);
-  nn::detail::gemm_bf16(ta, tb, M, N, K, g_a16.data(), a_cols, g_b16.data(), b_cols, beta, C, ldc);
+  a16.resize(static_cast<std::size_t>(a_rows * a_cols));
+  b16.resize(static_cast<std::size_t>(b_rows * b_cols));
+  nn::detail::round_rows_to_bf16(A, a_rows, a_cols, lda, a16.data(), a_cols);
+  nn::detail::round_rows_to_bf16(B, b_rows, b_cols, ldb, b16.data(), b_cols);
+  nn::detail::gemm_bf16(ta, tb, M, N, K, a16.data(), a_cols, b16.data(), b_cols, beta, C, ldc);
 }
 
 // [B, H, N, hd] view of heads at columns h·hd of a [B·N, ld] row-major buffer (batch first).
@@ -194,14 +193,14 @@ std::vector<MhaBenchResult> run_mha_bench(const MhaBenchOptions& o, std::FILE* o
   if (o.bf16_matmuls && !nn::bf16_matmul_available())
     throw Error(ErrorKind::unsupported, "--bf16-matmuls", "was given, expected a build with oneDNN (bf16 matmuls "
                 "are not available in this one)");
-  g_bf16 = o.bf16_matmuls;
   const nn::MatmulPrecisionGuard precision(o.bf16_matmuls ? nn::MatmulPrecision::bf16 : nn::MatmulPrecision::f32);
   const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
   omp_set_num_threads(threads);
   const MachineInfo mi = machine_info(threads);
   const double sgemm_rate = sgemm_gflops(2048, threads, 3);
   openblas_set_num_threads(threads);  // sgemm_gflops leaves OpenBLAS at one thread
-  const double bf16_rate = o.bf16_matmuls ? bf16_gemm_gflops(2048, 3) : 0.0;
+  // 7 runs: the first ones can meet OpenBLAS's pool still spinning after sgemm_gflops (docs/nn.md, "Threads").
+  const double bf16_rate = o.bf16_matmuls ? bf16_gemm_gflops(2048, 7) : 0.0;
   std::fprintf(out, "mha bench: %s, %d threads, OpenBLAS core %s, attn ISA %s, %s, B = %lld, %s\n", mi.cpu.c_str(),
                threads, mi.openblas_core.c_str(), mi.isa.c_str(),
                o.bf16_matmuls ? "bf16 matmuls (oneDNN) + fp32 SDPA" : "fp32", static_cast<long long>(o.batch),
