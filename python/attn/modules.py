@@ -417,7 +417,9 @@ class StridedAttention(_SeedAttention):
     window, or j < global_tokens, or i < global_tokens (with apply_causal_mask only j ≤ i), in one
     softmax over the union (``attn.torch.strided_attention``, docs/sparse_attention.md). Cost
     N·(window + global_tokens + N/stride), never N². num_groups K/V heads (None: one per query
-    head). No masks, weights, dropout, cross-attention or KV cache (a clear error says so)."""
+    head). Key padding as the other classes take it (a bool [B, 1, 1, S] mask, True = attend),
+    padding at the end of each row only; no other masks, weights, dropout, cross-attention or KV
+    cache (a clear error says so)."""
 
     def __init__(self, embed_dim: int, num_heads: int, stride: int, window: int = 0, num_groups: Optional[int] = None,
                  bias: bool = True, apply_causal_mask: bool = False, global_tokens: int = 0, dropout: float = 0.0, *,
@@ -446,12 +448,16 @@ class StridedAttention(_SeedAttention):
         if need_weights:
             raise ValueError("need_weights: is True, but strided attention never forms the [S, S] weights "
                              "(expected False; use MultiHeadAttention with the equivalent mask for weights)")
-        if bool_mask is not None or bias is not None:
+        b, s = k.shape[0], k.shape[2]
+        if bias is not None or (bool_mask is not None and (bool_mask.dim() != 4 or bool_mask.shape[1:3] != (1, 1))):
             m = bias if bias is not None else bool_mask
-            raise ValueError(f"mask: has shape {list(m.shape)}, expected None (StridedAttention's pattern is its "
-                             "mask; use MultiHeadAttention with a dense mask to combine it with others)")
+            raise ValueError(f"mask: has shape {list(m.shape)} and dtype {m.dtype}, expected None or key padding: "
+                             "a bool [B, 1, 1, S_kv] mask (True = attend, the padding at the end of each row); "
+                             "StridedAttention's pattern is its mask, use MultiHeadAttention with a dense mask to "
+                             "combine it with others")
+        padding = None if bool_mask is None else ~bool_mask.reshape(bool_mask.shape[0], s).expand(b, s)
         out = strided_attention(q, k, v, self.stride, self.window, bool(params.get("causal", False)),
-                                self.global_tokens)
+                                self.global_tokens, key_padding_mask=padding)
         return self.merge_heads(out), None
 
 

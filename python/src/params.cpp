@@ -60,13 +60,6 @@ ProbsKind parse_probs_kind(const std::string& s) {
   throw Error(ErrorKind::value, "probs_kind", "= '" + s + "', expected 'pre_dropout' or 'post_dropout'");
 }
 
-std::vector<std::int64_t> int_list(nb::handle obj, const char* name) {
-  std::vector<std::int64_t> out;
-  for (nb::handle item : nb::iter(obj)) {
-    if (!nb::try_cast(nb::int_(item), out.emplace_back())) throw Error(ErrorKind::type, name, "has an item that is not an int, expected a sequence of ints");
-  }
-  return out;
-}
 
 std::vector<double> float_list(nb::handle obj, const char* name) {
   std::vector<double> out;
@@ -186,6 +179,14 @@ const std::vector<nb::object>& defaults() {
 }
 
 }  // namespace
+
+std::vector<std::int64_t> int_list(nb::handle obj, const char* name) {
+  std::vector<std::int64_t> out;
+  for (nb::handle item : nb::iter(obj)) {
+    if (!nb::try_cast(nb::int_(item), out.emplace_back())) throw Error(ErrorKind::type, name, "has an item that is not an int, expected a sequence of ints");
+  }
+  return out;
+}
 
 SdpaParams parse_params(const nb::kwargs& kwargs, Keep& keep, Callbacks& cb) {
   for (auto [key, value] : kwargs) {

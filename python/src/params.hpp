@@ -9,6 +9,7 @@
 #include <exception>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "attn/sdpa.hpp"
 #include "convert.hpp"
@@ -35,6 +36,9 @@ SdpaParams parse_params(const nb::kwargs& kwargs, Keep& keep, Callbacks& cb);
 
 /// "Keyword parameters: ..." for the docstrings, one line per entry of the table.
 std::string params_doc();
+
+/// A Python sequence of ints as int64s; attn::Error (kind type) naming `name` for an item that is not one.
+std::vector<std::int64_t> int_list(nb::handle obj, const char* name);
 
 /// attn._core.sdpa_params() -> [(name, type, default, doc)], the table in its order.
 void register_params(nb::module_& m);

@@ -11,6 +11,7 @@
 #include "attn/error.hpp"
 #include "attn/sparse_attention.hpp"
 #include "convert.hpp"
+#include "params.hpp"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -19,7 +20,7 @@ namespace attn::py {
 namespace {
 
 StridedAttentionParams strided_params(std::int64_t stride, std::int64_t window, std::int64_t global_tokens, bool causal,
-                                      nb::handle alignment, nb::handle scale, int num_threads) {
+                                      nb::handle alignment, nb::handle scale, nb::handle k_lengths, int num_threads) {
   StridedAttentionParams p;
   p.stride = stride;
   p.window = window;
@@ -36,6 +37,7 @@ StridedAttentionParams strided_params(std::int64_t stride, std::int64_t window, 
       throw Error(ErrorKind::value, "alignment", "= '" + a + "', expected 'top_left' or 'bottom_right' (or None)");
   }
   if (!scale.is_none()) p.scale = nb::cast<double>(scale);
+  if (!k_lengths.is_none()) p.k_lengths = int_list(k_lengths, "k_lengths");
   p.num_threads = num_threads;
   return p;
 }
@@ -43,7 +45,8 @@ StridedAttentionParams strided_params(std::int64_t stride, std::int64_t window, 
 constexpr const char* kParams =
     "\nKeywords: stride (s >= 1), window=0 (w >= 0: keys with |i - j| <= w too), global_tokens=0 (g: keys j < g\n"
     "seen by all, queries i < g see all), causal=False, alignment=None ('top_left' | 'bottom_right': required\n"
-    "when Nq != Nk), scale=None (1/sqrt(D)), num_threads=0.";
+    "when Nq != Nk), scale=None (1/sqrt(D)), k_lengths=None (per-batch key lengths, right padding: keys\n"
+    "j >= k_lengths[b] are hidden; needs top_left alignment or Nq == Nk), num_threads=0.";
 
 }  // namespace
 
@@ -52,9 +55,9 @@ void register_sparse(nb::module_& m) {
       "strided_attention_forward",
       [](nb::handle out, nb::handle q, nb::handle k, nb::handle v, nb::handle lse, std::int64_t stride,
          std::int64_t window, std::int64_t global_tokens, bool causal, nb::handle alignment, nb::handle scale,
-         int num_threads) {
+         nb::handle k_lengths, int num_threads) {
         const StridedAttentionParams p =
-            strided_params(stride, window, global_tokens, causal, alignment, scale, num_threads);
+            strided_params(stride, window, global_tokens, causal, alignment, scale, k_lengths, num_threads);
         Keep keep;
         const SdpaOutputs o{to_view(out, "out", keep), to_optional_view(lse, "lse", keep), {}};
         const TensorView qv = to_view(q, "q", keep), kv = to_view(k, "k", keep), vv = to_view(v, "v", keep);
@@ -63,7 +66,7 @@ void register_sparse(nb::module_& m) {
       },
       "out"_a, "q"_a, "k"_a, "v"_a, "lse"_a = nb::none(), nb::kw_only(), "stride"_a, "window"_a = 0,
       "global_tokens"_a = 0, "causal"_a = false, "alignment"_a = nb::none(), "scale"_a = nb::none(),
-      "num_threads"_a = 0,
+      "k_lengths"_a = nb::none(), "num_threads"_a = 0,
       (std::string("strided_attention_forward(out, q, k, v, lse=None, **params): one softmax over the strided,\n"
                    "window and global keys of each query, into out [B, Hq, Nq, Dv] (and lse [B, Hq, Nq], which the\n"
                    "backward needs).") +
@@ -74,9 +77,10 @@ void register_sparse(nb::module_& m) {
       "strided_attention_backward",
       [](nb::handle dq, nb::handle dk, nb::handle dv, nb::handle dout, nb::handle q, nb::handle k, nb::handle v,
          nb::handle out, nb::handle lse, nb::handle dlse, std::int64_t stride, std::int64_t window,
-         std::int64_t global_tokens, bool causal, nb::handle alignment, nb::handle scale, int num_threads) {
+         std::int64_t global_tokens, bool causal, nb::handle alignment, nb::handle scale, nb::handle k_lengths,
+         int num_threads) {
         const StridedAttentionParams p =
-            strided_params(stride, window, global_tokens, causal, alignment, scale, num_threads);
+            strided_params(stride, window, global_tokens, causal, alignment, scale, k_lengths, num_threads);
         Keep keep;
         const SdpaGrads g{to_view(dq, "dq", keep), to_view(dk, "dk", keep), to_view(dv, "dv", keep), {}};
         const TensorView dov = to_view(dout, "dout", keep), qv = to_view(q, "q", keep), kv = to_view(k, "k", keep),
@@ -87,7 +91,7 @@ void register_sparse(nb::module_& m) {
       },
       "dq"_a, "dk"_a, "dv"_a, "dout"_a, "q"_a, "k"_a, "v"_a, "out"_a, "lse"_a, "dlse"_a = nb::none(), nb::kw_only(),
       "stride"_a, "window"_a = 0, "global_tokens"_a = 0, "causal"_a = false, "alignment"_a = nb::none(),
-      "scale"_a = nb::none(), "num_threads"_a = 0,
+      "scale"_a = nb::none(), "k_lengths"_a = nb::none(), "num_threads"_a = 0,
       (std::string("strided_attention_backward(dq, dk, dv, dout, q, k, v, out, lse, dlse=None, **params): gradients\n"
                    "of strided_attention_forward.") +
        kParams)

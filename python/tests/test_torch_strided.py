@@ -56,6 +56,54 @@ def test_cross_lengths(alignment):
     assert (out - ref).abs().max().item() <= 1e-12
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_key_padding_matches_dense(causal):
+    torch.manual_seed(11 + causal)
+    B, N = 3, 65
+    q, k, v = qkv(B, 4, 2, N, N, 16, torch.float64)
+    lengths = [N, N - 7, 3]
+    padding = torch.arange(N)[None, :] >= torch.tensor(lengths)[:, None]  # True = padding
+    out = at.strided_attention(q, k, v, 4, 3, causal, 1, key_padding_mask=padding)
+    mask = dense_mask(N, N, 4, 3, causal, 1)[None, None] & ~padding[:, None, None, :]
+    ref = reference(q, k, v, mask)
+    assert (out - ref).abs().max().item() <= 1e-12
+    dout = torch.randn_like(out)
+    grads = torch.autograd.grad(out, (q, k, v), dout)
+    ref_grads = torch.autograd.grad(ref, (q, k, v), dout)
+    for name, a, b in zip("qkv", grads, ref_grads):
+        assert (a - b).abs().max().item() <= 1e-11 * (1 + b.abs().max().item()), "d" + name
+    assert grads[1][2, :, 3:].abs().max().item() == 0 and grads[2][2, :, 3:].abs().max().item() == 0
+
+
+def test_module_key_padding_equals_composition():
+    torch.manual_seed(13)
+    E, H, L = 32, 4, 21
+    m = StridedAttention(E, H, stride=4, window=2).double()
+    x = torch.randn(2, L, E, dtype=torch.float64, requires_grad=True)
+    keep = torch.arange(L)[None, :] < torch.tensor([L, 12])[:, None]  # True = attend
+    y = m(x, mask=keep[:, None, None, :])
+    hd = E // H
+    q, k, v = (F.linear(x, p.weight, p.bias).view(2, L, H, hd).transpose(1, 2) for p in (m.q_proj, m.k_proj, m.v_proj))
+    ctx = reference(q, k, v, dense_mask(L, L, 4, 2, False, 0)[None, None] & keep[:, None, None, :])
+    ref = F.linear(ctx.transpose(1, 2).reshape(2, L, E), m.out_proj.weight, m.out_proj.bias)
+    assert (y - ref).abs().max().item() <= 1e-12
+    dy = torch.randn_like(y)
+    assert (torch.autograd.grad(y, x, dy)[0] - torch.autograd.grad(ref, x, dy)[0]).abs().max().item() <= 1e-11
+
+
+def test_key_padding_errors():
+    q, k, v = qkv(2, 2, 2, 5, 5, 4, torch.float32)
+    with pytest.raises(ValueError, match="key_padding_mask: pads keys before the end of a row, expected right padding"):
+        at.strided_attention(q, k, v, 2, key_padding_mask=torch.tensor([[True, False, False, False, False]] * 2))
+    with pytest.raises(ValueError, match=r"key_padding_mask: has shape \[2, 4\], expected \[B, S_kv\] = \[2, 5\]"):
+        at.strided_attention(q, k, v, 2, key_padding_mask=torch.zeros(2, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="key_padding_mask: has dtype torch.int64, expected torch.bool"):
+        at.strided_attention(q, k, v, 2, key_padding_mask=torch.zeros(2, 5, dtype=torch.int64))
+    m = StridedAttention(8, 2, stride=2)
+    with pytest.raises(ValueError, match="mask: has shape \\[1, 1, 1, 5\\] and dtype torch.float32, expected None or key padding"):
+        m(torch.randn(1, 5, 8), mask=torch.zeros(1, 1, 1, 5))
+
+
 def test_bf16_close_to_fp32():
     torch.manual_seed(5)
     q, k, v = qkv(1, 2, 2, 127, 127, 32, torch.float32)
