@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <thread>
 #include <fstream>
 #include <functional>
 #include <random>
@@ -37,8 +38,8 @@ void fill(std::vector<float>& v, unsigned seed) {
 // on OpenBLAS calls split between the OpenMP threads (nn/gemm.hpp), or, with bf16 matmuls, what
 // nn::Linear does (src/nn/linear.cpp): both operands rounded to bf16 copies, then oneDNN's matmul.
 // The precision is the process-wide setting the module reads (nn::float32_matmul_precision()).
-void sgemm(bool tb, std::int64_t M, std::int64_t N, std::int64_t K, const float* A, std::int64_t lda, const float* B,
-           std::int64_t ldb, float beta, float* C, std::int64_t ldc, bool ta = false) {
+void module_gemm(bool tb, std::int64_t M, std::int64_t N, std::int64_t K, const float* A, std::int64_t lda,
+                 const float* B, std::int64_t ldb, float beta, float* C, std::int64_t ldc, bool ta) {
   if (nn::float32_matmul_precision() != nn::MatmulPrecision::bf16) {
     nn::detail::gemm<float>(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
     return;
@@ -50,6 +51,13 @@ void sgemm(bool tb, std::int64_t M, std::int64_t N, std::int64_t K, const float*
   nn::detail::round_rows_to_bf16(A, a_rows, a_cols, lda, a16.data(), a_cols);
   nn::detail::round_rows_to_bf16(B, b_rows, b_cols, ldb, b16.data(), b_cols);
   nn::detail::gemm_bf16(ta, tb, M, N, K, a16.data(), a_cols, b16.data(), b_cols, beta, C, ldc);
+}
+
+// The same GEMM as one plain OpenBLAS call on OpenBLAS's own threads (as a user calling sgemm would
+// get it): the alternative the split of nn/gemm.hpp must not lose to.
+void sgemm_blas_threads(bool tb, std::int64_t M, std::int64_t N, std::int64_t K, const float* A, std::int64_t lda,
+                        const float* B, std::int64_t ldb, float beta, float* C, std::int64_t ldc, bool ta = false) {
+  nn::detail::gemm_call<float>(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
 }
 
 // [B, H, N, hd] view of heads at columns h·hd of a [B·N, ld] row-major buffer (batch first).
@@ -137,6 +145,11 @@ void run_case(const Case& c, const MhaBenchOptions& o, double best_rate, std::ve
   const TensorView lsev(lse.data(), DType::f32, {c.B, c.Hq, c.N});
   const TensorView dqv = heads(dq.data(), c.E, c.B, c.Hq, c.N, hd), dkv = heads(dk.data(), kv, c.B, c.Hkv, c.N, hd),
                    dvv = heads(dv.data(), kv, c.B, c.Hkv, c.N, hd);
+  bool blas_threads = false;  // true: every call below as one OpenBLAS call on its own threads
+  auto sgemm = [&](bool tb, std::int64_t M_, std::int64_t N_, std::int64_t K_, const float* A, std::int64_t lda,
+                   const float* B_, std::int64_t ldb, float beta, float* C, std::int64_t ldc, bool ta = false) {
+    (blas_threads ? sgemm_blas_threads : module_gemm)(tb, M_, N_, K_, A, lda, B_, ldb, beta, C, ldc, ta);
+  };
   auto gemm_fwd = [&] {
     sgemm(true, M, Etot, c.E, x.data(), c.E, w_qkv, c.E, 0.0f, qkv.data(), Etot);
     sgemm(true, M, c.E, c.E, ctx.data(), c.E, w_o, c.E, 0.0f, out.data(), c.E);
@@ -178,7 +191,23 @@ void run_case(const Case& c, const MhaBenchOptions& o, double best_rate, std::ve
                                                    o.repeats);
     const Timing &tm = t[0], &tg = t[1], &ts = t[2];
     MhaBenchResult r{c.kind, op, c.B, c.E, c.Hq, c.Hkv, c.N, tm.median_s * 1e3, tg.median_s * 1e3, ts.median_s * 1e3,
-                     0,      0,  0,   0};
+                     0,      0,  0,   0,      0,         0};
+    if (!o.bf16_matmuls) {
+      // The same GEMMs on OpenBLAS's own pool, timed apart (its workers spin after each call and
+      // would slow whatever ran next, docs/nn.md "Threads"), then a pause for them to go idle.
+      blas_threads = true;
+      openblas_set_num_threads(omp_get_max_threads());
+      const Timing tb = time_interleaved({[&] {
+                                           gemm_fwd();
+                                           if (bwd) gemm_bwd();
+                                         }},
+                                         o.repeats)[0];
+      openblas_set_num_threads(1);
+      blas_threads = false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      r.blas_ms = tb.median_s * 1e3;
+      r.module_gemm_vs_blas = tb.median_s / tg.median_s;
+    }
     r.gemm_gflops = proj_fwd_flops * (bwd ? 3 : 1) / tg.median_s * 1e-9;
     r.sdpa_gflops = attn_fwd_flops * (bwd ? 3.5 : 1) / ts.median_s * 1e-9;
     r.overhead = tm.median_s / (tg.median_s + ts.median_s) - 1;
@@ -211,8 +240,9 @@ std::vector<MhaBenchResult> run_mha_bench(const MhaBenchOptions& o, std::FILE* o
   }
   const double best_rate = o.bf16_matmuls ? bf16_rate : sgemm_rate;
   std::fprintf(out, "; medians of %d interleaved runs after one warm-up\n\n", o.repeats);
-  std::fprintf(out, "%-4s %-6s %5s %3s %4s %5s %9s %9s %9s %6s %9s %8s %8s\n", "kind", "op", "E", "Hq", "Hkv", "N",
-               "module ms", "gemm ms", "sdpa ms", "attn%", "overhead", "proj GF/s", "of best");
+  std::fprintf(out, "%-4s %-6s %5s %3s %4s %5s %9s %9s %9s %6s %9s %8s %8s %8s %8s\n", "kind", "op", "E", "Hq", "Hkv",
+               "N", "module ms", "gemm ms", "sdpa ms", "attn%", "overhead", "proj GF/s", "of best", "blas ms",
+               "vs blas");
   std::vector<MhaBenchResult> results;
   for (std::int64_t E : o.embed_dims)
     for (std::int64_t H : o.heads)
@@ -224,18 +254,23 @@ std::vector<MhaBenchResult> run_mha_bench(const MhaBenchOptions& o, std::FILE* o
           run_case({kind, o.batch, E, H, Hkv, N}, o, best_rate, results);
           for (std::size_t i = first; i < results.size(); ++i) {
             const MhaBenchResult& r = results[i];
-            std::fprintf(out, "%-4s %-6s %5lld %3lld %4lld %5lld %9.2f %9.2f %9.2f %5.0f%% %8.1f%% %9.1f %7.0f%%\n",
+            std::fprintf(out, "%-4s %-6s %5lld %3lld %4lld %5lld %9.2f %9.2f %9.2f %5.0f%% %8.1f%% %9.1f %7.0f%%",
                          r.kind.c_str(), r.op.c_str(), static_cast<long long>(r.E), static_cast<long long>(r.Hq),
                          static_cast<long long>(r.Hkv), static_cast<long long>(r.N), r.module_ms, r.gemm_ms, r.sdpa_ms,
                          100 * r.sdpa_ms / (r.gemm_ms + r.sdpa_ms), 100 * r.overhead, r.gemm_gflops,
                          100 * r.proj_vs_sgemm);
+            if (r.blas_ms > 0)
+              std::fprintf(out, " %8.2f %7.2fx\n", r.blas_ms, r.module_gemm_vs_blas);
+            else
+              std::fprintf(out, " %8s %8s\n", "-", "-");
             std::fflush(out);
           }
         }
   std::fprintf(out,
                "\nmodule: nn::MultiheadAttention<float> (self-attention, fused QKV GEMM); gemm: its sgemm calls alone "
                "(2 forward, 8 backward); sdpa: attn::sdpa_forward (+ sdpa_backward) on the same strided head views; "
-               "overhead = module / (gemm + sdpa) - 1.\n");
+               "overhead = module / (gemm + sdpa) - 1; blas: the same GEMMs as plain OpenBLAS calls on its own "
+               "threads (fp32), vs blas = blas / gemm (> 1: the module's GEMM path is the faster).\n");
   if (!o.json_path.empty()) {
     nlohmann::json j = {
         {"op", "mha"},
@@ -260,7 +295,9 @@ std::vector<MhaBenchResult> run_mha_bench(const MhaBenchOptions& o, std::FILE* o
                     {"gemm_gflops", r.gemm_gflops},
                     {"sdpa_gflops", r.sdpa_gflops},
                     {"overhead", r.overhead},
-                    {"proj_vs_sgemm", r.proj_vs_sgemm}});
+                    {"proj_vs_sgemm", r.proj_vs_sgemm},
+                    {"blas_ms", r.blas_ms},
+                    {"module_gemm_vs_blas", r.module_gemm_vs_blas}});
     j["results"] = rs;
     std::ofstream f(o.json_path);
     f << j.dump(2) << "\n";

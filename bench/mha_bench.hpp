@@ -4,7 +4,8 @@
 // timed alone in the same run — its projection/out-projection sgemms and its sdpa_forward /
 // sdpa_backward on the same strided head views — and OpenBLAS sgemm 2048³ (the best GEMM here).
 // Reports the time split (projections vs attention), the module's overhead over that sum and the
-// projections' rate as a fraction of the sgemm rate. The torch side is bench/mha_torch.py.
+// projections' rate as a fraction of the sgemm rate, and (fp32) the same GEMMs as plain threaded
+// OpenBLAS calls, the other way to run them. The torch side is bench/mha_torch.py.
 
 #include <cstdint>
 #include <cstdio>
@@ -35,6 +36,9 @@ struct MhaBenchResult {
   double gemm_gflops, sdpa_gflops;
   double overhead;       ///< module / (gemm + sdpa) − 1
   double proj_vs_sgemm;  ///< gemm_gflops / the same run's best GEMM 2048³ rate (sgemm; oneDNN bf16 with bf16_matmuls)
+  /// fp32: the same GEMMs as plain OpenBLAS calls on OpenBLAS's own threads (median), and that
+  /// time / gemm_ms (> 1: the module's OpenMP-split path is faster); 0 with bf16_matmuls.
+  double blas_ms, module_gemm_vs_blas;
 };
 
 std::vector<MhaBenchResult> run_mha_bench(const MhaBenchOptions& options, std::FILE* out);
