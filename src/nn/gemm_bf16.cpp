@@ -8,10 +8,13 @@
 #include <bit>
 #include <map>
 #include <mutex>
+#include <string>
 #include <tuple>
 
 #include "attn/error.hpp"
 #include "attn/nn/matmul_precision.hpp"
+#include "cpu/isa.hpp"
+#include "nn/round_bf16_kernel.hpp"
 
 #ifdef ATTN_HAVE_DNNL
 #include <oneapi/dnnl/dnnl.hpp>
@@ -147,21 +150,29 @@ void gemm_bf16(bool, bool, std::int64_t, std::int64_t, std::int64_t, const std::
 #endif
 
 namespace detail {
+
+#if ATTN_ISA_AVX512
+extern const RoundRowsFn kRoundBf16Avx512;
+#endif
+#if ATTN_ISA_AVX2
+extern const RoundRowsFn kRoundBf16Avx2;
+#endif
+extern const RoundRowsFn kRoundBf16Scalar;
+
+// The rounding loop of the ISA the cpu backend runs (cpu/isa.hpp, so ATTN_ISA and the tests' ISA
+// override pick it): amx and avx512bf16 run on AVX-512 CPUs, amx_emu and scalar on the baseline.
 void round_rows_to_bf16(const float* src, std::int64_t rows, std::int64_t cols, std::int64_t ld_src,
                         std::uint16_t* dst, std::int64_t ld_dst) {
-  // core::f32_to_bf16 without its branch, so that the loop vectorises; rows split across threads
-  // when there is enough work (each element is independent: the result does not depend on it).
-#pragma omp parallel for schedule(static) if (rows * cols >= (1 << 16))
-  for (std::int64_t i = 0; i < rows; ++i) {
-    const float* s = src + i * ld_src;
-    std::uint16_t* d = dst + i * ld_dst;
-    for (std::int64_t j = 0; j < cols; ++j) {
-      const std::uint32_t bits = std::bit_cast<std::uint32_t>(s[j]);
-      const std::uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
-      const std::uint32_t nan = (bits >> 16) | 0x0040u;  // quiet NaN, as core::f32_to_bf16
-      d[j] = static_cast<std::uint16_t>((bits & 0x7FFFFFFFu) > 0x7F800000u ? nan : rounded);
-    }
-  }
+  const std::string name = cpu::active_kernels().name;
+  RoundRowsFn fn = kRoundBf16Scalar;
+#if ATTN_ISA_AVX512
+  if ((name == "amx" || name == "avx512bf16" || name == "avx512") && cpu::isa_supported("avx512"))
+    fn = kRoundBf16Avx512;
+#endif
+#if ATTN_ISA_AVX2
+  if (name == "avx2") fn = kRoundBf16Avx2;
+#endif
+  fn(src, rows, cols, ld_src, dst, ld_dst);
 }
 }  // namespace detail
 

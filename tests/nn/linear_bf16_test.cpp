@@ -15,6 +15,7 @@
 #include "attn/nn/linear.hpp"
 #include "attn/nn/matmul_precision.hpp"
 #include "attn/nn/multihead_attention.hpp"
+#include "cpu/sdpa_case.hpp"
 #include "nn/gemm_bf16.hpp"
 
 namespace attn::test {
@@ -191,11 +192,23 @@ TEST(LinearBf16, RowRoundingEqualsTheScalarConversion) {
   const auto r = normal(84000, 41);
   v.insert(v.end(), r.begin(), r.end());
   const std::int64_t rows = static_cast<std::int64_t>(v.size()) / 11, cols = 11;  // 7637 rows: ≥ 2^16 elements, the threaded branch
-  std::vector<std::uint16_t> out(static_cast<std::size_t>(rows * (cols + 1)), 0xABCD);
-  nn::detail::round_rows_to_bf16(v.data(), rows, cols, cols, out.data(), cols + 1);
-  for (std::int64_t i = 0; i < rows; ++i) {
-    for (std::int64_t j = 0; j < cols; ++j) ASSERT_EQ(out[i * (cols + 1) + j], f32_to_bf16(v[i * cols + j])) << i << "," << j;
-    ASSERT_EQ(out[i * (cols + 1) + cols], 0xABCD);
+  // Every ISA's loop (round_bf16_<isa>.cpp), picked by the cpu backend's ISA setting, on full rows
+  // and on a short strided block (a vector loop's remainder).
+  for (const std::string& isa : test::supported_isas()) {
+    test::IsaScope scope(isa);
+    SCOPED_TRACE(isa);
+    std::vector<std::uint16_t> out(static_cast<std::size_t>(rows * (cols + 1)), 0xABCD);
+    nn::detail::round_rows_to_bf16(v.data(), rows, cols, cols, out.data(), cols + 1);
+    for (std::int64_t i = 0; i < rows; ++i) {
+      for (std::int64_t j = 0; j < cols; ++j)
+        ASSERT_EQ(out[i * (cols + 1) + j], f32_to_bf16(v[i * cols + j])) << i << "," << j;
+      ASSERT_EQ(out[i * (cols + 1) + cols], 0xABCD);
+    }
+    std::vector<std::uint16_t> wide(static_cast<std::size_t>(3 * 40), 0xABCD);
+    nn::detail::round_rows_to_bf16(v.data(), 3, 37, 41, wide.data(), 40);
+    for (std::int64_t i = 0; i < 3; ++i)
+      for (std::int64_t j = 0; j < 40; ++j)
+        ASSERT_EQ(wide[i * 40 + j], j < 37 ? f32_to_bf16(v[i * 41 + j]) : 0xABCD) << i << "," << j;
   }
 }
 
