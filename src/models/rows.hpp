@@ -5,8 +5,9 @@
 //   gelu            a[m, :] = gelu(a[m, :]), gelu(z) = ½·z·erfc(−z/√2) (exact, as nn::Activation::gelu)
 //   add_layer_norm  y[m, :] = LayerNorm(a[m, :] + b + r[m, :]) with weight w, bias beta, eps
 //                   (biased variance by two passes over the row, as torch's LayerNorm)
-// erfc is glibc's vector libm (libmvec, 16 or 8 lanes) where the CPU has AVX-512 or AVX2, std::erfc
-// elsewhere. Inputs and outputs are row-major with row stride = the row length.
+// gelu is nn::FeedForward's own pass (src/nn/activation_rows.hpp: erfc from glibc's vector libm,
+// 16 or 8 lanes, where the CPU has AVX-512 or AVX2, std::erfc elsewhere). Inputs and outputs are
+// row-major with row stride = the row length.
 
 #include <cstdint>
 

@@ -1,66 +1,55 @@
 #pragma once
-// The activations' scalar forms, inline so that FeedForward's loops compile them per kind
-// (formulas and derivatives in include/attn/nn/activation.hpp and src/nn/activation.cpp).
+// The activations' scalar forms (float and double): activation_formulas.hpp over the scalar
+// traits below, inline so that callers compile them per kind (formulas and derivatives in
+// include/attn/nn/activation.hpp and src/nn/activation.cpp). The vector row passes over the same
+// formulas are in activation_rows.hpp.
 
 #include <cmath>
-#include <numbers>
 #include <type_traits>
 
 #include "attn/nn/activation.hpp"
+#include "nn/activation_formulas.hpp"
 
 namespace attn::nn::detail {
 
-inline constexpr double kTanhCubic = 0.044715;  // GPT-2's cubic coefficient
+/// Element traits of activation_formulas.hpp for one float or double.
+template <class E>
+struct ScalarElt {
+  using T = E;
+  using R = E;
+  static constexpr int W = 1;
+  static R load(const E* p) { return *p; }
+  static void store(E* p, R x) { *p = x; }
+  static R set(double x) { return static_cast<E>(x); }
+  static R add(R a, R b) { return a + b; }
+  static R sub(R a, R b) { return a - b; }
+  static R mul(R a, R b) { return a * b; }
+  static R div(R a, R b) { return a / b; }
+  static R erfc(R a) { return std::erfc(a); }
+  static R exp(R a) { return std::exp(a); }
+  static R if_zero(R c, R y, R x) { return c == E(0) ? y : x; }
+  static R if_pos(R a, R y, R x) { return a > E(0) ? y : x; }
+};
 
 template <class T>
 inline T sigmoid(T z) {
-  return T(1) / (T(1) + std::exp(-z));
+  return ActFormulas<ScalarElt<T>>::sigmoid(z);
 }
-
 template <class T>
 inline T silu_value(T a) {
-  return a * sigmoid(a);
+  return ActFormulas<ScalarElt<T>>::silu(a);
 }
 template <class T>
 inline T silu_grad(T a) {
-  const T s = sigmoid(a), t = s * sigmoid(-a);
-  return t == T(0) ? s : s + a * t;
+  return ActFormulas<ScalarElt<T>>::silu_grad(a);
 }
-
 template <Activation A, class T>
 inline T act_value(T a) {
-  constexpr T k = static_cast<T>(std::numbers::sqrt2 / 2);  // 1/√2
-  if constexpr (A == Activation::relu) {
-    return a > T(0) ? a : T(0);
-  } else if constexpr (A == Activation::gelu) {
-    return T(0.5) * a * std::erfc(-a * k);
-  } else if constexpr (A == Activation::gelu_tanh) {
-    const T u =
-        static_cast<T>(std::numbers::sqrt2 * std::numbers::inv_sqrtpi) * (a + static_cast<T>(kTanhCubic) * a * a * a);
-    return a * sigmoid(T(2) * u);
-  } else {
-    return silu_value(a);
-  }
+  return ActFormulas<ScalarElt<T>>::template value<A>(a);
 }
-
 template <Activation A, class T>
 inline T act_grad(T a) {
-  constexpr T k = static_cast<T>(std::numbers::sqrt2 / 2);                         // 1/√2
-  constexpr T c = static_cast<T>(std::numbers::sqrt2 * std::numbers::inv_sqrtpi);  // √(2/π)
-  if constexpr (A == Activation::relu) {
-    return a > T(0) ? T(1) : T(0);
-  } else if constexpr (A == Activation::gelu) {
-    const T cdf = T(0.5) * std::erfc(-a * k);
-    const T pdf = std::exp(T(-0.5) * a * a) * static_cast<T>(std::numbers::inv_sqrtpi) * k;
-    return cdf + a * pdf;
-  } else if constexpr (A == Activation::gelu_tanh) {
-    const T u = c * (a + static_cast<T>(kTanhCubic) * a * a * a);
-    const T s = sigmoid(T(2) * u), t = s * sigmoid(T(-2) * u);
-    if (t == T(0)) return s;
-    return s + a * T(2) * t * c * (T(1) + T(3) * static_cast<T>(kTanhCubic) * a * a);
-  } else {
-    return silu_grad(a);
-  }
+  return ActFormulas<ScalarElt<T>>::template grad<A>(a);
 }
 
 /// Calls fn(std::integral_constant<Activation, A>{}) for the run-time kind.

@@ -1,13 +1,13 @@
 // nn::FeedForward forward and backward (include/attn/nn/feed_forward.hpp has the math): two (or,
-// gated, two) GEMMs through Linear on OpenBLAS and one elementwise pass between them, compiled
-// per activation (activation_impl.hpp).
+// gated, two) GEMMs through Linear on OpenBLAS and one elementwise pass per row between them, the
+// vector passes of activation_rows.hpp.
 
 #include "attn/nn/feed_forward.hpp"
 
 #include <cmath>
 
 #include "attn/error.hpp"
-#include "nn/activation_impl.hpp"
+#include "nn/activation_rows.hpp"
 #include "nn/gemm.hpp"
 #include "nn/init.hpp"
 #include "nn/params.hpp"
@@ -63,18 +63,14 @@ void FeedForward<T>::forward(const T* x, std::int64_t M, T* y) {
   T *a = a_.ptr<T>(), *h = h_.ptr<T>();
   fc1_.forward(x, M, config_.dim, a, F1);
   const bool gated = this->gated();
-  detail::visit_activation(config_.activation, [&](auto k) {
-    constexpr Activation A = decltype(k)::value;
+  const Activation act = config_.activation;
 #pragma omp parallel for schedule(static) if (M * F >= kParallelElems)
-    for (std::int64_t m = 0; m < M; ++m) {
-      const T* am = a + m * F1;
-      T* hm = h + m * F;
-      if (gated)
-        for (std::int64_t f = 0; f < F; ++f) hm[f] = detail::silu_value(am[f]) * am[F + f];
-      else
-        for (std::int64_t f = 0; f < F; ++f) hm[f] = detail::act_value<A>(am[f]);
-    }
-  });
+  for (std::int64_t m = 0; m < M; ++m) {
+    if (gated)
+      detail::swiglu_forward(a + m * F1, a + m * F1 + F, h + m * F, F);
+    else
+      detail::activation_forward(act, a + m * F1, h + m * F, F);
+  }
   fc2_.forward(h, M, F, y, config_.dim);
 }
 
@@ -88,22 +84,16 @@ void FeedForward<T>::backward(const T* x, const T* dy, std::int64_t M, T* dx, bo
   const T *a = a_.ptr<T>(), *dhp = dh.ptr<T>();
   T* dap = da.ptr<T>();
   const bool gated = this->gated();
-  detail::visit_activation(config_.activation, [&](auto k) {
-    constexpr Activation A = decltype(k)::value;
+  const Activation act = config_.activation;
 #pragma omp parallel for schedule(static) if (M * F >= kParallelElems)
-    for (std::int64_t m = 0; m < M; ++m) {
-      const T *am = a + m * F1, *dhm = dhp + m * F;
-      T* dam = dap + m * F1;
-      if (gated) {
-        for (std::int64_t f = 0; f < F; ++f) {
-          dam[f] = dhm[f] * am[F + f] * detail::silu_grad(am[f]);
-          dam[F + f] = dhm[f] * detail::silu_value(am[f]);
-        }
-      } else {
-        for (std::int64_t f = 0; f < F; ++f) dam[f] = dhm[f] * detail::act_grad<A>(am[f]);
-      }
-    }
-  });
+  for (std::int64_t m = 0; m < M; ++m) {
+    const T *am = a + m * F1, *dhm = dhp + m * F;
+    T* dam = dap + m * F1;
+    if (gated)
+      detail::swiglu_backward(am, am + F, dhm, dam, dam + F, F);
+    else
+      detail::activation_backward(act, am, dhm, dam, F);
+  }
   fc1_.backward(x, E, dap, F1, M, dx, E, accumulate);
 }
 
