@@ -58,6 +58,31 @@ void TransformerDecoder<T>::backward(const T* x, const T* dy, T* dx, T* dmemory,
 }
 
 template <class T>
+std::vector<DecoderLayerCache> TransformerDecoder<T>::make_cache(const T* memory, std::int64_t B, std::int64_t Ls,
+                                                                 std::int64_t capacity,
+                                                                 const std::vector<std::int64_t>& memory_lengths) const {
+  std::vector<DecoderLayerCache> caches;
+  caches.reserve(layers_.size());
+  for (const auto& l : layers_) caches.push_back(l.make_cache(memory, B, Ls, capacity, memory_lengths));
+  return caches;
+}
+
+template <class T>
+const T* TransformerDecoder<T>::forward_step(const T* x, std::int64_t B, std::int64_t Lt,
+                                             std::vector<DecoderLayerCache>& caches) {
+  ATTN_CHECK(caches.size() == layers_.size(), value, "caches", "has ", caches.size(), " layer states, expected ",
+             layers_.size(), " (one per layer, from make_cache)");
+  M_ = 0;  // backward needs a new forward
+  const T* h = x;
+  for (std::size_t i = 0; i < layers_.size(); ++i) h = layers_[i].forward_step(h, B, Lt, caches[i]);
+  if (!norm_) return h;
+  const std::int64_t M = B * Lt, n = M * config_.layer.embed_dim;
+  if (!out_.data() || out_.numel() != n) out_ = Tensor(detail::dtype_of<T>(), {n});
+  norm_->forward(h, M, out_.template ptr<T>());
+  return out_.template ptr<T>();
+}
+
+template <class T>
 std::vector<Parameter> TransformerDecoder<T>::parameters() const {
   std::vector<Parameter> p;
   for (std::size_t i = 0; i < layers_.size(); ++i)

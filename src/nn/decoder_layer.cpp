@@ -8,7 +8,9 @@
 //              dp3 = n3'(p3, dy); dh2 = dp3 + ffn'(h2, d3'(dp3)); dp2 = n2'(p2, dh2);
 //              dh1 = dp2 + cross'_q(d2'(dp2)); dp1 = n1'(p1, dh1); dx = dp1 + self'(d1'(dp1))
 // The cross-attention's K/V come from one fused GEMM over the memory per call (MultiheadAttention
-// with key and value the same view), and its input gradient (dkey) is the memory's.
+// with key and value the same view), and its input gradient (dkey) is the memory's. Cached
+// decoding (forward_step) runs the same steps on a self-attention KV cache and on the memory's K/V
+// projected once per sequence (make_cache), without dropout.
 
 #include <cstring>
 
@@ -222,6 +224,59 @@ void TransformerDecoderLayer<T>::backward(const T* x, const T* dy, T* dx, T* dme
     add_to(dx, g.dquery.template ptr<T>(), n, accumulate);
     add_to(dx, dp, n, true);
   }
+}
+
+template <class T>
+DecoderLayerCache TransformerDecoderLayer<T>::make_cache(const T* memory, std::int64_t B, std::int64_t Ls,
+                                                         std::int64_t capacity,
+                                                         const std::vector<std::int64_t>& memory_lengths) const {
+  ATTN_CHECK(B >= 1 && Ls >= 1 && capacity >= 1, value, "B", "B = ", B, ", Ls = ", Ls, ", capacity = ", capacity,
+             ", expected all ≥ 1");
+  const TensorView mem(const_cast<T*>(memory), detail::dtype_of<T>(), {B, Ls, config_.embed_dim});
+  return {self_->make_cache(B, capacity), cross_->project_kv(mem, memory_lengths)};
+}
+
+// The forward of the file comment with the self-attention on its KV cache and the cross-attention
+// on the projected memory, without dropout.
+template <class T>
+const T* TransformerDecoderLayer<T>::forward_step(const T* x, std::int64_t B, std::int64_t Lt,
+                                                  DecoderLayerCache& cache) {
+  ATTN_CHECK(B >= 1 && Lt >= 1, value, "x", "B = ", B, ", Lt = ", Lt, ", expected both ≥ 1");
+  Buffers& b = *buf_;
+  b.B = 0;  // what forward kept is gone: backward needs a new forward
+  b.x = nullptr;
+  const std::int64_t E = config_.embed_dim, M = B * Lt, n = M * E;
+  const DType dt = detail::dtype_of<T>();
+  T *h1 = ensure<T>(b.h1, n), *h2 = ensure<T>(b.h2, n), *g = ensure<T>(b.g, n), *y = ensure<T>(b.y, n);
+  auto self = [&](const T* q) {
+    const TensorView v(const_cast<T*>(q), dt, {B, Lt, E});
+    b.s = self_->forward_cached(v, v, v, cache.self);
+    return b.s.template ptr<T>();
+  };
+  auto cross = [&](const T* q) {
+    b.c = cross_->forward_cross_cached(TensorView(const_cast<T*>(q), dt, {B, Lt, E}), cache.cross);
+    return b.c.template ptr<T>();
+  };
+  if (config_.norm_first) {
+    T *a = ensure<T>(b.a, n), *bq = ensure<T>(b.b, n), *f = ensure<T>(b.f, n);
+    norm1_.forward(x, M, a);
+    add(h1, x, self(a), n);
+    norm2_.forward(h1, M, bq);
+    add(h2, h1, cross(bq), n);
+    norm3_.forward(h2, M, f);
+    ffn_.forward(f, M, g);
+    add(y, h2, g, n);
+  } else {
+    T *p1 = ensure<T>(b.p1, n), *p2 = ensure<T>(b.p2, n), *p3 = ensure<T>(b.p3, n);
+    add(p1, x, self(x), n);
+    norm1_.forward(p1, M, h1);
+    add(p2, h1, cross(h1), n);
+    norm2_.forward(p2, M, h2);
+    ffn_.forward(h2, M, g);
+    add(p3, h2, g, n);
+    norm3_.forward(p3, M, y);
+  }
+  return y;
 }
 
 template <class T>

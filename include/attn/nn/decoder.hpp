@@ -25,6 +25,14 @@ struct DecoderCall {
   std::uint64_t step = 0;                    ///< dropout offset
 };
 
+/// Cached decoding state of one decoder layer (inference): the self-attention's KV cache (this
+/// sequence's target tokens so far) and the cross-attention's memory K/V, projected once per
+/// sequence (MultiheadAttention::project_kv).
+struct DecoderLayerCache {
+  KvCache self;
+  KvCache cross;
+};
+
 template <class T>
 class TransformerDecoderLayer : public Module {
  public:
@@ -41,6 +49,17 @@ class TransformerDecoderLayer : public Module {
   const T* output() const;
   /// dx [B·Lt, E] (+= when accumulate); dmemory [B·Ls, E] += the memory gradient; parameters' gradients added.
   void backward(const T* x, const T* dy, T* dx, T* dmemory, bool accumulate = false);
+
+  /// Cached decoding (inference: no dropout, no backward; T = float): the state of B rows of at
+  /// most `capacity` target tokens attending to memory [B·Ls, E] (memory_lengths: valid memory
+  /// positions per row, empty = all), whose K/V are projected here, once.
+  DecoderLayerCache make_cache(const T* memory, std::int64_t B, std::int64_t Ls, std::int64_t capacity,
+                               const std::vector<std::int64_t>& memory_lengths = {}) const;
+  /// y [B·Lt, E] of the next Lt target tokens x [B·Lt, E] of every row: causal self-attention over
+  /// the row's cached tokens and these (their K/V appended to cache.self), cross-attention to the
+  /// cached memory. Step by step it gives forward()'s rows of the whole sequence (causal, eval
+  /// mode). It replaces what forward kept, so backward needs a new forward.
+  const T* forward_step(const T* x, std::int64_t B, std::int64_t Lt, DecoderLayerCache& cache);
   std::vector<Parameter> parameters() const override;
 
   struct Buffers;
@@ -71,6 +90,10 @@ class TransformerDecoder : public Module {
                    const DecoderCall& call = {});
   /// dx (+= when accumulate) and dmemory (+=).
   void backward(const T* x, const T* dy, T* dx, T* dmemory, bool accumulate = false);
+  /// Cached decoding (TransformerDecoderLayer::make_cache / forward_step), one state per layer.
+  std::vector<DecoderLayerCache> make_cache(const T* memory, std::int64_t B, std::int64_t Ls, std::int64_t capacity,
+                                            const std::vector<std::int64_t>& memory_lengths = {}) const;
+  const T* forward_step(const T* x, std::int64_t B, std::int64_t Lt, std::vector<DecoderLayerCache>& caches);
   std::vector<Parameter> parameters() const override;
 
  private:
