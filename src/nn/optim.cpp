@@ -72,26 +72,45 @@ std::vector<Parameter> AdamW::state() const {
   return s;
 }
 
+namespace {
+
+// Σ g² of one gradient in fp64, and g *= s: typed loops over a known length, so they vectorise
+// (this ran as a per-element dtype test and numel() product, ~2 % of a training step).
+template <class T>
+double sum_squares(const T* g, std::int64_t n) {
+  double sq = 0;
+#pragma omp simd reduction(+ : sq)
+  for (std::int64_t i = 0; i < n; ++i) sq += static_cast<double>(g[i]) * static_cast<double>(g[i]);
+  return sq;
+}
+
+template <class T>
+void scale(T* g, std::int64_t n, T s) {
+#pragma omp simd
+  for (std::int64_t i = 0; i < n; ++i) g[i] *= s;
+}
+
+}  // namespace
+
 double clip_grad_norm(const Module& module, double max_norm) {
   ATTN_CHECK(max_norm > 0, value, "max_norm", "max_norm = ", max_norm, ", expected > 0");
   const std::vector<Parameter> ps = module.parameters();
   double sq = 0;
-  for (const Parameter& p : ps)
-    for (std::int64_t i = 0; i < p.grad.numel(); ++i) {
-      const double g = p.grad.dtype == DType::f32 ? static_cast<const float*>(p.grad.data)[i]
-                                                  : static_cast<const double*>(p.grad.data)[i];
-      sq += g * g;
-    }
+  for (const Parameter& p : ps) {
+    const std::int64_t n = p.grad.numel();
+    sq += p.grad.dtype == DType::f32 ? sum_squares(static_cast<const float*>(p.grad.data), n)
+                                     : sum_squares(static_cast<const double*>(p.grad.data), n);
+  }
   const double norm = std::sqrt(sq);
   if (norm > max_norm) {
     const double s = max_norm / (norm + 1e-6);
-    for (const Parameter& p : ps)
-      for (std::int64_t i = 0; i < p.grad.numel(); ++i) {
-        if (p.grad.dtype == DType::f32)
-          static_cast<float*>(p.grad.data)[i] *= static_cast<float>(s);
-        else
-          static_cast<double*>(p.grad.data)[i] *= s;
-      }
+    for (const Parameter& p : ps) {
+      const std::int64_t n = p.grad.numel();
+      if (p.grad.dtype == DType::f32)
+        scale(static_cast<float*>(p.grad.data), n, static_cast<float>(s));
+      else
+        scale(static_cast<double*>(p.grad.data), n, s);
+    }
   }
   return norm;
 }
