@@ -4,7 +4,6 @@
 // without a tokenizer has vocab 256 + specials): the prompt's UTF-8 bytes in, bytes out, other ids
 // written as <|id|>. --prompt-ids / --print-ids work with any vocabulary.
 
-#include <cblas.h>
 #include <omp.h>
 #include <attn/error.hpp>
 #include <attn/nn/generate.hpp>
@@ -72,7 +71,6 @@ int run_generate(const GenerateOptions& o) {
   attn::bench::ensure_bench_environment();
   const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
   omp_set_num_threads(threads);
-  openblas_set_num_threads(threads);
   attn::nn::GenerateConfig g;
   g.max_new_tokens = o.max_new;
   g.sampling = {o.temperature, o.top_k, o.top_p, o.seed};

@@ -3,7 +3,6 @@
 // line (loss, tokens/s, ETA), the loss curve as CSV and PNG (gnuplot), safetensors checkpoints, and
 // --max-ratio / --min-ratio exit codes for tests (the eval loss over the trivial loss).
 
-#include <cblas.h>
 #include <omp.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -128,7 +127,6 @@ int run_train_regression(const TrainOptions& o) {
   attn::bench::ensure_bench_environment();
   const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
   omp_set_num_threads(threads);
-  openblas_set_num_threads(threads);
   ATTN_CHECK(o.steps >= 1 && o.batch >= 1 && o.seq_len >= 2, value, "--steps", "steps = ", o.steps,
              ", batch = ", o.batch, ", seq-len = ", o.seq_len, ", expected ≥ 1, ≥ 1, ≥ 2");
   ATTN_CHECK(o.marker_rate > 0 && o.marker_rate <= 1, value, "--marker-rate", "= ", o.marker_rate,

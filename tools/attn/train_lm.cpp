@@ -6,7 +6,6 @@
 // model.safetensors) that `attn generate` and attn.models.CausalLM load; --max-bpb is an exit code
 // for tests.
 
-#include <cblas.h>
 #include <omp.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -21,6 +20,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <random>
@@ -32,15 +33,15 @@
 #include "env.hpp"
 #include "train_util.hpp"
 
-#ifndef ATTN_DEFAULT_TEXT
-#define ATTN_DEFAULT_TEXT ""
+#ifndef ATTN_DATA_FROM_BIN
+#define ATTN_DATA_FROM_BIN "../share/attn"
 #endif
 
 namespace attn_cli {
 namespace {
 
 struct LmOptions {
-  std::string text = ATTN_DEFAULT_TEXT;
+  std::string text;  // empty: the shipped text (default_text)
   double holdout = 0.1;
   std::int64_t steps = 600, batch = 16, seq_len = 128, dim = 128, layers = 4, heads = 4, kv_heads = 2, ffn = 352;
   double lr = 3e-3, min_lr = 3e-4, weight_decay = 0.1, clip = 1.0, rope_theta = 10000.0;
@@ -52,8 +53,31 @@ struct LmOptions {
   double max_bpb = -1;
 };
 
+// The shipped text, data/text/persuasion.txt: $ATTN_DATA_DIR/text/ when that is set, else
+// <the binary's directory>/ATTN_DATA_FROM_BIN/text/ — the installed layout (<datadir>/attn seen from
+// <bindir>), which the build tree copies beside its binary (tools/attn/CMakeLists.txt).
+std::string default_text() {
+  namespace fs = std::filesystem;
+  const char* env = std::getenv("ATTN_DATA_DIR");
+  fs::path path;
+  std::string from;
+  if (env != nullptr && *env != '\0') {
+    path = fs::path(env) / "text" / "persuasion.txt";
+    from = "ATTN_DATA_DIR";
+  } else {
+    std::error_code ec;
+    const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+    ATTN_CHECK(!ec, system, "--text", "not given, and the attn binary's own path cannot be read (/proc/self/exe: ",
+               ec.message(), "), expected --text FILE or ATTN_DATA_DIR");
+    path = (exe.parent_path() / ATTN_DATA_FROM_BIN / "text" / "persuasion.txt").lexically_normal();
+    from = "the attn binary's data directory";
+  }
+  ATTN_CHECK(fs::exists(path), value, "--text", "not given, and the shipped text ", path.string(), " (from ", from,
+             ") does not exist, expected --text FILE, or ATTN_DATA_DIR naming a directory with text/persuasion.txt");
+  return path.string();
+}
+
 std::vector<std::int64_t> read_bytes(const std::string& path) {
-  ATTN_CHECK(!path.empty(), value, "--text", "is not given and this build has no default text, expected a file");
   std::ifstream in(path, std::ios::binary);
   ATTN_CHECK(in.good(), system, "--text", "\"", path, "\" cannot be opened, expected a readable text file");
   std::ostringstream s;
@@ -105,14 +129,14 @@ int run_train_lm(const LmOptions& o) {
   attn::bench::ensure_bench_environment();
   const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
   omp_set_num_threads(threads);
-  openblas_set_num_threads(threads);
   ATTN_CHECK(o.steps >= 1 && o.batch >= 1 && o.seq_len >= 2, value, "--steps", "steps = ", o.steps,
              ", batch = ", o.batch, ", seq-len = ", o.seq_len, ", expected ≥ 1, ≥ 1, ≥ 2");
   ATTN_CHECK(o.holdout > 0 && o.holdout < 1, value, "--holdout", "= ", o.holdout, ", expected in (0, 1)");
   const attn::nn::MatmulPrecisionGuard precision(o.bf16 ? attn::nn::MatmulPrecision::bf16
                                                         : attn::nn::float32_matmul_precision());
 
-  const std::vector<std::int64_t> bytes = read_bytes(o.text);
+  const std::string text_path = o.text.empty() ? default_text() : o.text;
+  const std::vector<std::int64_t> bytes = read_bytes(text_path);
   const std::int64_t split =
       static_cast<std::int64_t>(std::llround(static_cast<double>(bytes.size()) * (1.0 - o.holdout)));
   ATTN_CHECK(split > o.seq_len + 1, value, "--text", "has ", bytes.size(),
@@ -145,7 +169,7 @@ int run_train_lm(const LmOptions& o) {
       static_cast<long long>(model.num_parameters()), o.bf16 ? ", bf16 matmuls (fp32 master weights)" : "",
       o.checkpointing ? ", gradient checkpointing" : "");
   std::printf("text: %s, %zu bytes (%lld training, %zu held out); unigram model: %.3f bits per byte held out\n",
-              o.text.c_str(), bytes.size(), static_cast<long long>(split), held.size(), unigram);
+              text_path.c_str(), bytes.size(), static_cast<long long>(split), held.size(), unigram);
   std::printf(
       "batch %lld × %lld tokens, %lld steps, lr %.2g (warmup %lld, cosine to %.2g), weight decay %.2g, clip %.2g, "
       "%d threads\n",
@@ -261,7 +285,9 @@ int run_train_lm(const LmOptions& o) {
 void add_train_lm(CLI::App& train) {
   auto o = std::make_shared<LmOptions>();
   auto* cmd = train.add_subcommand("lm", "A tiny LLaMA-style byte-level language model on a public-domain text");
-  cmd->add_option("--text", o->text, "Training text (bytes are the tokens)")->capture_default_str();
+  cmd->add_option("--text", o->text,
+                  "Training text (bytes are the tokens); default: the shipped data/text/persuasion.txt, found in "
+                  "$ATTN_DATA_DIR/text or the installed share/attn/text beside the binary");
   cmd->add_option("--holdout", o->holdout, "Fraction at the end of the text held out for bits per byte")
       ->capture_default_str();
   cmd->add_option("--steps", o->steps, "Training steps")->capture_default_str();
