@@ -11,6 +11,7 @@
 
 #include "attn/error.hpp"
 #include "attn/models/sentence_encoder.hpp"
+#include "attn/nn/matmul_precision.hpp"
 #include "convert.hpp"
 
 namespace nb = nanobind;
@@ -25,8 +26,14 @@ void register_sentence(nb::module_& m) {
                               "Sentence embeddings of a sentence-transformers BERT directory (config.json,\n"
                               "model.safetensors, vocab.txt, ...); the numbers of SentenceTransformer(dir).encode.\n"
                               "docs/embeddings.md.")
-      .def(nb::init<const std::string&>(), "model_dir"_a,
-           "SentenceEncoder(model_dir). ValueError naming the file, tensor or field that is missing or wrong.")
+      .def(
+          "__init__",
+          [](SentenceEncoder* self, const std::string& dir, const std::string& precision) {
+            new (self) SentenceEncoder(dir, nn::matmul_precision_from_string(precision, "precision"));
+          },
+          "model_dir"_a, "precision"_a = "f32",
+          "SentenceEncoder(model_dir, precision='f32'). ValueError naming the file, tensor or field that is missing\n"
+          "or wrong. precision 'bf16': bf16 GEMMs on oneDNN (ValueError where oneDNN or its bf16 kernels are missing).")
       .def(
           "encode",
           [](const SentenceEncoder& enc, nb::handle texts, std::int64_t batch_size, int threads) {
@@ -45,7 +52,10 @@ void register_sentence(nb::module_& m) {
           "packed batches of batch_size (no padding), rows in the order of texts. threads 0 = OpenMP's default.")
       .def_prop_ro("dim", &SentenceEncoder::dim)
       .def_prop_ro("max_seq_length", [](const SentenceEncoder& e) { return e.info().max_seq_length; })
-      .def_prop_ro("normalize", [](const SentenceEncoder& e) { return e.info().normalize; });
+      .def_prop_ro("normalize", [](const SentenceEncoder& e) { return e.info().normalize; })
+      .def_prop_ro("precision",
+                   [](const SentenceEncoder& e) { return std::string(nn::matmul_precision_name(e.precision())); })
+      .def_prop_ro("gemm_impl", [](const SentenceEncoder& e) { return e.encoder().gemm_impl(); });
 }
 
 }  // namespace attn::py

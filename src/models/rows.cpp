@@ -1,14 +1,59 @@
 // Element-wise row passes of the BERT encoder (rows.hpp, docs/embeddings.md).
 
+// GCC 12 raises false -Wmaybe-uninitialized inside AVX-512 intrinsics (GCC bug 105593).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
 #include "models/rows.hpp"
 
+#include <immintrin.h>
+
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
 
 #include "nn/activation_rows.hpp"
+#include "nn/gemm_bf16.hpp"
 
 namespace attn::models::detail {
+namespace {
+#if defined(__x86_64__)
+// bf16 rounding of nn::detail::round_rows_to_bf16 on 16 lanes: (bits + 0x7FFF + lsb) >> 16, NaN -> quiet.
+__attribute__((target("avx512f"))) void to_bf16_avx512(const float* src, std::int64_t n, std::uint16_t* dst) {
+  const __m512i bias = _mm512_set1_epi32(0x7FFF), one = _mm512_set1_epi32(1), abs_mask = _mm512_set1_epi32(0x7FFFFFFF),
+                inf = _mm512_set1_epi32(0x7F800000), quiet = _mm512_set1_epi32(0x0040);
+  std::int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512i b = _mm512_castps_si512(_mm512_loadu_ps(src + i));
+    const __m512i hi = _mm512_srli_epi32(b, 16);
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(b, bias), _mm512_and_si512(hi, one)), 16);
+    const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(b, abs_mask), inf);
+    r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, quiet));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), _mm512_cvtepi32_epi16(r));
+  }
+  if (i < n) nn::detail::round_rows_to_bf16(src + i, 1, n - i, n - i, dst + i, n - i);
+}
+#endif
+}  // namespace
+
+void to_bf16(const float* src, std::int64_t n, std::uint16_t* dst) {
+#if defined(__x86_64__)
+  if (nn::detail::elt_isa() == nn::detail::EltIsa::avx512) {
+    to_bf16_avx512(src, n, dst);
+    return;
+  }
+#endif
+  nn::detail::round_rows_to_bf16(src, 1, n, n, dst, n);
+}
+
+void gelu_to_bf16(float* a, std::int64_t M, std::int64_t N, std::uint16_t* yb) {
+  constexpr std::int64_t kRows = 8;  // 8 rows of the FFN width stay in L1/L2 between the two passes
+  for (std::int64_t m = 0; m < M; m += kRows) {
+    const std::int64_t rows = std::min(kRows, M - m);
+    gelu(a + m * N, rows, N);
+    to_bf16(a + m * N, rows * N, yb + m * N);
+  }
+}
 
 const char* gelu_path() {
   switch (nn::detail::elt_isa()) {
@@ -37,7 +82,7 @@ void gelu(float* a, std::int64_t M, std::int64_t N) {
 }
 
 void add_layer_norm(const float* a, const float* b, const float* r, const float* w, const float* beta, double eps,
-                    std::int64_t M, std::int64_t N, float* y) {
+                    std::int64_t M, std::int64_t N, float* y, std::uint16_t* yb) {
   std::vector<float> s(static_cast<std::size_t>(N));
   float* t = s.data();
   for (std::int64_t m = 0; m < M; ++m) {
@@ -61,6 +106,7 @@ void add_layer_norm(const float* a, const float* b, const float* r, const float*
     float* ym = y + m * N;
 #pragma omp simd
     for (std::int64_t n = 0; n < N; ++n) ym[n] = (t[n] - mean) * rstd * w[n] + beta[n];
+    if (yb) to_bf16(ym, N, yb + m * N);
   }
 }
 

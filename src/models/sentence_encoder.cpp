@@ -84,8 +84,8 @@ std::string vocab_path(const std::string& dir) {
 
 }  // namespace
 
-SentenceEncoder::SentenceEncoder(const std::string& dir)
-    : info_(read_info(dir)), bert_(dir), wp_(vocab_path(dir), tokenizer_options(info_)) {}
+SentenceEncoder::SentenceEncoder(const std::string& dir, nn::MatmulPrecision precision)
+    : info_(read_info(dir)), bert_(dir, precision), wp_(vocab_path(dir), tokenizer_options(info_)) {}
 
 std::vector<float> SentenceEncoder::encode(const std::vector<std::string>& texts, std::int64_t batch_size, int threads,
                                            const Progress& progress) const {

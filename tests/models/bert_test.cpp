@@ -22,6 +22,7 @@
 #include "attn/models/sentence_encoder.hpp"
 #include "attn/nn/norm.hpp"
 #include "attn/nn/transformer.hpp"
+#include "models/bf16_matmul.hpp"
 
 namespace {
 
@@ -29,6 +30,7 @@ namespace fs = std::filesystem;
 using attn::models::BertConfig;
 using attn::models::BertEncoder;
 using attn::models::SentenceEncoder;
+using attn::nn::MatmulPrecision;
 
 constexpr std::int64_t V = 24, E = 24, H = 3, F = 40, NL = 2, P = 40, TV = 2;
 
@@ -349,5 +351,129 @@ TEST(SentenceEncoder, BadModelDirectoriesNameTheProblem) {
   write_text(d / "sentence_bert_config.json", R"({"max_seq_length": 4000})");
   expect_error(d, "max_seq_length = 4000, expected an integer in [2, max_position_embeddings = 40]");
 }
+
+// Whether the bf16 mode can run here (oneDNN with a bf16 kernel for this CPU); when it cannot, the
+// constructor's error is checked instead.
+bool bf16_mode_runs(const fs::path& dir) {
+  const std::string impl = attn::models::detail::bf16_matmul_probe(3 * E, E);
+  if (attn::nn::bf16_matmul_available() && impl.rfind("ref", 0) != 0 && impl.rfind("none", 0) != 0) return true;
+  try {
+    const SentenceEncoder s(dir.string(), MatmulPrecision::bf16);
+    ADD_FAILURE() << "bf16 mode without a bf16 kernel (" << impl << ") gave no error";
+  } catch (const attn::Error& e) {
+    EXPECT_EQ(e.kind(), attn::ErrorKind::unsupported) << e.what();
+    EXPECT_NE(std::string(e.what()).find("precision: bf16"), std::string::npos) << e.what();
+  }
+  return false;
+}
+
+double cosine(const float* a, const float* b, std::int64_t n) {
+  double ab = 0, aa = 0, bb = 0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    ab += double(a[i]) * b[i];
+    aa += double(a[i]) * a[i];
+    bb += double(b[i]) * b[i];
+  }
+  return ab / std::sqrt(aa * bb);
+}
+
+TEST(BertEncoder, Bf16ModeNearTheFp64ReferenceOnEveryThreadCount) {
+  const ModelDir m("bf16");
+  if (!bf16_mode_runs(m.dir)) GTEST_SKIP() << "no bf16 matmul kernel here";
+  const BertEncoder enc(m.dir.string(), MatmulPrecision::bf16), f32(m.dir.string());
+  EXPECT_EQ(enc.precision(), MatmulPrecision::bf16);
+  EXPECT_EQ(f32.precision(), MatmulPrecision::f32);
+  EXPECT_EQ(enc.gemm_impl().rfind("onednn ", 0), 0u) << enc.gemm_impl();
+  // Lengths below, at and across the GEMM blocks (64 rows) once split between 1–3 threads.
+  const auto seqs = random_seqs(9, {7, 1, 40, 13, 2, 33, 40, 40, 40, 17});
+  std::vector<std::int32_t> packed;
+  std::vector<std::int64_t> cu{0};
+  for (const auto& s : seqs) {
+    packed.insert(packed.end(), s.begin(), s.end());
+    cu.push_back(static_cast<std::int64_t>(packed.size()));
+  }
+  std::int64_t L = 0;
+  const std::vector<double> ref = reference_hidden(m.ckpt, seqs, L);
+  std::vector<float> one(packed.size() * E), fp32(packed.size() * E);
+  f32.forward(packed.data(), cu, fp32.data(), 1);
+  for (int threads : {1, 2, 3}) {
+    std::vector<float> hidden(packed.size() * E);
+    enc.forward(packed.data(), cu, hidden.data(), threads);
+    if (threads == 1) one = hidden;
+    double worst = 0, from_fp32 = 0, across = 0;
+    for (std::size_t b = 0; b < seqs.size(); ++b)
+      for (std::int64_t t = 0; t < static_cast<std::int64_t>(seqs[b].size()); ++t)
+        for (std::int64_t e = 0; e < E; ++e) {
+          const std::size_t i = static_cast<std::size_t>((cu[b] + t) * E + e);
+          worst = std::max(worst, std::abs(hidden[i] - ref[(b * L + t) * E + e]));
+          from_fp32 = std::max(from_fp32, double(std::abs(hidden[i] - fp32[i])));
+          across = std::max(across, double(std::abs(hidden[i] - one[i])));
+        }
+    EXPECT_LT(worst, 0.1) << "threads " << threads;  // bf16 operands: ~3 significant digits per product
+    EXPECT_GT(from_fp32, 1e-4) << "the bf16 mode gave the fp32 numbers: were its GEMMs bf16?";
+    EXPECT_LE(across, 1e-5) << "threads " << threads << " against 1";
+  }
+}
+
+TEST(SentenceEncoder, Bf16ModeCosineToFp32AndBatchIndependent) {
+  const ModelDir m("bf16_sentences");
+  if (!bf16_mode_runs(m.dir)) GTEST_SKIP() << "no bf16 matmul kernel here";
+  const SentenceEncoder s(m.dir.string(), MatmulPrecision::bf16), f32(m.dir.string());
+  EXPECT_EQ(s.precision(), MatmulPrecision::bf16);
+  const std::vector<std::string> texts = {"the cat sat on the mat.",
+                                          "a dog",
+                                          "",
+                                          "big red dogs running under the blue mat, the small cat sat!!! and more",
+                                          "Café, CAFÉ",
+                                          "the cat sat on the mat."};
+  const std::vector<float> all = s.encode(texts, 32, 2), ref = f32.encode(texts, 32, 2);
+  for (std::size_t i = 0; i < texts.size(); ++i)
+    EXPECT_GE(cosine(all.data() + i * E, ref.data() + i * E, E), 0.999) << texts[i];
+  for (std::int64_t batch : {1, 2, 4}) {
+    const std::vector<float> b = s.encode(texts, batch, 1);
+    for (std::size_t i = 0; i < all.size(); ++i) EXPECT_NEAR(b[i], all[i], 1e-5) << "batch " << batch;
+  }
+}
+
+#if defined(ATTN_TEST_MODEL_DIR) && defined(ATTN_TEST_CORPUS)
+// The packaged all-MiniLM-L6-v2 on the text corpus of the tokenizer tests (many scripts, accents,
+// CJK, emoji, control characters, inputs truncated at 256 tokens): every bf16 embedding within
+// cosine similarity 0.999 of the fp32 one (which equals sentence-transformers). Every eighth line
+// and three truncated ones, to stay quick: ctest runs OpenBLAS's generic kernel (the CLI and Python
+// pick the CPU's); python/tests/test_sentence.py checks every line.
+TEST(SentenceEncoder, Bf16PackagedModelCosineToFp32OnTheCorpus) {
+  if (!bf16_mode_runs(ATTN_TEST_MODEL_DIR)) GTEST_SKIP() << "no bf16 matmul kernel here";
+  std::ifstream in(ATTN_TEST_CORPUS, std::ios::binary);
+  ASSERT_TRUE(in.good()) << ATTN_TEST_CORPUS;
+  std::vector<std::string> lines;
+  std::string line;
+  while (std::getline(in, line)) lines.push_back(line);
+  ASSERT_GE(lines.size(), 200u);
+  const SentenceEncoder b(ATTN_TEST_MODEL_DIR, MatmulPrecision::bf16), f(ATTN_TEST_MODEL_DIR);
+  std::vector<std::string> picked;
+  std::size_t truncated = 0;
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    const bool is_long =
+        static_cast<std::int64_t>(f.tokenizer().tokenize(lines[i], "line").size()) + 2 > f.info().max_seq_length;
+    if (i % 8 == 0 || (is_long && truncated < 3)) {
+      picked.push_back(lines[i]);
+      truncated += is_long;
+    }
+  }
+  ASSERT_GE(truncated, 3u);
+  lines = picked;
+  const std::int64_t d = f.dim();
+  const std::vector<float> eb = b.encode(lines, 32), ef = f.encode(lines, 32);
+  double lowest = 1;
+  std::size_t worst = 0;
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    const double c = cosine(eb.data() + i * d, ef.data() + i * d, d);
+    if (c < lowest) lowest = c, worst = i;
+  }
+  EXPECT_GE(lowest, 0.999) << "line " << worst << ": " << lines[worst];
+  std::printf("bf16 vs fp32 on %zu lines (%zu truncated): lowest cosine %.6f (line %zu), GEMMs on %s\n", lines.size(),
+              truncated, lowest, worst, b.encoder().gemm_impl().c_str());
+}
+#endif
 
 }  // namespace

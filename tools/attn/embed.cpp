@@ -1,7 +1,8 @@
 // `attn embed` and `attn similarity`: sentence embeddings of the packaged all-MiniLM-L6-v2 (or any
 // sentence-transformers BERT directory) through attn::models::SentenceEncoder (docs/embeddings.md).
-//   attn embed [--model DIR] [--batch 32] [--threads N] [--out FILE.npy|FILE.jsonl] < sentences.txt
-//   attn similarity [--model DIR] [--file F] "a" "b" ...   (the cosine-similarity matrix as a table)
+//   attn embed [--model DIR] [--batch 32] [--threads N] [--bf16] [--out FILE.npy|FILE.jsonl] < sentences.txt
+//   attn similarity [--model DIR] [--bf16] [--file F] "a" "b" ...   (the cosine-similarity matrix as a table)
+// --bf16: the encoder's bf16 mode (bf16 GEMMs on oneDNN; a clear error where it cannot run).
 
 #include <unistd.h>
 #include <attn/error.hpp>
@@ -31,12 +32,18 @@ struct EmbedOptions {
   std::int64_t batch = 32;
   int threads = 0;
   bool quiet = false;
+  bool bf16 = false;
   std::vector<std::string> texts;
 };
 
 std::string model_dir(const std::string& given) {
   if (!given.empty()) return given;
   return std::filesystem::path(model_file("config.json", "--model")).parent_path().string();
+}
+
+attn::models::SentenceEncoder load_encoder(const EmbedOptions& o) {
+  return attn::models::SentenceEncoder(model_dir(o.model),
+                                       o.bf16 ? attn::nn::MatmulPrecision::bf16 : attn::nn::MatmulPrecision::f32);
 }
 
 bool ends_with(const std::string& s, const std::string& suffix) {
@@ -107,10 +114,10 @@ struct ProgressBar {
                  std::string(static_cast<std::size_t>(width - filled), '.').c_str(), static_cast<long long>(done),
                  static_cast<long long>(total), done / std::max(seconds(), 1e-9));
   }
-  void finish(std::int64_t total) const {
+  void finish(std::int64_t total, const std::string& note) const {
     if (quiet) return;
-    std::fprintf(stderr, "%sembed: %lld sentences in %.2f s (%.1f sentences/s)\n", tty ? "\r\33[2K" : "",
-                 static_cast<long long>(total), seconds(), total / std::max(seconds(), 1e-9));
+    std::fprintf(stderr, "%sembed: %lld sentences in %.2f s (%.1f sentences/s%s)\n", tty ? "\r\33[2K" : "",
+                 static_cast<long long>(total), seconds(), total / std::max(seconds(), 1e-9), note.c_str());
   }
 };
 
@@ -126,13 +133,13 @@ int run_embed(const EmbedOptions& o) {
   ATTN_CHECK(o.batch >= 1, value, "--batch", "= ", o.batch, ", expected ≥ 1");
   ATTN_CHECK(o.out.empty() || ends_with(o.out, ".npy") || ends_with(o.out, ".jsonl"), value, "--out", o.out,
              ", expected a file name ending in .npy or .jsonl");
-  const attn::models::SentenceEncoder enc(model_dir(o.model));
+  const attn::models::SentenceEncoder enc = load_encoder(o);
   const std::vector<std::string> texts = read_lines(std::cin, "stdin");
   ProgressBar bar;
   bar.quiet = o.quiet;
   const std::vector<float> e =
       enc.encode(texts, o.batch, o.threads, [&](std::int64_t done, std::int64_t total) { bar.update(done, total); });
-  bar.finish(static_cast<std::int64_t>(texts.size()));
+  bar.finish(static_cast<std::int64_t>(texts.size()), o.bf16 ? ", bf16 GEMMs on " + enc.encoder().gemm_impl() : "");
   const std::int64_t n = static_cast<std::int64_t>(texts.size()), d = enc.dim();
   if (ends_with(o.out, ".npy")) {
     write_npy(o.out, e, n, d);
@@ -157,7 +164,7 @@ int run_similarity(const EmbedOptions& o) {
     for (std::string& t : read_lines(in, "--file")) texts.push_back(std::move(t));
   }
   ATTN_CHECK(!texts.empty(), value, "texts", "none given, expected sentences as arguments or --file");
-  const attn::models::SentenceEncoder enc(model_dir(o.model));
+  const attn::models::SentenceEncoder enc = load_encoder(o);
   const std::vector<float> e = enc.encode(texts, o.batch, o.threads);
   const std::int64_t n = static_cast<std::int64_t>(texts.size()), d = enc.dim();
   std::vector<double> norm(static_cast<std::size_t>(n));
@@ -167,7 +174,8 @@ int run_similarity(const EmbedOptions& o) {
     norm[static_cast<std::size_t>(i)] = std::max(std::sqrt(s), 1e-12);
   }
   // Rows: index and the text (cut to 40 bytes at a UTF-8 boundary); columns: the indices.
-  std::printf("cosine similarity (%s)\n", enc.info().normalize ? "normalised embeddings" : "embeddings");
+  std::printf("cosine similarity (%s%s)\n", enc.info().normalize ? "normalised embeddings" : "embeddings",
+              o.bf16 ? ", bf16 mode" : "");
   std::printf("%-46s", "");
   for (std::int64_t j = 0; j < n; ++j) std::printf("%8lld", static_cast<long long>(j));
   std::printf("\n");
@@ -197,6 +205,9 @@ void add_model_options(CLI::App* cmd, EmbedOptions& o) {
   cmd->add_option("--batch", o.batch, "Sentences per batch (sorted by length, packed without padding)")
       ->capture_default_str();
   cmd->add_option("--threads", o.threads, "Threads (0 = OpenMP's default)")->capture_default_str();
+  cmd->add_flag("--bf16", o.bf16,
+                "bf16 mode: bf16 GEMMs with fp32 accumulation on oneDNN (AMX / AVX512_BF16), weights rounded once "
+                "(cosine similarity >= 0.999 to fp32)");
 }
 
 }  // namespace

@@ -11,10 +11,17 @@
 ///     x       = LayerNorm(h + b₂ + gelu(h·W₁ᵀ + b₁)·W₂ᵀ)   GEMM onto b₁, exact gelu in place, GEMM onto h + b₂
 /// Rows are split between the threads; each thread runs its rows' GEMMs (single-threaded OpenBLAS)
 /// and their element-wise passes while they are in its cache.
+/// bf16 mode (precision bf16): the four GEMMs of a layer take bf16 operands with fp32 accumulation
+/// on oneDNN (AMX / AVX512_BF16 where the CPU has them); the weights are rounded to bf16 once, at
+/// load, and each GEMM input once, by the pass that writes it. Embeddings, LayerNorm, GELU,
+/// attention, residuals and pooling stay fp32.
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "attn/nn/matmul_precision.hpp"
 
 namespace attn::models {
 
@@ -39,12 +46,19 @@ class BertEncoder {
   /// Loads `dir`/config.json and `dir`/model.safetensors (tensor names of transformers' BertModel,
   /// with or without a "bert." prefix). attn::Error naming the file for a missing or unreadable
   /// file, naming the tensor for a missing one, a wrong shape or a dtype other than F32.
-  explicit BertEncoder(const std::string& dir);
+  /// precision bf16: attn::Error (kind unsupported, argument "precision") when libattn_models has
+  /// no oneDNN, or when oneDNN has no bf16 kernel for this CPU (it would run its reference code).
+  explicit BertEncoder(const std::string& dir, nn::MatmulPrecision precision = nn::MatmulPrecision::f32);
   /// From a config and the file's path (the config given, not read).
-  BertEncoder(const BertConfig& config, const std::string& safetensors_path);
+  BertEncoder(const BertConfig& config, const std::string& safetensors_path,
+              nn::MatmulPrecision precision = nn::MatmulPrecision::f32);
 
   const BertConfig& config() const { return config_; }
   std::int64_t dim() const { return config_.hidden_size; }
+  nn::MatmulPrecision precision() const { return bf16_ ? nn::MatmulPrecision::bf16 : nn::MatmulPrecision::f32; }
+  /// What runs the GEMMs: "openblas sgemm", or oneDNN's implementation name in bf16 mode
+  /// (e.g. "onednn brg:avx512_core_amx_bf16").
+  std::string gemm_impl() const;
 
   /// Hidden states of the last layer: hidden [T, E] (row-major) for the packed token ids `ids`
   /// [T] of the sequences [cu_seqlens[s], cu_seqlens[s + 1]) (cu_seqlens starts at 0, ends at T,
@@ -69,10 +83,17 @@ class BertEncoder {
 
  private:
   void load(const std::string& safetensors_path);
+  void to_bf16();
+  void embed(const std::int32_t* ids, const std::vector<std::int64_t>& cu_seqlens, float* tmp, float* x,
+             std::uint16_t* xb, int nt) const;
+  void forward_bf16(const std::int32_t* ids, const std::vector<std::int64_t>& cu_seqlens, float* x, int nt) const;
+
+  struct Bf16Layers;  // the GEMM weights in bf16 (bf16 mode), src/models/bert.cpp
 
   BertConfig config_;
   std::vector<float> word_, position_, token_type_, emb_ln_w_, emb_ln_b_;
   std::vector<Layer> layers_;
+  std::shared_ptr<const Bf16Layers> bf16_;
 };
 
 }  // namespace attn::models

@@ -30,12 +30,16 @@ class SentenceEncoder {
   /// sentence_bert_config.json (max_seq_length; default: max_position_embeddings),
   /// 1_Pooling/config.json (must ask for mean pooling), modules.json (Normalize), tokenizer_config.json
   /// (do_lower_case). attn::Error naming the file (or tensor, or field) that is missing or wrong.
-  explicit SentenceEncoder(const std::string& dir);
+  /// precision bf16: the bf16 mode of BertEncoder (bf16 GEMMs on oneDNN, weights rounded once; cosine
+  /// similarity ≥ 0.999 to the fp32 embedding on the test corpus); attn::Error (kind unsupported)
+  /// where it cannot run (no oneDNN, or no oneDNN bf16 kernel for the CPU).
+  explicit SentenceEncoder(const std::string& dir, nn::MatmulPrecision precision = nn::MatmulPrecision::f32);
 
   const SentenceEncoderInfo& info() const { return info_; }
   const BertEncoder& encoder() const { return bert_; }
   const text::WordPiece& tokenizer() const { return wp_; }
   std::int64_t dim() const { return bert_.dim(); }
+  nn::MatmulPrecision precision() const { return bert_.precision(); }
 
   /// Called after each batch with (texts done, texts in all).
   using Progress = std::function<void(std::int64_t done, std::int64_t total)>;

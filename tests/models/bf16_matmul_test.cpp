@@ -1,0 +1,127 @@
+// models::detail::Bf16Matmul (src/models/bf16_matmul.hpp): y += bf16(x)·bf16(W)ᵀ with fp32
+// accumulation, against fp64 sums of the bf16-rounded operands, for row counts below, at and
+// across the primitives' blocks (0, 1, 7, 15, 16, 17, 63, 64, 65, 127, 200; 17, 64, 130 at the
+// model's sizes), sizes off the vector
+// width, accumulation onto rows that hold a bias, and calls from the threads of an OpenMP team on
+// their own rows (as the encoder makes them). Where the build has no oneDNN, or oneDNN no bf16
+// kernel for the CPU, construction must be the clear error instead.
+
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "attn/error.hpp"
+#include "attn/nn/matmul_precision.hpp"
+#include "attn/tensor.hpp"
+#include "models/bf16_matmul.hpp"
+
+namespace {
+
+using attn::models::detail::Bf16Matmul;
+using attn::models::detail::Bf16Scratch;
+
+std::vector<float> random_vector(std::size_t n, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+float rounded(float x) { return attn::bf16_to_f32(attn::f32_to_bf16(x)); }
+
+// Whether this build and CPU have a bf16 kernel; when not, the constructor's error is checked here.
+bool bf16_runs(std::int64_t N, std::int64_t K) {
+  const std::string impl = attn::models::detail::bf16_matmul_probe(N, K);
+  const bool ok = attn::nn::bf16_matmul_available() && impl.rfind("ref", 0) != 0 && impl.rfind("none", 0) != 0;
+  if (!ok) {
+    const std::vector<float> w(static_cast<std::size_t>(N * K), 1.0f);
+    try {
+      const Bf16Matmul mm(w.data(), N, K);
+      ADD_FAILURE() << "no error without a bf16 kernel (" << impl << ")";
+    } catch (const attn::Error& e) {
+      EXPECT_EQ(e.kind(), attn::ErrorKind::unsupported) << e.what();
+      EXPECT_NE(std::string(e.what()).find("precision: bf16"), std::string::npos) << e.what();
+    }
+  }
+  return ok;
+}
+
+struct Case {
+  std::int64_t N, K;
+};
+
+TEST(Bf16Matmul, EqualsFp64SumsOfRoundedOperands) {
+  for (const Case c : {Case{72, 24}, Case{40, 24}, Case{24, 40}, Case{33, 17}, Case{384, 384}, Case{96, 1536}}) {
+    if (!bf16_runs(c.N, c.K))
+      GTEST_SKIP() << "no bf16 matmul kernel: " << attn::models::detail::bf16_matmul_probe(c.N, c.K);
+    const std::vector<float> w = random_vector(static_cast<std::size_t>(c.N * c.K), 3);
+    const Bf16Matmul mm(w.data(), c.N, c.K);
+    EXPECT_FALSE(mm.impl().empty());
+    const bool big = c.N * c.K > 10000;  // the model's sizes: fewer row counts (the fp64 sums are slow)
+    const std::vector<std::int64_t> rows = big ? std::vector<std::int64_t>{17, 64, 130}
+                                               : std::vector<std::int64_t>{0, 1, 7, 15, 16, 17, 63, 64, 65, 127, 200};
+    for (const std::int64_t M : rows) {
+      const std::vector<float> x = random_vector(static_cast<std::size_t>(std::max<std::int64_t>(M, 1) * c.K), 5);
+      const std::vector<float> bias = random_vector(static_cast<std::size_t>(c.N), 7);
+      std::vector<std::uint16_t> xb(x.size());
+      for (std::size_t i = 0; i < x.size(); ++i) xb[i] = attn::f32_to_bf16(x[i]);
+      std::vector<float> y(static_cast<std::size_t>(std::max<std::int64_t>(M, 1) * c.N));
+      for (std::int64_t m = 0; m < M; ++m)
+        for (std::int64_t n = 0; n < c.N; ++n)
+          y[static_cast<std::size_t>(m * c.N + n)] = bias[static_cast<std::size_t>(n)];
+      Bf16Scratch s;
+      mm.accumulate(xb.data(), M, y.data(), s);
+      double worst = 0, unrounded_worst = 0;
+      for (std::int64_t m = 0; m < M; ++m)
+        for (std::int64_t n = 0; n < c.N; ++n) {
+          double ref = bias[static_cast<std::size_t>(n)], exact = ref, mag = std::abs(ref);
+          for (std::int64_t k = 0; k < c.K; ++k) {
+            const float xv = x[static_cast<std::size_t>(m * c.K + k)], wv = w[static_cast<std::size_t>(n * c.K + k)];
+            ref += double(rounded(xv)) * rounded(wv);
+            exact += double(xv) * wv;
+            mag += std::abs(double(xv) * wv);
+          }
+          const double got = y[static_cast<std::size_t>(m * c.N + n)];
+          worst = std::max(worst, std::abs(got - ref) / (mag + 1e-30));
+          unrounded_worst = std::max(unrounded_worst, std::abs(got - exact) / (mag + 1e-30));
+        }
+      EXPECT_LE(worst, 2e-6) << "N " << c.N << " K " << c.K << " M " << M;  // fp32 accumulation only
+      if (M >= 7) {
+        EXPECT_GT(unrounded_worst, 1e-4) << "the operands were not rounded to bf16";
+      }
+    }
+  }
+}
+
+TEST(Bf16Matmul, EachThreadOfATeamOnItsOwnRows) {
+  constexpr std::int64_t N = 72, K = 24, T = 331;
+  if (!bf16_runs(N, K)) GTEST_SKIP() << "no bf16 matmul kernel";
+  const std::vector<float> w = random_vector(N * K, 11), x = random_vector(T * K, 13);
+  std::vector<std::uint16_t> xb(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) xb[i] = attn::f32_to_bf16(x[i]);
+  const Bf16Matmul mm(w.data(), N, K);
+  std::vector<float> one(T * N, 0.5f);
+  Bf16Scratch s;
+  mm.accumulate(xb.data(), T, one.data(), s);
+  for (int nt : {2, 3}) {
+    std::vector<float> y(T * N, 0.5f);
+    std::vector<Bf16Scratch> scratch(static_cast<std::size_t>(nt));
+#pragma omp parallel num_threads(nt)
+    {
+      const int t = omp_get_thread_num();
+      const std::int64_t r0 = T * t / nt, r1 = T * (t + 1) / nt;
+      mm.accumulate(xb.data() + r0 * K, r1 - r0, y.data() + r0 * N, scratch[static_cast<std::size_t>(t)]);
+    }
+    double worst = 0;
+    for (std::size_t i = 0; i < y.size(); ++i) worst = std::max(worst, double(std::abs(y[i] - one[i])));
+    EXPECT_LE(worst, 1e-5) << nt << " threads";
+  }
+}
+
+}  // namespace
