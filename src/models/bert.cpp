@@ -9,6 +9,8 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <memory>
+#include <mutex>
 
 #include "attn/error.hpp"
 #include "attn/io/safetensors.hpp"
@@ -72,12 +74,65 @@ struct BertEncoder::Bf16Layers {
   std::vector<Layer> layers;
 };
 
+// The forward's buffers, uninitialised and grown on demand, so that a batch allocates (and zeroes)
+// nothing: every element is written before it is read. A call takes the pool's workspace, or makes
+// its own when another call holds it (two threads encoding at once).
+namespace detail {
+struct BertWorkspace {
+  std::int64_t rows = 0;
+  std::unique_ptr<float[]> qkv, ctx, h, f, tmp, hidden;
+  std::unique_ptr<std::uint16_t[]> ab, fb;
+  std::vector<detail::Bf16Scratch> scratch;
+  void reserve(std::int64_t T, std::int64_t E, std::int64_t F, bool bf16, int nt) {
+    if (T > rows) {
+      const auto n = [&](std::int64_t w) { return static_cast<std::size_t>(T * w); };
+      qkv.reset(new float[n(3 * E)]);
+      ctx.reset(new float[n(E)]);
+      h.reset(new float[n(E)]);
+      f.reset(new float[n(F)]);
+      tmp.reset(new float[n(E)]);
+      hidden.reset(new float[n(E)]);
+      ab.reset(bf16 ? new std::uint16_t[n(E)] : nullptr);
+      fb.reset(bf16 ? new std::uint16_t[n(F)] : nullptr);
+      rows = T;
+    }
+    if (scratch.size() < static_cast<std::size_t>(nt)) scratch.resize(static_cast<std::size_t>(nt));
+  }
+};
+
+struct BertWorkspacePool {
+  std::mutex mu;
+  std::unique_ptr<BertWorkspace> spare;
+};
+}  // namespace detail
+
+namespace {
+// A workspace from the pool for the lease's lifetime (returned after, the larger one kept).
+struct Lease {
+  detail::BertWorkspacePool* pool;
+  std::unique_ptr<detail::BertWorkspace> ws;
+  explicit Lease(detail::BertWorkspacePool* p) : pool(p) {
+    {
+      const std::lock_guard<std::mutex> lock(pool->mu);
+      ws = std::move(pool->spare);
+    }
+    if (!ws) ws = std::make_unique<detail::BertWorkspace>();
+  }
+  ~Lease() {
+    const std::lock_guard<std::mutex> lock(pool->mu);
+    if (!pool->spare || pool->spare->rows < ws->rows) pool->spare = std::move(ws);
+  }
+  Lease(const Lease&) = delete;
+  Lease& operator=(const Lease&) = delete;
+};
+}  // namespace
+
 BertEncoder::BertEncoder(const std::string& dir, nn::MatmulPrecision precision)
     : BertEncoder(BertConfig::from_file((std::filesystem::path(dir) / "config.json").string()),
                   (std::filesystem::path(dir) / "model.safetensors").string(), precision) {}
 
 BertEncoder::BertEncoder(const BertConfig& config, const std::string& safetensors_path, nn::MatmulPrecision precision)
-    : config_(config) {
+    : config_(config), pool_(std::make_shared<detail::BertWorkspacePool>()) {
   load(safetensors_path);
   if (precision == nn::MatmulPrecision::bf16) to_bf16();
 }
@@ -135,10 +190,9 @@ void BertEncoder::load(const std::string& path) {
   }
 }
 
-void BertEncoder::forward(const std::int32_t* ids, const std::vector<std::int64_t>& cu, float* hidden,
-                          int threads) const {
+// Validates a call; the thread count to use.
+int BertEncoder::check(const std::int32_t* ids, const std::vector<std::int64_t>& cu, int threads) const {
   const BertConfig& c = config_;
-  const std::int64_t E = c.hidden_size, F = c.intermediate_size, H = c.num_attention_heads, hd = E / H;
   ATTN_CHECK(cu.size() >= 2 && cu.front() == 0, value, "cu_seqlens", "has ", cu.size(), " entries starting at ",
              cu.empty() ? -1 : cu.front(), ", expected ≥ 2 entries starting at 0");
   const std::int64_t T = cu.back(), nseq = static_cast<std::int64_t>(cu.size()) - 1;
@@ -152,15 +206,27 @@ void BertEncoder::forward(const std::int32_t* ids, const std::vector<std::int64_
                c.vocab_size, " (vocab_size)");
   const int nt = static_cast<int>(
       std::max<std::int64_t>(1, std::min<std::int64_t>(threads > 0 ? threads : omp_get_max_threads(), T)));
-  if (bf16_) {
-    forward_bf16(ids, cu, hidden, nt);
-    return;
-  }
-  std::vector<float> qkv(static_cast<std::size_t>(T * 3 * E)), ctx(static_cast<std::size_t>(T * E)),
-      h(static_cast<std::size_t>(T * E)), f(static_cast<std::size_t>(T * F)), tmp(static_cast<std::size_t>(T * E));
-  float* x = hidden;
+  return nt;
+}
+
+void BertEncoder::forward(const std::int32_t* ids, const std::vector<std::int64_t>& cu, float* hidden,
+                          int threads) const {
+  const int nt = check(ids, cu, threads);
+  const Lease lease(pool_.get());
+  lease.ws->reserve(cu.back(), config_.hidden_size, config_.intermediate_size, bf16_ != nullptr, nt);
+  if (bf16_)
+    forward_bf16(*lease.ws, ids, cu, hidden, nt);
+  else
+    forward_f32(*lease.ws, ids, cu, hidden, nt);
+}
+
+void BertEncoder::forward_f32(detail::BertWorkspace& ws, const std::int32_t* ids, const std::vector<std::int64_t>& cu,
+                              float* x, int nt) const {
+  const BertConfig& c = config_;
+  const std::int64_t E = c.hidden_size, F = c.intermediate_size, H = c.num_attention_heads, hd = E / H, T = cu.back();
+  float *qkv = ws.qkv.get(), *ctx = ws.ctx.get(), *h = ws.h.get(), *f = ws.f.get(), *tmp = ws.tmp.get();
   const nn::detail::SingleThreadedBlas blas;
-  embed(ids, cu, tmp.data(), x, nullptr, nt);
+  embed(ids, cu, tmp, x, nullptr, nt);
 
   SdpaParams sp;
   sp.mask.cu_seqlens_q = cu;
@@ -171,24 +237,24 @@ void BertEncoder::forward(const std::int32_t* ids, const std::vector<std::int64_
     {
       std::int64_t r0, r1;
       rows_of(T, nt, omp_get_thread_num(), r0, r1);
-      float* q = qkv.data() + r0 * 3 * E;
+      float* q = qkv + r0 * 3 * E;
       detail::fill_rows(q, l.bqkv.data(), nullptr, r1 - r0, 3 * E);
       matmul_t_acc(x + r0 * E, r1 - r0, E, l.wqkv.data(), 3 * E, q);
     }
-    float* base = qkv.data();
+    float* base = qkv;
     const TensorView qv(base, DType::f32, {1, H, T, hd}, {T * 3 * E, hd, 3 * E, 1});
     const TensorView kv(base + E, DType::f32, {1, H, T, hd}, {T * 3 * E, hd, 3 * E, 1});
     const TensorView vv(base + 2 * E, DType::f32, {1, H, T, hd}, {T * 3 * E, hd, 3 * E, 1});
-    const TensorView ov(ctx.data(), DType::f32, {1, H, T, hd}, {T * E, hd, E, 1});
+    const TensorView ov(ctx, DType::f32, {1, H, T, hd}, {T * E, hd, E, 1});
     sdpa_forward({ov, {}, {}}, qv, kv, vv, sp);
 #pragma omp parallel num_threads(nt)
     {
       std::int64_t r0, r1;
       rows_of(T, nt, omp_get_thread_num(), r0, r1);
       const std::int64_t M = r1 - r0;
-      float *xr = x + r0 * E, *hr = h.data() + r0 * E, *tr = tmp.data() + r0 * E, *fr = f.data() + r0 * F;
+      float *xr = x + r0 * E, *hr = h + r0 * E, *tr = tmp + r0 * E, *fr = f + r0 * F;
       detail::fill_rows(tr, l.bo.data(), xr, M, E);  // x + b_o, then += ctx·W_oᵀ
-      matmul_t_acc(ctx.data() + r0 * E, M, E, l.wo.data(), E, tr);
+      matmul_t_acc(ctx + r0 * E, M, E, l.wo.data(), E, tr);
       detail::add_layer_norm(tr, nullptr, nullptr, l.ln1_w.data(), l.ln1_b.data(), c.layer_norm_eps, M, E, hr);
       detail::fill_rows(fr, l.b1.data(), nullptr, M, F);
       matmul_t_acc(hr, M, E, l.w1.data(), F, fr);
@@ -224,16 +290,16 @@ void BertEncoder::embed(const std::int32_t* ids, const std::vector<std::int64_t>
 
 // bf16 mode: the fp32 forward's passes, each GEMM on oneDNN with the bf16 weights, its input
 // rounded to bf16 by the pass that writes it (LayerNorm, gelu) or just before (ctx).
-void BertEncoder::forward_bf16(const std::int32_t* ids, const std::vector<std::int64_t>& cu, float* x, int nt) const {
+void BertEncoder::forward_bf16(detail::BertWorkspace& ws, const std::int32_t* ids, const std::vector<std::int64_t>& cu,
+                               float* x, int nt) const {
   const BertConfig& c = config_;
   const std::int64_t E = c.hidden_size, F = c.intermediate_size, H = c.num_attention_heads, hd = E / H, T = cu.back();
-  std::vector<float> qkv(static_cast<std::size_t>(T * 3 * E)), ctx(static_cast<std::size_t>(T * E)),
-      h(static_cast<std::size_t>(T * E)), f(static_cast<std::size_t>(T * F)), tmp(static_cast<std::size_t>(T * E));
+  float *qkv = ws.qkv.get(), *ctx = ws.ctx.get(), *h = ws.h.get(), *f = ws.f.get(), *tmp = ws.tmp.get();
   // ab: the bf16 input of the next E-wide GEMM (x, then ctx, then h: each consumed before the next
   // is written, row by row on the same thread); fb: gelu's output.
-  std::vector<std::uint16_t> ab(static_cast<std::size_t>(T * E)), fb(static_cast<std::size_t>(T * F));
-  std::vector<detail::Bf16Scratch> scratch(static_cast<std::size_t>(nt));
-  embed(ids, cu, tmp.data(), x, ab.data(), nt);
+  std::uint16_t *ab = ws.ab.get(), *fb = ws.fb.get();
+  std::vector<detail::Bf16Scratch>& scratch = ws.scratch;
+  embed(ids, cu, tmp, x, ab, nt);
 
   SdpaParams sp;
   sp.mask.cu_seqlens_q = cu;
@@ -247,15 +313,15 @@ void BertEncoder::forward_bf16(const std::int32_t* ids, const std::vector<std::i
       const int t = omp_get_thread_num();
       std::int64_t r0, r1;
       rows_of(T, nt, t, r0, r1);
-      float* q = qkv.data() + r0 * 3 * E;
+      float* q = qkv + r0 * 3 * E;
       detail::fill_rows(q, l.bqkv.data(), nullptr, r1 - r0, 3 * E);
-      g.qkv.accumulate(ab.data() + r0 * E, r1 - r0, q, scratch[static_cast<std::size_t>(t)]);
+      g.qkv.accumulate(ab + r0 * E, r1 - r0, q, scratch[static_cast<std::size_t>(t)]);
     }
-    float* base = qkv.data();
+    float* base = qkv;
     const TensorView qv(base, DType::f32, {1, H, T, hd}, {T * 3 * E, hd, 3 * E, 1});
     const TensorView kv(base + E, DType::f32, {1, H, T, hd}, {T * 3 * E, hd, 3 * E, 1});
     const TensorView vv(base + 2 * E, DType::f32, {1, H, T, hd}, {T * 3 * E, hd, 3 * E, 1});
-    const TensorView ov(ctx.data(), DType::f32, {1, H, T, hd}, {T * E, hd, E, 1});
+    const TensorView ov(ctx, DType::f32, {1, H, T, hd}, {T * E, hd, E, 1});
     sdpa_forward({ov, {}, {}}, qv, kv, vv, sp);
 #pragma omp parallel num_threads(nt)
     {
@@ -264,9 +330,9 @@ void BertEncoder::forward_bf16(const std::int32_t* ids, const std::vector<std::i
       std::int64_t r0, r1;
       rows_of(T, nt, t, r0, r1);
       const std::int64_t M = r1 - r0;
-      float *xr = x + r0 * E, *hr = h.data() + r0 * E, *tr = tmp.data() + r0 * E, *fr = f.data() + r0 * F;
-      std::uint16_t *ar = ab.data() + r0 * E, *fbr = fb.data() + r0 * F;
-      nn::detail::round_rows_to_bf16(ctx.data() + r0 * E, M, E, E, ar, E);
+      float *xr = x + r0 * E, *hr = h + r0 * E, *tr = tmp + r0 * E, *fr = f + r0 * F;
+      std::uint16_t *ar = ab + r0 * E, *fbr = fb + r0 * F;
+      detail::to_bf16(ctx + r0 * E, M * E, ar);
       detail::fill_rows(tr, l.bo.data(), xr, M, E);  // x + b_o, then += ctx·W_oᵀ
       g.o.accumulate(ar, M, tr, sc);
       detail::add_layer_norm(tr, nullptr, nullptr, l.ln1_w.data(), l.ln1_b.data(), c.layer_norm_eps, M, E, hr, ar);
@@ -283,15 +349,22 @@ void BertEncoder::forward_bf16(const std::int32_t* ids, const std::vector<std::i
 void BertEncoder::mean_pooled(const std::int32_t* ids, const std::vector<std::int64_t>& cu, float* pooled,
                               int threads) const {
   const std::int64_t E = config_.hidden_size;
-  const std::int64_t T = cu.empty() ? 0 : cu.back(), nseq = static_cast<std::int64_t>(cu.size()) - 1;
-  std::vector<float> hidden(static_cast<std::size_t>(std::max<std::int64_t>(T, 1) * E));
-  forward(ids, cu, hidden.data(), threads);
+  const int nt = check(ids, cu, threads);
+  const std::int64_t nseq = static_cast<std::int64_t>(cu.size()) - 1;
+  const Lease lease(pool_.get());
+  detail::BertWorkspace& ws = *lease.ws;
+  ws.reserve(cu.back(), E, config_.intermediate_size, bf16_ != nullptr, nt);
+  float* hidden = ws.hidden.get();
+  if (bf16_)
+    forward_bf16(ws, ids, cu, hidden, nt);
+  else
+    forward_f32(ws, ids, cu, hidden, nt);
   for (std::int64_t s = 0; s < nseq; ++s) {
     const std::int64_t b = cu[static_cast<std::size_t>(s)], e = cu[static_cast<std::size_t>(s) + 1];
     float* out = pooled + s * E;
     std::fill(out, out + E, 0.0f);
     for (std::int64_t t = b; t < e; ++t) {
-      const float* row = hidden.data() + t * E;
+      const float* row = hidden + t * E;
       for (std::int64_t k = 0; k < E; ++k) out[k] += row[k];
     }
     const float inv = 1.0f / static_cast<float>(e - b);

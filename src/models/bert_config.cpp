@@ -32,7 +32,7 @@ BertConfig BertConfig::from_file(const std::string& path) {
     j = json::parse(ss.str());
   } catch (const json::exception& e) {
     throw Error(ErrorKind::value, path,
-                detail::concat("is not valid JSON (", e.what(), "), expected a BERT config.json"));
+                attn::detail::concat("is not valid JSON (", e.what(), "), expected a BERT config.json"));
   }
   ATTN_CHECK(j.is_object(), value, path, "holds ", j.type_name(), ", expected a JSON object");
   const auto type = j.find("model_type");

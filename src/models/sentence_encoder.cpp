@@ -33,7 +33,7 @@ json optional_json(const fs::path& path) {
                ", expected a JSON object or array");
     return j;
   } catch (const json::exception& e) {
-    throw Error(ErrorKind::value, path.string(), detail::concat("is not valid JSON (", e.what(), ")"));
+    throw Error(ErrorKind::value, path.string(), attn::detail::concat("is not valid JSON (", e.what(), ")"));
   }
 }
 

@@ -11,6 +11,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <iterator>
 #include <random>
 #include <string>
 #include <vector>
@@ -19,6 +21,8 @@
 #include "attn/nn/matmul_precision.hpp"
 #include "attn/tensor.hpp"
 #include "models/bf16_matmul.hpp"
+#include "models/rows.hpp"
+#include "nn/gemm_bf16.hpp"
 
 namespace {
 
@@ -121,6 +125,22 @@ TEST(Bf16Matmul, EachThreadOfATeamOnItsOwnRows) {
     double worst = 0;
     for (std::size_t i = 0; i < y.size(); ++i) worst = std::max(worst, double(std::abs(y[i] - one[i])));
     EXPECT_LE(worst, 1e-5) << nt << " threads";
+  }
+}
+
+// The encoder's vector rounding equals nn's scalar one bit for bit: ties to even, NaN, ±inf,
+// denormals, the largest finite values (which round to inf), every tail length.
+TEST(Bf16Rounding, VectorEqualsScalarBitForBit) {
+  std::vector<float> v = random_vector(1000, 17);
+  const std::uint32_t specials[] = {0x7FC00001u, 0xFFC00000u, 0x7F800001u, 0x7F800000u, 0xFF800000u,
+                                    0x00000001u, 0x80008000u, 0x3F808000u, 0x3F818000u, 0x7F7FFFFFu,
+                                    0xFF7FFFFFu, 0x00000000u, 0x80000000u, 0x3F7FFFFFu, 0x00018000u};
+  for (std::size_t i = 0; i < std::size(specials); ++i) std::memcpy(&v[i * 37], &specials[i], 4);
+  for (std::int64_t n : {0, 1, 15, 16, 17, 33, 1000}) {
+    std::vector<std::uint16_t> got(static_cast<std::size_t>(n) + 1, 0xAAAA), want(got);
+    attn::models::detail::to_bf16(v.data() + (1000 - n), n, got.data());
+    attn::nn::detail::round_rows_to_bf16(v.data() + (1000 - n), 1, n, n, want.data(), n);
+    EXPECT_EQ(got, want) << "n " << n;  // the element after the n written stays untouched
   }
 }
 

@@ -25,6 +25,11 @@
 
 namespace attn::models {
 
+namespace detail {
+struct BertWorkspace;      // the forward's buffers (src/models/bert.cpp)
+struct BertWorkspacePool;  // kept between calls: no allocation per batch
+}  // namespace detail
+
 /// The fields of a BERT config.json that the encoder uses.
 struct BertConfig {
   std::int64_t vocab_size = 0;
@@ -84,9 +89,13 @@ class BertEncoder {
  private:
   void load(const std::string& safetensors_path);
   void to_bf16();
+  int check(const std::int32_t* ids, const std::vector<std::int64_t>& cu_seqlens, int threads) const;
   void embed(const std::int32_t* ids, const std::vector<std::int64_t>& cu_seqlens, float* tmp, float* x,
              std::uint16_t* xb, int nt) const;
-  void forward_bf16(const std::int32_t* ids, const std::vector<std::int64_t>& cu_seqlens, float* x, int nt) const;
+  void forward_f32(detail::BertWorkspace& ws, const std::int32_t* ids, const std::vector<std::int64_t>& cu_seqlens,
+                   float* x, int nt) const;
+  void forward_bf16(detail::BertWorkspace& ws, const std::int32_t* ids, const std::vector<std::int64_t>& cu_seqlens,
+                    float* x, int nt) const;
 
   struct Bf16Layers;  // the GEMM weights in bf16 (bf16 mode), src/models/bert.cpp
 
@@ -94,6 +103,7 @@ class BertEncoder {
   std::vector<float> word_, position_, token_type_, emb_ln_w_, emb_ln_b_;
   std::vector<Layer> layers_;
   std::shared_ptr<const Bf16Layers> bf16_;
+  std::shared_ptr<detail::BertWorkspacePool> pool_;
 };
 
 }  // namespace attn::models
