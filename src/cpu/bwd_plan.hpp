@@ -31,6 +31,7 @@ struct BwdPlan {
   std::int64_t chunks = 1;    // dQ partial buffers
   std::int64_t Dp = 0, Dvp = 0;  // D and Dv rounded up to the vector width (row pitch of the tiles)
   bool extras = false;        // variants::needs_element_pass: element pass per tile
+  bool vector_terms = true;   // additive terms and keep rules in vectors (cpu/score_terms.hpp)
   bool dq_second_pass = false;  // dQ by a second pass over query tiles (ATTN_BWD_DQ=second_pass), not chunk partials
   float* dq_acc = nullptr;    // [chunks][Bt·Hq·Nq][Dp] fp32, zero-initialised
   const float* delta = nullptr;  // Δ = rowsum(dO∘O) per query row [Bt·Hq·Nq]

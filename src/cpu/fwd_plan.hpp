@@ -27,6 +27,7 @@ struct FwdPlan {
   std::int64_t Br = 64;     // query positions per task
   std::int64_t Bc = 64;     // keys per tile
   bool extras = false;      // variants::needs_element_pass: element pass per tile
+  bool vector_terms = true; // additive terms and keep rules in vectors (cpu/score_terms.hpp)
   amx::FwdPack pack;        // K and Vᵀ packed for the tile ISAs (empty: the vector path runs)
   std::vector<FwdTask> tasks;
 };
@@ -34,7 +35,7 @@ struct FwdPlan {
 /// Per-thread scratch, sized once per call.
 struct Workspace {
   std::vector<float> q, kt, v, s, o, row;
-  std::vector<float> extra;              // one row's additive mask terms (bias, ALiBi) per key
+  std::vector<float> extra;              // the rows' additive terms and keep rules per key (bias, ALiBi, masks)
   std::vector<float> lo_f, hi_f, m_sub;  // per tile row: key range (tile-relative) and max to subtract
   std::vector<std::uint16_t> q16, k16, p16, v16;  // bf16 pair-packed tiles (bf16-dot ISAs only)
   std::vector<SoftmaxState> state;

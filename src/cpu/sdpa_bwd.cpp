@@ -23,6 +23,7 @@
 #include "cpu/can_run.hpp"
 #include "cpu/isa.hpp"
 #include "cpu/isa/vec_traits.hpp"
+#include "cpu/score_terms.hpp"
 #include "cpu/task_order.hpp"
 #include "cpu/tile_sizes.hpp"
 #include "variants/pipeline.hpp"
@@ -237,6 +238,7 @@ void backward(const core::BackwardArgs& a) {
   plan.Dp = round_up(p.D, kPitch);
   plan.Dvp = round_up(p.Dv, kPitch);
   plan.extras = variants::needs_element_pass(p);
+  plan.vector_terms = vector_score_terms();
   std::int64_t max_nkb = 1;
   for (std::int64_t b = 0; b < p.B; ++b) max_nkb = std::max(max_nkb, (p.Lk[b] + plan.Bc - 1) / plan.Bc);
   const std::int64_t units = std::max<std::int64_t>(1, p.B * p.Hkv);

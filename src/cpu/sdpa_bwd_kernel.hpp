@@ -129,7 +129,8 @@ struct BwdKernel {
     const std::int64_t lo = ws.lo[r], hi = ws.hi[r], i = t.i0 + r;
     float* s = ws.s.data() + r * t.bcp;
     float* f = ws.f.data() + r * t.bcp;
-    std::fill(f, f + t.bcp, 0.0f);
+    const float cap = static_cast<float>(p.mask().softcap);
+    if (variants::has_callback(p) || cap > 0.0f || !plan.vector_terms) std::fill(f, f + t.bcp, 0.0f);
     if (variants::has_callback(p)) {
       float* fb = plan.dbias_gather && p.mask().score_mod ? ws.fb.data() + r * t.bcp : nullptr;
       if (fb) std::fill(fb, fb + t.bcp, 0.0f);  // d score / d bias (the bias enters before score_mod)
@@ -138,8 +139,24 @@ struct BwdKernel {
       return;
     }
     float* add = ws.add.data();
+    if (cap > 0.0f || !plan.vector_terms) {
+      variants::row_terms({p, t.b, t.h, i, t.j0}, lo, hi, add);
+      variants::finish_row(s, 1, add, lo, hi, static_cast<float>(p.scale), cap, f);
+      return;
+    }
+    // Additive terms and keep rules only: finish_row's form in vectors over the whole padded row,
+    // 0 terms outside [lo, hi) (probs() zeroes P there): s = scale·s + add (−inf where add is
+    // −inf), F = 1 on the visible keys.
+    std::fill(add, add + lo, 0.0f);
+    std::fill(add + hi, add + t.bcp, 0.0f);
     variants::row_terms({p, t.b, t.h, i, t.j0}, lo, hi, add);
-    variants::finish_row(s, 1, add, lo, hi, static_cast<float>(p.scale), static_cast<float>(p.mask().softcap), f);
+    const V vs = I::set1(static_cast<float>(p.scale)), neg_inf = I::set1(kNegInf), one = I::set1(1.0f);
+    for (std::int64_t c = 0; c < t.bcp; c += W) {
+      const V a = I::load(add + c);
+      I::store(s + c, I::if_neg_inf(a, neg_inf, I::fma(I::load(s + c), vs, a)));
+      const V in = (c >= lo && c + W <= hi) ? one : I::keep_range(one, c, lo, hi, 0.0f);
+      I::store(f + c, I::if_neg_inf(a, I::zero(), in));
+    }
   }
 
   /// Dropout factors Z of row r: 1/(1 − p) where the forward kept the element, else 0.

@@ -17,6 +17,7 @@
 #include "cpu/fwd_plan.hpp"
 #include "cpu/isa.hpp"
 #include "cpu/isa/vec_traits.hpp"
+#include "cpu/score_terms.hpp"
 #include "cpu/task_order.hpp"
 #include "cpu/tile_sizes.hpp"
 #include "variants/pipeline.hpp"
@@ -74,6 +75,7 @@ void forward(const core::ForwardArgs& a) {
   plan.Br = ts.Br;
   plan.Bc = ts.Bc;
   plan.extras = variants::needs_element_pass(p);
+  plan.vector_terms = vector_score_terms();
   plan.tasks = make_tasks(p, plan.Br);
   if (plan.tasks.empty()) return;
   // Tile rows padded to 2 vectors and Dv to 1 vector of the widest ISA (FwdKernel's rows_p, dvp).
@@ -93,7 +95,7 @@ void forward(const core::ForwardArgs& a) {
     size(ws.s, Bc32 * rows_p);                   // Sᵀ / Pᵀ
     size(ws.o, rows_p * dvp);                    // O accumulator
     size(ws.row, std::max(p.D, p.Dv) + isa::kMaxLanes);
-    size(ws.extra, plan.Bc);
+    size(ws.extra, rows_p * ((plan.Bc + kColPad - 1) / kColPad * kColPad));  // row terms [rows × Bc] (additive_pass)
     size(ws.lo_f, rows_p);
     size(ws.hi_f, rows_p);
     size(ws.m_sub, rows_p);

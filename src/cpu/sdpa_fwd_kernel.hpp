@@ -7,7 +7,8 @@
 //   for each KV tile of Bc keys that is not skipped:
 //     K, V: read in place through their strides (f32), or converted once per tile (bf16/fp16)
 //     Sᵀ = K·Qᵀ  [Bc × G·Br]       micro-kernel MR keys × 2W query rows, K broadcast
-//     element pass (only when a variant is in use: variants/pipeline.hpp)
+//     element pass (only when a variant is in use: variants/pipeline.hpp); additive terms and keep
+//       rules as a row-major tile of row terms, transposed into lanes W × W at a time (additive_pass)
 //     row pass, vectorised across query rows (no horizontal reductions):
 //       s·scale, key range [lo_i, hi_i) as a lane mask (only where a row's range cuts the tile),
 //       m_new = max(m, max_c s), α = exp(m − m_new), P = exp(s − m_new), l = α·l + Σ_c P
@@ -311,13 +312,18 @@ struct FwdKernel {
     return buf;
   }
 
-  /// The score pipeline on the tile's raw dots, row by row over each row's visible keys, from the
-  /// one list of variants (variants/pipeline.hpp): fp32 row terms and softcap, or the fp64
-  /// pipeline per element when a callback is given.
-  static void element_pass(const Rows& R, std::int64_t j0, std::int64_t bc, Workspace& ws) {
+  /// The score pipeline on the tile's raw dots, from the one list of variants
+  /// (variants/pipeline.hpp): additive terms and keep rules alone in vectors (additive_pass);
+  /// with softcap the fp32 row terms and finish_row row by row over each row's visible keys; the
+  /// fp64 pipeline per element when a callback is given.
+  static void element_pass(const Rows& R, bool vector_terms, std::int64_t j0, std::int64_t bc, Workspace& ws) {
     const core::SdpaProblem& p = R.p;
     const bool fp64 = variants::has_callback(p);
     const float scale = static_cast<float>(p.scale), cap = static_cast<float>(p.mask().softcap);
+    if (vector_terms && !fp64 && cap == 0.0f) {  // additive terms and keep rules only: the vector form
+      additive_pass(R, j0, bc, ws, scale);
+      return;
+    }
     float* add = ws.extra.data();
     for (std::int64_t r = 0; r < R.rows; ++r) {
       const std::int64_t ii = r % R.t.rows_q, h = R.head(r), i = R.pos(r);
@@ -331,6 +337,46 @@ struct FwdKernel {
       }
       variants::row_terms({p, R.t.b, h, i, j0}, lo, hi, add);
       variants::finish_row(x, ld, add, lo, hi, scale, cap);
+    }
+  }
+
+  /// finish_row (variants/pipeline.hpp) without softcap, vectorised across the tile's rows: the
+  /// row terms of every row (variants::row_terms, the pipeline's one fp32 form of the additive
+  /// terms and keep rules) into a row-major tile A [rows × bcw], 0 outside each row's visible keys,
+  /// then Sᵀ[c][r] = scale·Sᵀ[c][r] + A[r][c] (−inf where A is −inf, so a NaN dot of a hidden key
+  /// cannot leak) on W × W blocks, A's rows turned into lanes by I::transpose. Keys outside a
+  /// row's range get scale·s + 0 here; the row pass hides them (scale_mask_max, select_range).
+  static void additive_pass(const Rows& R, std::int64_t j0, std::int64_t bc, Workspace& ws, float scale) {
+    const std::int64_t bcw = round_up(bc, W), rows_w = round_up(R.rows, W), ld = R.rows_p;
+    float* A = ws.extra.data();
+    for (std::int64_t r = 0; r < rows_w; ++r) {
+      float* a = A + r * bcw;
+      std::int64_t lo = 0, hi = 0;
+      if (r < R.rows) {
+        const std::int64_t ii = r % R.t.rows_q;
+        lo = std::max<std::int64_t>(ws.lo[ii] - j0, 0);
+        hi = std::min<std::int64_t>(ws.hi[ii] - j0, bc);
+      }
+      if (lo >= hi) {
+        std::fill(a, a + bcw, 0.0f);
+        continue;
+      }
+      std::fill(a, a + lo, 0.0f);
+      std::fill(a + hi, a + bcw, 0.0f);
+      variants::row_terms({R.p, R.t.b, R.head(r), R.pos(r), j0}, lo, hi, a);
+    }
+    const V vs = I::set1(scale), neg_inf = I::set1(kNegInf);
+    for (std::int64_t r0 = 0; r0 < rows_w; r0 += W) {
+      for (std::int64_t c0 = 0; c0 < bc; c0 += W) {
+        V a[W];
+        for (int l = 0; l < W; ++l) a[l] = I::load(A + (r0 + l) * bcw + c0);
+        I::transpose(a);  // a[k]: key c0 + k of rows r0 .. r0 + W
+        const int n = static_cast<int>(std::min<std::int64_t>(W, bc - c0));
+        for (int k = 0; k < n; ++k) {
+          float* x = ws.s.data() + (c0 + k) * ld + r0;
+          I::store(x, I::if_neg_inf(a[k], neg_inf, I::fma(I::load(x), vs, a[k])));
+        }
+      }
     }
   }
 
@@ -453,7 +499,7 @@ struct FwdKernel {
     } else {
       qk(k, ldk, bc, ws.q.data(), R.rows_p, R.D, ws.s.data());
     }
-    if (plan.extras) element_pass(R, j0, bc, ws);
+    if (plan.extras) element_pass(R, plan.vector_terms, j0, bc, ws);
     tile_ranges(R, j0, bc, ws);
   }
 
@@ -588,7 +634,10 @@ struct FwdKernel {
     const core::SdpaProblem& p = *plan.p;
     const std::int64_t rows = p.G * t.rows_q;
     const bool tiles = kTiles && !plan.pack.empty();
-    const Rows R{p, t, p.tensor_b[t.b], rows, round_up(rows, kTiles ? 32 : 2 * W), p.D, p.Dv, round_up(p.Dv, W),
+    // Oᵀ of the tile path has the packed Vᵀ's rows (a multiple of 16 for pv_tiles, also on the
+    // 1-lane emulation), the vector paths Dv rounded to the vector width.
+    const std::int64_t dvp = tiles ? plan.pack.dvp : round_up(p.Dv, W);
+    const Rows R{p, t, p.tensor_b[t.b], rows, round_up(rows, kTiles ? 32 : 2 * W), p.D, p.Dv, dvp,
                  kPairDot && !kTiles && p.q.dtype == DType::bf16, tiles};
     const float scale = row_pass_scale(R, plan);
     auto [kv_begin, kv_end] = row_ranges(R, ws);

@@ -30,7 +30,10 @@ struct BiasTerm {
     core::visit_float(p.bias.view.dtype, "bias", [&](auto d) {
       using E = core::Elem<decltype(d)::value>;
       const auto* x = static_cast<const typename E::T*>(p.bias.view.data) + base;
-      for (std::int64_t c = lo; c < hi; ++c) add[c] += E::to_f32(x[c * cs]);
+      if (cs == 1)  // the usual contiguous row: a loop the compiler vectorises
+        for (std::int64_t c = lo; c < hi; ++c) add[c] += E::to_f32(x[c]);
+      else
+        for (std::int64_t c = lo; c < hi; ++c) add[c] += E::to_f32(x[c * cs]);
     });
   }
   static TileClass classify(const core::SdpaProblem& p, const Tile&) { return per_element(active(p)); }

@@ -26,10 +26,8 @@ constexpr int kSampleDivisor = 1;
 
 double floor_for(DType dt) { return dt == DType::f32 ? 2e-5 : dt == DType::f16 ? 1e-3 : 4e-3; }
 
-/// Runs one case on the forced cpu backend and checks out and lse against the fp64 reference.
-void check_case(const SdpaCase& c, DType out_dtype) {
-  SCOPED_TRACE(c.name());
-  CaseSetup s = make_case(c);
+/// Runs one set-up on the forced cpu backend and checks out and lse against the fp64 reference.
+void check_setup(const CaseSetup& s, DType dtype, DType out_dtype) {
   const Qkv& x = s.x;
   // Truth: the reference on the same (dtype-rounded) values, in f64.
   SdpaParams ref_params = s.params;
@@ -44,7 +42,7 @@ void check_case(const SdpaCase& c, DType out_dtype) {
   Outputs fast = make_outputs(x, false, out_dtype);
   sdpa_forward(fast.views(), x.q, x.k, x.v, cpu_params);
   const double err = max_abs_diff(fast.out.view, truth.out.view);
-  const double tol = 2.0 * naive_err + floor_for(out_dtype == DType::f32 ? DType::f32 : c.dtype);
+  const double tol = 2.0 * naive_err + floor_for(out_dtype == DType::f32 ? DType::f32 : dtype);
   EXPECT_LE(err, tol) << "max abs error " << err << " (naive " << naive_err << "), NMSE " << nmse(fast.out.view, truth.out.view);
   // lse: same −inf rows, close elsewhere.
   double lse_err = 0.0;
@@ -55,6 +53,12 @@ void check_case(const SdpaCase& c, DType out_dtype) {
   });
   EXPECT_LE(lse_err, 1e-4) << "lse relative error";
   EXPECT_TRUE(fast.out.guards_intact() && fast.lse.guards_intact()) << "a write landed outside out/lse";
+}
+
+/// Runs one case of the covering sample (check_setup).
+void check_case(const SdpaCase& c, DType out_dtype) {
+  SCOPED_TRACE(c.name());
+  check_setup(make_case(c), c.dtype, out_dtype);
 }
 
 class CpuFwdSample : public ::testing::TestWithParam<IsaDtype> {};
@@ -104,6 +108,75 @@ TEST(CpuFwd, ExplainNamesInnerStride) {
   EXPECT_NE(text.find("inner stride of k is 2"), std::string::npos) << text;
 }
 
+/// A float bias of every broadcast shape (stride 0 over B and H; [N, N], [1, H, N, N], a column
+/// stride ≠ 1, an f64 bias on f32 inputs, −inf entries and a fully hidden row), alone and with
+/// ALiBi, a bool mask and causal, on every ISA: the vector form of the additive terms
+/// (FwdKernel::additive_pass) against the reference, odd Nq ≠ Nk, D off the vector width, GQA
+/// groups whose rows straddle vectors (G = 3).
+TEST(CpuFwd, BiasBroadcastsMatchReference) {
+  struct Shape {
+    std::int64_t B, Hq, Hkv, Nq, Nk, D;
+    std::vector<std::int64_t> bias;  // with -1 for "as the problem": B, Hq, Nq, Nk in place
+    bool transposed = false;         // the bias read through a column stride Nq (a transposed view)
+    DType bias_dtype = DType::f32;   // f32 means "q's dtype"
+    bool extras = false;             // ALiBi + bool mask + causal on top
+  };
+  const std::vector<Shape> shapes{
+      {1, 2, 2, 7, 63, 24, {-3, -4}},
+      {2, 6, 2, 65, 127, 40, {1, -2, -3, -4}},
+      {2, 3, 1, 63, 65, 24, {-1, 1, -3, -4}, false, DType::f32, true},
+      {2, 4, 4, 127, 7, 24, {-1, -2, -3, -4}},
+      {3, 2, 1, 1, 65, 16, {-1, 1, 1, -4}},
+      {1, 4, 2, 65, 63, 40, {-4}, false, DType::f32, true},
+      {2, 2, 2, 63, 127, 24, {-3, -4}, true},
+      {1, 6, 3, 127, 65, 24, {1, -2, -3, -4}, false, DType::f64, true},
+  };
+  for (const std::string& isa : supported_isas()) {
+    IsaScope scope(isa);
+    for (DType dt : {DType::f32, DType::bf16}) {
+      if (isa == "amx_emu" && dt != DType::bf16) continue;  // the scalar kernels, but for bf16
+      for (std::size_t si = 0; si < shapes.size(); ++si) {
+        const Shape& sh = shapes[si];
+        SCOPED_TRACE(isa + " " + dtype_name(dt) + " shape #" + std::to_string(si));
+        CaseSetup s;
+        s.x = make_qkv(sh.B, sh.Hq, sh.Hkv, sh.Nq, sh.Nk, sh.D, sh.D + 8, dt, si % 2 ? Layout::bshd : Layout::bhsd, 30 + si);
+        const std::int64_t full[4] = {sh.B, sh.Hq, sh.Nq, sh.Nk};
+        std::vector<std::int64_t> shape;
+        for (std::size_t a = 0; a < sh.bias.size(); ++a) shape.push_back(sh.bias[a] < 0 ? full[-sh.bias[a] - 1] : sh.bias[a]);
+        const DType bdt = sh.bias_dtype == DType::f32 ? dt : sh.bias_dtype;
+        GuardedTensor bias;
+        if (sh.transposed) {  // [Nq, Nk] read from an [Nk, Nq] tensor: column stride Nq
+          bias = make_tensor(bdt, {shape[1], shape[0]});
+          bias.view.shape = {shape[0], shape[1]};
+          bias.view.strides = {1, shape[0]};
+        } else {
+          bias = make_row_major(bdt, shape.data(), static_cast<int>(shape.size()));
+        }
+        fill_normal(bias.view, 40 + si, 0.0, 2.0);
+        std::mt19937_64 rng(50 + si);
+        std::bernoulli_distribution hide(0.1);
+        for_each_element(bias.view, [&](const auto& idx, std::int64_t off) {
+          const bool last_row = bias.view.rank >= 2 && idx[bias.view.rank - 2] == bias.view.shape[bias.view.rank - 2] - 1;
+          if (hide(rng) || (si % 3 == 0 && last_row)) store_f64(bias.view, off, -kInf);  // the last query row: all hidden
+        });
+        MaskSpec& m = s.params.mask;
+        m.bias = bias.view;
+        m.alignment = si % 2 ? Alignment::top_left : Alignment::bottom_right;
+        GuardedTensor keep;
+        if (sh.extras) {
+          for (std::int64_t h = 0; h < sh.Hq; ++h) m.alibi_slopes.push_back(0.05 * static_cast<double>(h + 1));
+          keep = make_tensor(DType::boolean, {sh.B, 1, sh.Nq, sh.Nk});
+          std::bernoulli_distribution k(0.8);
+          for_each_element(keep.view, [&](const auto&, std::int64_t off) { store_f64(keep.view, off, k(rng)); });
+          m.bool_mask = keep.view;
+          m.causal = true;
+        }
+        check_setup(s, dt, si % 2 ? DType::f32 : dt);
+      }
+    }
+  }
+}
+
 /// Same bits for every thread count and on repeats, on shapes with many tasks per thread.
 TEST(CpuFwd, BitwiseDeterministicAcrossThreadCounts) {
   for (const std::string& isa : supported_isas()) {
@@ -117,6 +190,12 @@ TEST(CpuFwd, BitwiseDeterministicAcrossThreadCounts) {
         params.mask.alignment = Alignment::bottom_right;  // Nq != Nk
         params.dropout_p = causal ? 0.2 : 0.0;
         params.dropout_seed = 99;
+        GuardedTensor bias = make_tensor(dt, {300, 333});  // the additive pass (bias + ALiBi) when not causal
+        fill_normal(bias.view, 5);
+        if (!causal) {
+          params.mask.bias = bias.view;
+          params.mask.alibi_slopes.assign(8, 0.125);
+        }
         std::vector<std::vector<char>> results;
         for (int threads : {1, 2, 3, 7, 2}) {
           params.num_threads = threads;

@@ -6,6 +6,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <limits>
 
 #include "cpu/isa/vec_traits.hpp"
 
@@ -73,6 +74,28 @@ struct Avx2 {
     const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(kF32ExpBias)), kF32MantBits);
     const V y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
     return _mm256_blendv_ps(_mm256_andnot_ps(under, y), x_in, nan);
+  }
+  /// then_v where a = −inf, else else_v (lane-wise).
+  static V if_neg_inf(V a, V then_v, V else_v) {
+    return _mm256_blendv_ps(else_v, then_v, _mm256_cmp_ps(a, _mm256_set1_ps(-std::numeric_limits<float>::infinity()), _CMP_EQ_OQ));
+  }
+  /// r[0..8) as the rows of an 8 × 8 block, transposed in place: r[k][l] = old r[l][k].
+  static void transpose(V* r) {
+    V t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {  // pairs of rows interleaved within 128-bit halves
+      t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {  // u[i + k]: column k (low half) and 4 + k (high half) of rows i .. i+3
+      u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+      u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+      u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+      u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int k = 0; k < 4; ++k) {
+      r[k] = _mm256_permute2f128_ps(u[k], u[4 + k], 0x20);
+      r[4 + k] = _mm256_permute2f128_ps(u[k], u[4 + k], 0x31);
+    }
   }
   /// 8 bf16 / fp16 values -> 8 floats.
   static V load_bf16(const std::uint16_t* p) {

@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <limits>
 
 #include "cpu/isa/vec_traits.hpp"
 
@@ -59,6 +60,32 @@ struct Avx512 {
     p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
     const V y = _mm512_scalef_ps(p, n);
     return _mm512_mask_blend_ps(nan, _mm512_maskz_mov_ps(static_cast<__mmask16>(~under), y), x_in);
+  }
+  /// then_v where a = −inf, else else_v (lane-wise).
+  static V if_neg_inf(V a, V then_v, V else_v) {
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, _mm512_set1_ps(-std::numeric_limits<float>::infinity()), _CMP_EQ_OQ), else_v, then_v);
+  }
+  /// r[0..16) as the rows of a 16 × 16 block, transposed in place: r[k][l] = old r[l][k].
+  static void transpose(V* r) {
+    V t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {  // pairs of rows interleaved within 128-bit lanes
+      t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {  // u[i + k], 128-bit lane L: column 4L + k of rows i .. i+3
+      u[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+      u[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+      u[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+      u[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int k = 0; k < 4; ++k) {  // column 4L + k gathers lane L of u[k], u[4 + k], u[8 + k], u[12 + k]
+      const V x0 = _mm512_shuffle_f32x4(u[k], u[4 + k], 0x44), x1 = _mm512_shuffle_f32x4(u[k], u[4 + k], 0xEE);
+      const V y0 = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0x44), y1 = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0xEE);
+      r[k] = _mm512_shuffle_f32x4(x0, y0, 0x88);
+      r[4 + k] = _mm512_shuffle_f32x4(x0, y0, 0xDD);
+      r[8 + k] = _mm512_shuffle_f32x4(x1, y1, 0x88);
+      r[12 + k] = _mm512_shuffle_f32x4(x1, y1, 0xDD);
+    }
   }
   static V load_bf16(const std::uint16_t* p) {
     const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 
 #include "core/half.hpp"
 #include "cpu/isa/vec_traits.hpp"
@@ -34,6 +35,8 @@ struct Scalar {
   }
   static V select_range(V x, V c, V lo, V hi, float fill) { return (c >= lo && c < hi) ? x : fill; }
   static V exp(V x) { return x < kExpMin ? 0.0f : std::exp(x); }
+  static V if_neg_inf(V a, V then_v, V else_v) { return a == -std::numeric_limits<float>::infinity() ? then_v : else_v; }
+  static void transpose(V*) {}  // a 1 × 1 block
   static V load_bf16(const std::uint16_t* p) { return core::bf16_to_f32(*p); }
   static V load_f16(const std::uint16_t* p) { return core::f16_to_f32(*p); }
   static V load_i8(const std::int8_t* p) { return static_cast<float>(*p); }

@@ -34,7 +34,7 @@ inline constexpr float kExpP5 = 5.0000001201e-1f;
 /// An ISA's fp32 vector traits. Widening loads: bf16, f16 and i8 (the KV cache's int8 rows).
 template <class I>
 concept VecTraits = requires(const float* cp, float* p, const std::uint16_t* hp, const std::int8_t* bp,
-                             typename I::V v, float x, std::int64_t n) {
+                             typename I::V v, typename I::V* vp, float x, std::int64_t n) {
   typename I::V;
   requires std::same_as<decltype(I::W), const int>;
   requires I::W >= 1 && I::W <= kMaxLanes && kMaxLanes % I::W == 0;  // the buffers' limit
@@ -54,6 +54,8 @@ concept VecTraits = requires(const float* cp, float* p, const std::uint16_t* hp,
   { I::keep_range(v, n, n, n, x) } -> std::same_as<typename I::V>;  // lanes c0 + l outside [lo, hi) -> fill
   { I::select_range(v, v, v, v, x) } -> std::same_as<typename I::V>;
   { I::exp(v) } -> std::same_as<typename I::V>;  // ≤ 2 ulp on [kExpMin, kExpMax], 0 below, NaN kept
+  { I::if_neg_inf(v, v, v) } -> std::same_as<typename I::V>;  // lanes where a = −inf take the 2nd, else the 3rd
+  I::transpose(vp);  // W vectors in place: vp[l][k] becomes vp[k][l] (a W × W block, rows to lanes)
   { I::load_bf16(hp) } -> std::same_as<typename I::V>;
   { I::load_f16(hp) } -> std::same_as<typename I::V>;
   { I::load_i8(bp) } -> std::same_as<typename I::V>;
