@@ -30,10 +30,15 @@ struct BiasTerm {
     core::visit_float(p.bias.view.dtype, "bias", [&](auto d) {
       using E = core::Elem<decltype(d)::value>;
       const auto* x = static_cast<const typename E::T*>(p.bias.view.data) + base;
-      if (cs == 1)  // the usual contiguous row: a loop the compiler vectorises
+      if (cs == 1) {  // the usual contiguous row: a loop the compiler vectorises
         for (std::int64_t c = lo; c < hi; ++c) add[c] += E::to_f32(x[c]);
-      else
+        // The row's next hi − lo keys (the kernels' next key tile) towards L2: the rows of a tile
+        // lie a bias row apart, too far apart for the hardware prefetchers.
+        for (std::int64_t c = hi; c < 2 * hi - lo; c += 64 / static_cast<std::int64_t>(sizeof(typename E::T)))
+          __builtin_prefetch(x + c, 0, 2);
+      } else {
         for (std::int64_t c = lo; c < hi; ++c) add[c] += E::to_f32(x[c * cs]);
+      }
     });
   }
   static TileClass classify(const core::SdpaProblem& p, const Tile&) { return per_element(active(p)); }

@@ -23,8 +23,14 @@ struct BoolMaskRule {
     const std::int64_t base = p.bool_mask.offset(p.tensor_b[r.b], r.h, p.tensor_row(r.b, r.i), p.tensor_col(r.b, r.j0));
     const auto* keep = static_cast<const std::uint8_t*>(p.bool_mask.view.data) + base;
     const std::int64_t cs = p.bool_mask.strides[3];
-    for (std::int64_t c = lo; c < hi; ++c)
-      if (keep[c * cs] == 0) add[c] = -std::numeric_limits<float>::infinity();
+    constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+    if (cs == 1) {  // the usual contiguous row: a branch-free select the compiler vectorises
+      for (std::int64_t c = lo; c < hi; ++c) add[c] = keep[c] != 0 ? add[c] : kNegInf;
+      // The row's next hi − lo keys (the kernels' next key tile) towards L2, as the bias row does.
+      for (std::int64_t c = hi; c < 2 * hi - lo; c += 64) __builtin_prefetch(keep + c, 0, 2);
+    } else {
+      for (std::int64_t c = lo; c < hi; ++c) add[c] = keep[c * cs] != 0 ? add[c] : kNegInf;
+    }
   }
   static TileClass classify(const core::SdpaProblem& p, const Tile&) { return per_element(active(p)); }
 };
