@@ -17,6 +17,7 @@ struct Amx : Avx512Bf16 {
 
   /// 2^t of the tile path's softmax (amx/exp2.hpp); the same steps as amx::exp2_poly.
   static __m512 exp2(__m512 t) {
+    const __mmask16 tiny = _mm512_cmp_ps_mask(t, _mm512_set1_ps(amx::kExp2Min), _CMP_LT_OQ);  // 0 (not NaN)
     t = _mm512_max_ps(_mm512_set1_ps(amx::kExp2Min), t);  // vmaxps returns its second operand for NaN
     const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const __m512 f = _mm512_sub_ps(t, n);
@@ -26,7 +27,7 @@ struct Amx : Avx512Bf16 {
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(amx::kExp2C2));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(amx::kExp2C1));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(amx::kExp2C0));
-    return _mm512_scalef_ps(p, n);
+    return _mm512_maskz_mov_ps(static_cast<__mmask16>(~tiny), _mm512_scalef_ps(p, n));
   }
 };
 

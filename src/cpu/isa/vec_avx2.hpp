@@ -60,7 +60,9 @@ struct Avx2 {
     const V under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
     const V nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
     const V x_in = x;
-    x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+    // Lanes below kExpMin (hidden keys: −inf) are computed from 0 and then zeroed: clamped to
+    // kExpMin their p·2^n would land just below FLT_MIN, a denormal that costs a microcode assist.
+    x = _mm256_andnot_ps(under, _mm256_min_ps(_mm256_max_ps(x, lo), hi));
     const V n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     V r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Hi), x);
     r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Lo), r);

@@ -47,7 +47,9 @@ struct Avx512 {
     const __mmask16 under = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
     const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
     const V x_in = x;
-    x = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
+    // Lanes below kExpMin (hidden keys: −inf) are computed from 0 and then zeroed: clamped to
+    // kExpMin their 2^n·p would land just below FLT_MIN, a denormal that costs a microcode assist.
+    x = _mm512_mask_mov_ps(_mm512_min_ps(_mm512_max_ps(x, lo), hi), under, _mm512_setzero_ps());
     const V n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     V r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Hi), x);
     r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Lo), r);
