@@ -4,6 +4,7 @@
 #if defined(__GNUC__) && !defined(__clang__)
 // GCC 12 raises false -Wmaybe-uninitialized inside AVX-512 intrinsics (GCC bug 105593).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"  // the same bug: _mm512_undefined_ps in the unpack intrinsics
 #endif
 #include <immintrin.h>
 
