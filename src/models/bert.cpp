@@ -64,6 +64,26 @@ void rows_of(std::int64_t T, int nt, int t, std::int64_t& r0, std::int64_t& r1) 
 
 void release(std::vector<float>& v) { std::vector<float>().swap(v); }
 
+// The SDPA parameters of self-attention within each packed sequence [cu[s], cu[s + 1]).
+SdpaParams packed_self_attention(const std::vector<std::int64_t>& cu, int nt) {
+  SdpaParams sp;
+  sp.mask.cu_seqlens_q = cu;
+  sp.mask.cu_seqlens_k = cu;
+  sp.num_threads = nt;
+  return sp;
+}
+
+// ctx [T, E] = attention of q, k, v, the three E-wide column blocks of qkv [T, 3E] (head h at
+// columns h·hd of each), as strided [1, H, T, hd] views: no copies.
+void attend(float* qkv, float* ctx, std::int64_t T, std::int64_t E, std::int64_t H, const SdpaParams& sp) {
+  const std::int64_t hd = E / H;
+  const TensorView qv(qkv, DType::f32, {1, H, T, hd}, {T * 3 * E, hd, 3 * E, 1});
+  const TensorView kv(qkv + E, DType::f32, {1, H, T, hd}, {T * 3 * E, hd, 3 * E, 1});
+  const TensorView vv(qkv + 2 * E, DType::f32, {1, H, T, hd}, {T * 3 * E, hd, 3 * E, 1});
+  const TensorView ov(ctx, DType::f32, {1, H, T, hd}, {T * E, hd, E, 1});
+  sdpa_forward({ov, {}, {}}, qv, kv, vv, sp);
+}
+
 }  // namespace
 
 // bf16 mode: each layer's four GEMM weights, rounded to bf16 once and packed for oneDNN.
@@ -223,15 +243,12 @@ void BertEncoder::forward(const std::int32_t* ids, const std::vector<std::int64_
 void BertEncoder::forward_f32(detail::BertWorkspace& ws, const std::int32_t* ids, const std::vector<std::int64_t>& cu,
                               float* x, int nt) const {
   const BertConfig& c = config_;
-  const std::int64_t E = c.hidden_size, F = c.intermediate_size, H = c.num_attention_heads, hd = E / H, T = cu.back();
+  const std::int64_t E = c.hidden_size, F = c.intermediate_size, H = c.num_attention_heads, T = cu.back();
   float *qkv = ws.qkv.get(), *ctx = ws.ctx.get(), *h = ws.h.get(), *f = ws.f.get(), *tmp = ws.tmp.get();
   const nn::detail::SingleThreadedBlas blas;
   embed(ids, cu, tmp, x, nullptr, nt);
 
-  SdpaParams sp;
-  sp.mask.cu_seqlens_q = cu;
-  sp.mask.cu_seqlens_k = cu;
-  sp.num_threads = nt;
+  const SdpaParams sp = packed_self_attention(cu, nt);
   for (const Layer& l : layers_) {
 #pragma omp parallel num_threads(nt)
     {
@@ -241,12 +258,7 @@ void BertEncoder::forward_f32(detail::BertWorkspace& ws, const std::int32_t* ids
       detail::fill_rows(q, l.bqkv.data(), nullptr, r1 - r0, 3 * E);
       matmul_t_acc(x + r0 * E, r1 - r0, E, l.wqkv.data(), 3 * E, q);
     }
-    float* base = qkv;
-    const TensorView qv(base, DType::f32, {1, H, T, hd}, {T * 3 * E, hd, 3 * E, 1});
-    const TensorView kv(base + E, DType::f32, {1, H, T, hd}, {T * 3 * E, hd, 3 * E, 1});
-    const TensorView vv(base + 2 * E, DType::f32, {1, H, T, hd}, {T * 3 * E, hd, 3 * E, 1});
-    const TensorView ov(ctx, DType::f32, {1, H, T, hd}, {T * E, hd, E, 1});
-    sdpa_forward({ov, {}, {}}, qv, kv, vv, sp);
+    attend(qkv, ctx, T, E, H, sp);
 #pragma omp parallel num_threads(nt)
     {
       std::int64_t r0, r1;
@@ -293,7 +305,7 @@ void BertEncoder::embed(const std::int32_t* ids, const std::vector<std::int64_t>
 void BertEncoder::forward_bf16(detail::BertWorkspace& ws, const std::int32_t* ids, const std::vector<std::int64_t>& cu,
                                float* x, int nt) const {
   const BertConfig& c = config_;
-  const std::int64_t E = c.hidden_size, F = c.intermediate_size, H = c.num_attention_heads, hd = E / H, T = cu.back();
+  const std::int64_t E = c.hidden_size, F = c.intermediate_size, H = c.num_attention_heads, T = cu.back();
   float *qkv = ws.qkv.get(), *ctx = ws.ctx.get(), *h = ws.h.get(), *f = ws.f.get(), *tmp = ws.tmp.get();
   // ab: the bf16 input of the next E-wide GEMM (x, then ctx, then h: each consumed before the next
   // is written, row by row on the same thread); fb: gelu's output.
@@ -301,10 +313,7 @@ void BertEncoder::forward_bf16(detail::BertWorkspace& ws, const std::int32_t* id
   std::vector<detail::Bf16Scratch>& scratch = ws.scratch;
   embed(ids, cu, tmp, x, ab, nt);
 
-  SdpaParams sp;
-  sp.mask.cu_seqlens_q = cu;
-  sp.mask.cu_seqlens_k = cu;
-  sp.num_threads = nt;
+  const SdpaParams sp = packed_self_attention(cu, nt);
   for (std::size_t li = 0; li < layers_.size(); ++li) {
     const Layer& l = layers_[li];
     const Bf16Layers::Layer& g = bf16_->layers[li];
@@ -317,12 +326,7 @@ void BertEncoder::forward_bf16(detail::BertWorkspace& ws, const std::int32_t* id
       detail::fill_rows(q, l.bqkv.data(), nullptr, r1 - r0, 3 * E);
       g.qkv.accumulate(ab + r0 * E, r1 - r0, q, scratch[static_cast<std::size_t>(t)]);
     }
-    float* base = qkv;
-    const TensorView qv(base, DType::f32, {1, H, T, hd}, {T * 3 * E, hd, 3 * E, 1});
-    const TensorView kv(base + E, DType::f32, {1, H, T, hd}, {T * 3 * E, hd, 3 * E, 1});
-    const TensorView vv(base + 2 * E, DType::f32, {1, H, T, hd}, {T * 3 * E, hd, 3 * E, 1});
-    const TensorView ov(ctx, DType::f32, {1, H, T, hd}, {T * E, hd, E, 1});
-    sdpa_forward({ov, {}, {}}, qv, kv, vv, sp);
+    attend(qkv, ctx, T, E, H, sp);
 #pragma omp parallel num_threads(nt)
     {
       const int t = omp_get_thread_num();
