@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -112,6 +114,14 @@ class AutoEncoder(nn.Module):
         return torch.cat(outs, dim=1)
 
 
+def proc_status_mib(field: str) -> float:
+    """A field of /proc/self/status in MiB: VmRSS (resident now) or VmHWM (peak resident)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
 def cosine_loss(y, x):
     return 1.0 - F.cosine_similarity(y, x, dim=-1).mean()
 
@@ -151,9 +161,13 @@ def main(argv=None):
     p = parser(__doc__)
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="also time the fp32 '+ 4 heads' model under torch.compile (default: on unless --quick)")
+    p.add_argument("--peak-memory", action=argparse.BooleanOptionalAction, default=None,
+                   help="measure each configuration's peak RSS in its own process (default: on unless --quick)")
+    p.add_argument("--peak-memory-of", type=int, default=None, help=argparse.SUPPRESS)  # the child process's job
     args = p.parse_args(argv)
     out = setup(args)
     do_compile = (not args.quick) if args.compile is None else args.compile
+    do_memory = (not args.quick) if args.peak_memory is None else args.peak_memory
     if args.quick:
         b, s, emb, hidden, code, vocab, reps, train_steps, rounds = 4, 8, 24, 32, 16, 50, 2, 10, 1
     else:
@@ -184,6 +198,19 @@ def main(argv=None):
     if do_compile:
         best = [c for c in configs if c[0].startswith("+ 4 heads")][0]
         configs.append((COMPILED, {**best[1], "compile": True}, False))
+    if args.peak_memory_of is not None:  # child: one configuration's peak RSS over 2 steps after a warm-up step
+        label, cfg, autocast = configs[args.peak_memory_of]
+        torch.manual_seed(args.seed)
+        model = AutoEncoder(emb, hidden, code, cfg)
+        run_model = torch.compile(model) if cfg and cfg.get("compile") else model
+        run = step_fn(run_model, torch.optim.Adam(model.parameters(), lr=1e-3), autocast)
+        run()  # compiles (if so), allocates Adam's state
+        Path("/proc/self/clear_refs").write_text("5")  # resets the peak RSS (VmHWM), Linux >= 4.0
+        before = proc_status_mib("VmRSS")
+        for _ in range(2):
+            run()
+        print(json.dumps({"before": before, "peak": proc_status_mib("VmHWM")}))
+        return None
     built = []
     for label, cfg, autocast in configs:
         torch.manual_seed(args.seed)
@@ -241,6 +268,15 @@ def main(argv=None):
                      "step ms range": f"{min(times[label]):.4g} … {max(times[label]):.4g}",
                      "saved for backward (MiB)": nbytes / 2**20,
                      "parameters": sum(p.numel() for p in model.parameters())})
+    if do_memory:
+        flags = ["--threads", str(args.threads), "--seed", str(args.seed), "--out", str(out)] + \
+            (["--quick"] if args.quick else []) + (["--compile"] if do_compile else ["--no-compile"])
+        for i, row in enumerate(tqdm(rows, desc="peak memory", disable=args.quick)):
+            res = subprocess.run([sys.executable, __file__, "--peak-memory-of", str(i)] + flags, check=True,
+                                 capture_output=True, text=True)
+            mem = json.loads(res.stdout.strip().splitlines()[-1])
+            row["peak RSS in a step (MiB, own process)"] = mem["peak"]
+            row["of which the step's transient (MiB)"] = mem["peak"] - mem["before"]
     write_csv(rows, out / "seq_autoencoder_timing.csv")
     best_fp32 = [r for r in rows if r["configuration"].startswith("+ 4 heads")][0]
 
@@ -296,7 +332,10 @@ def main(argv=None):
     notes = (f"Each configuration: {n_pairs} training steps alternating with {n_pairs} RNN-only steps ({rounds} "
              f"rounds over all configurations, {reps} pairs each, one warm-up pair per switch); '× RNN-only' is the "
              "median of the ratios of adjacent steps, which cancels this machine's drift; 'step ms' is the median "
-             "step time (it moves with the drift). 'saved for backward': "
+             "step time (it moves with the drift). Peak memory: each configuration in its own process, the "
+             "peak resident set over 2 training steps after a warm-up step (Linux VmHWM, reset after the "
+             "warm-up), and its part above the resident set before those steps (activations, gradients, "
+             "temporaries). 'saved for backward': "
              "bytes of the distinct tensors autograd keeps (measured with saved_tensors_hooks; a checkpointed "
              "region keeps only its inputs). The naive decoder costs "
              f"{naive[key]:.3g}× the RNN-only step (the seed saw 10×); the optimised fp32 model "
