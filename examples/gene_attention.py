@@ -19,7 +19,9 @@ as a bool mask ``M != 0`` or an additive bias ``log M`` (optionally learnable), 
 from __future__ import annotations
 
 import math
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -28,7 +30,7 @@ from torch import nn
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import md_table, median_ms, parser, pyplot, setup, write_csv, write_report  # noqa: E402
+from _common import md_table, parser, pyplot, setup, write_csv, write_report  # noqa: E402
 
 import attn.torch  # noqa: E402
 
@@ -191,21 +193,54 @@ def main(argv=None):
                 ("fixed: attn, bool mask M != 0", fixed["bool"]), ("fixed: attn, bias log M", fixed["log"]),
                 ("fixed: attn, learnable log M", fixed["learnable"]),
                 ("fixed: torch SDPA, bias log M (peer)", TorchFixed(e, h, prior, "log").load_from(broken))]
+    # Paired timing: this VM's speed drifts by tens of percent over seconds, so each variant's steps
+    # alternate with the broken model's (and attn's bias model with torch's), and a ratio is the
+    # median of the ratios of adjacent steps, which cancels the drift.
+    def timed(fn):
+        t0 = time.perf_counter()
+        fn()
+        return (time.perf_counter() - t0) * 1e3
+
+    def paired(a, b, rounds=3):
+        """(a's step times, b's step times, b/a ratios of adjacent steps), rounds of reps pairs."""
+        fa, fb, ta, tb, ratio = step(a), step(b), [], [], []
+        for r in range(rounds):
+            fa()
+            fb()
+            for i in range(reps):
+                if (i + r) % 2 == 0:
+                    x_a, x_b = timed(fa), timed(fb)
+                else:
+                    x_b, x_a = timed(fb), timed(fa)
+                ta.append(x_a)
+                tb.append(x_b)
+                ratio.append(x_b / x_a)
+        return ta, tb, ratio
+
     times = {name: [] for name, _ in variants}
-    for _ in tqdm(range(3), desc="timing (interleaved rounds)", disable=args.quick):
-        for name, mod in variants:
-            times[name].append(median_ms(step(mod), reps))
+    ratios = {}
+    for name, mod in tqdm(variants[1:], desc="timing (paired with broken)", disable=args.quick):
+        t_this, t_b, r = paired(mod, broken)  # r = broken / this
+        times[variants[0][0]] += t_b
+        times[name] += t_this
+        ratios[name] = sorted(r)
+    _, _, peer = paired(fixed["log"], variants[-1][1])  # torch SDPA / attn, bias log M
+    peer = sorted(peer)
     t_rows = []
-    t_broken = sorted(times[variants[0][0]])[1]
     for name, _ in variants:
-        t = sorted(times[name])[1]
-        t_rows.append({"variant": name, "fwd+bwd ms (median)": t, "broken / this": t_broken / t,
-                       "spread of the 3 rounds (ms)": f"{min(times[name]):.3g} … {max(times[name]):.3g}"})
+        r = ratios.get(name, [1.0])
+        t_rows.append({"variant": name, "fwd+bwd ms (median)": statistics.median(times[name]),
+                       "broken / this (paired median)": statistics.median(r),
+                       "paired ratio range": f"{r[0]:.3g} … {r[-1]:.3g}",
+                       "step ms range": f"{min(times[name]):.3g} … {max(times[name]):.3g}"})
     write_csv(t_rows, out / "gene_attention_timing.csv")
     sections.append(("3. Time of a forward + backward step",
-                     md_table(t_rows) + f"\n\nMedian of {reps} steps per round, the median of 3 interleaved rounds "
-                     "reported. The seed measured its broken pattern at 4.33× its fix (on its machine, "
-                     "other sizes)."))
+                     md_table(t_rows) + f"\n\nEach variant: {3 * reps} steps alternating with {3 * reps} steps of the "
+                     "broken model (3 rounds, one warm-up pair each); 'broken / this' is the median of the ratios "
+                     "of adjacent steps, which cancels this machine's drift; 'fwd+bwd ms' is the median step (it "
+                     "moves with the drift). The peer, paired the same way with attn's bias model: torch SDPA / "
+                     f"attn = {statistics.median(peer):.3g} (range {peer[0]:.3g} … {peer[-1]:.3g}; > 1: attn is "
+                     "faster). The seed measured its broken pattern at 4.33× its fix (on its machine, other sizes)."))
 
     # 4. synthetic task: the target is the prior-weighted mean of each gene's neighbours' values
     p_norm = prior / prior.sum(-1, keepdim=True)
