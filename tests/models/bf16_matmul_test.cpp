@@ -128,6 +128,79 @@ TEST(Bf16Matmul, EachThreadOfATeamOnItsOwnRows) {
   }
 }
 
+// The fused epilogues (bias, accumulation onto a residual, exact gelu, bf16 output) against their
+// composition in fp64 from the bf16-rounded operands: ref = Σ bf16(x)·bf16(w) + b, then + y₀, or
+// gelu(·) = ½·z·erfc(−z/√2), or bf16 rounding (at most one bf16 step, 2⁻⁸ relative, off). Row counts
+// below, at and across the blocks (the remainder through the padded scratch rows); the row after
+// the last stays untouched.
+TEST(Bf16Matmul, EpiloguesEqualTheirComposition) {
+  using attn::models::detail::Bf16Epilogue;
+  for (const Case c : {Case{72, 24}, Case{33, 17}, Case{96, 384}}) {
+    if (!bf16_runs(c.N, c.K)) GTEST_SKIP() << "no bf16 matmul kernel";
+    const std::vector<float> w = random_vector(static_cast<std::size_t>(c.N * c.K), 19),
+                             bias = random_vector(static_cast<std::size_t>(c.N), 23);
+    for (const Bf16Epilogue e :
+         {Bf16Epilogue::bias_accumulate, Bf16Epilogue::bias_to_bf16, Bf16Epilogue::bias_gelu_to_bf16}) {
+      const Bf16Matmul mm(w.data(), c.N, c.K, e, bias.data());
+      EXPECT_EQ(mm.epilogue(), e);
+      const bool out16 = e != Bf16Epilogue::bias_accumulate;
+      for (const std::int64_t M : {0, 1, 7, 16, 17, 64, 65, 130}) {
+        const std::size_t rows = static_cast<std::size_t>(M) + 1;  // + the row that must stay untouched
+        const std::vector<float> x = random_vector(rows * static_cast<std::size_t>(c.K), 29),
+                                 y0 = random_vector(rows * static_cast<std::size_t>(c.N), 31);
+        std::vector<std::uint16_t> xb(x.size());
+        for (std::size_t i = 0; i < x.size(); ++i) xb[i] = attn::f32_to_bf16(x[i]);
+        std::vector<float> y = y0;
+        std::vector<std::uint16_t> yb(y0.size(), 0xAAAA);
+        Bf16Scratch s;
+        if (out16)
+          mm.to_bf16(xb.data(), M, yb.data(), s);
+        else
+          mm.accumulate(xb.data(), M, y.data(), s);
+        double worst = 0;
+        for (std::int64_t m = 0; m < M; ++m)
+          for (std::int64_t n = 0; n < c.N; ++n) {
+            const std::size_t i = static_cast<std::size_t>(m * c.N + n);
+            double z = bias[static_cast<std::size_t>(n)], mag = std::abs(z);
+            for (std::int64_t k = 0; k < c.K; ++k) {
+              const double p = double(rounded(x[static_cast<std::size_t>(m * c.K + k)])) *
+                               rounded(w[static_cast<std::size_t>(n * c.K + k)]);
+              z += p;
+              mag += std::abs(p);
+            }
+            double ref = z, tol = 2e-6 * mag;  // fp32 accumulation
+            if (e == Bf16Epilogue::bias_accumulate) {
+              ref += y0[i];
+              tol += 1e-7 * std::abs(y0[i]);
+            }
+            if (e == Bf16Epilogue::bias_gelu_to_bf16) ref = 0.5 * z * std::erfc(-z / std::sqrt(2.0));
+            if (out16) tol += std::ldexp(std::abs(ref), -8) + 1e-6 * std::abs(z);  // one bf16 step; oneDNN's erf
+            const double got = out16 ? double(attn::bf16_to_f32(yb[i])) : double(y[i]);
+            worst = std::max(worst, std::abs(got - ref) / (tol + 1e-30));
+          }
+        EXPECT_LE(worst, 1.0) << "epilogue " << static_cast<int>(e) << " N " << c.N << " K " << c.K << " M " << M;
+        for (std::int64_t n = 0; n < c.N; ++n) {  // row M untouched
+          const std::size_t i = static_cast<std::size_t>(M * c.N + n);
+          if (out16)
+            ASSERT_EQ(yb[i], 0xAAAA) << "row " << M << " written, M " << M;
+          else
+            ASSERT_EQ(y[i], y0[i]) << "row " << M << " written, M " << M;
+        }
+      }
+      // The other kind of output, and a bias where there is none or none where there is one, are errors.
+      Bf16Scratch s;
+      std::vector<float> y(static_cast<std::size_t>(c.N));
+      std::vector<std::uint16_t> xb(static_cast<std::size_t>(c.K)), yb(static_cast<std::size_t>(c.N));
+      if (out16)
+        EXPECT_THROW(mm.accumulate(xb.data(), 1, y.data(), s), attn::Error);
+      else
+        EXPECT_THROW(mm.to_bf16(xb.data(), 1, yb.data(), s), attn::Error);
+      EXPECT_THROW(Bf16Matmul(w.data(), c.N, c.K, e, nullptr), attn::Error);
+    }
+    EXPECT_THROW(Bf16Matmul(w.data(), c.N, c.K, Bf16Epilogue::accumulate, bias.data()), attn::Error);
+  }
+}
+
 // The encoder's vector rounding equals nn's scalar one bit for bit: ties to even, NaN, ±inf,
 // denormals, the largest finite values (which round to inf), every tail length.
 TEST(Bf16Rounding, VectorEqualsScalarBitForBit) {
