@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -15,6 +16,7 @@
 #include "attn/error.hpp"
 #include "attn/io/safetensors.hpp"
 #include "attn/sdpa.hpp"
+#include "models/batch_split.hpp"
 #include "models/bf16_matmul.hpp"
 #include "models/rows.hpp"
 #include "nn/gemm.hpp"
@@ -50,8 +52,8 @@ struct Reader {
 
 void append(std::vector<float>& dst, const std::vector<float>& src) { dst.insert(dst.end(), src.begin(), src.end()); }
 
-// y [M, N] += x [M, K]·Wᵀ, W [N, K] row-major. The callers first write the bias (and the residual)
-// into y, so OpenBLAS neither clears y (its beta = 0 pass) nor needs a separate bias pass.
+// y [M, N] += x [M, K]·Wᵀ, W [N, K] row-major. y already holds the GEMM's bias or its residual, so
+// OpenBLAS does not clear y (its beta = 0 pass) and no separate pass adds them.
 void matmul_t_acc(const float* x, std::int64_t M, std::int64_t K, const float* W, std::int64_t N, float* y) {
   nn::detail::gemm<float>(false, true, M, N, K, 1.0f, x, K, W, K, 1.0f, y, N);
 }
@@ -74,14 +76,134 @@ SdpaParams packed_self_attention(const std::vector<std::int64_t>& cu, int nt) {
 }
 
 // ctx [T, E] = attention of q, k, v, the three E-wide column blocks of qkv [T, 3E] (head h at
-// columns h·hd of each), as strided [1, H, T, hd] views: no copies.
-void attend(float* qkv, float* ctx, std::int64_t T, std::int64_t E, std::int64_t H, const SdpaParams& sp) {
-  const std::int64_t hd = E / H;
-  const TensorView qv(qkv, DType::f32, {1, H, T, hd}, {T * 3 * E, hd, 3 * E, 1});
-  const TensorView kv(qkv + E, DType::f32, {1, H, T, hd}, {T * 3 * E, hd, 3 * E, 1});
-  const TensorView vv(qkv + 2 * E, DType::f32, {1, H, T, hd}, {T * 3 * E, hd, 3 * E, 1});
-  const TensorView ov(ctx, DType::f32, {1, H, T, hd}, {T * E, hd, E, 1});
+// columns h·hd of each), as strided [1, H, T, hd] views: no copies. Elements of type `dtype`.
+void attend(void* qkv, void* ctx, DType dtype, std::int64_t T, std::int64_t E, std::int64_t H, const SdpaParams& sp) {
+  const std::int64_t hd = E / H, es = static_cast<std::int64_t>(dtype_size(dtype));
+  auto* base = static_cast<char*>(qkv);
+  const TensorView qv(base, dtype, {1, H, T, hd}, {T * 3 * E, hd, 3 * E, 1});
+  const TensorView kv(base + E * es, dtype, {1, H, T, hd}, {T * 3 * E, hd, 3 * E, 1});
+  const TensorView vv(base + 2 * E * es, dtype, {1, H, T, hd}, {T * 3 * E, hd, 3 * E, 1});
+  const TensorView ov(ctx, dtype, {1, H, T, hd}, {T * E, hd, E, 1});
   sdpa_forward({ov, {}, {}}, qv, kv, vv, sp);
+}
+
+// The bf16 mode's attention: ctx [T, E] (bf16) of qkv [T, 3E] (bf16). The cpu backend runs bf16
+// calls of at least kTileRows query rows on its tile path (AMX, P rounded to bf16) and smaller ones
+// on its vector path (P in fp32; docs/amx.md, "When it runs"). So a smaller call gets a zero dummy
+// sequence up to kTileRows rows: every sequence runs the same kernel whatever else is in its batch,
+// and a text's embedding does not depend on the batch.
+constexpr std::int64_t kTileRows = 16;
+void attend_bf16(std::uint16_t* qkv, std::uint16_t* ctx, std::int64_t T, std::int64_t E, std::int64_t H,
+                 const SdpaParams& sp) {
+  if (T >= kTileRows) {
+    attend(qkv, ctx, DType::bf16, T, E, H, sp);
+    return;
+  }
+  std::vector<std::uint16_t> q(static_cast<std::size_t>(kTileRows * 3 * E), 0),
+      o(static_cast<std::size_t>(kTileRows * E));
+  std::memcpy(q.data(), qkv, static_cast<std::size_t>(T * 3 * E) * sizeof(std::uint16_t));
+  SdpaParams padded = sp;
+  padded.mask.cu_seqlens_q.push_back(kTileRows);
+  padded.mask.cu_seqlens_k.push_back(kTileRows);
+  attend(q.data(), o.data(), DType::bf16, kTileRows, E, H, padded);
+  std::memcpy(ctx, o.data(), static_cast<std::size_t>(T * E) * sizeof(std::uint16_t));
+}
+
+}  // namespace
+
+namespace detail {
+BatchSplit split_batch(const std::vector<std::int64_t>& cu, int nt, std::int64_t E, std::int64_t F) {
+  BatchSplit sp;
+  const auto nseq = static_cast<std::int64_t>(cu.size()) - 1;
+  if (nseq < nt) return sp;
+  // The work of a sequence of n tokens: its GEMMs, 2n(4E² + 2EF) flops, and its attention, 4n²E.
+  std::vector<double> cum(static_cast<std::size_t>(nseq) + 1, 0.0);
+  for (std::int64_t s = 0; s < nseq; ++s) {
+    const auto n = static_cast<double>(cu[static_cast<std::size_t>(s) + 1] - cu[static_cast<std::size_t>(s)]);
+    cum[static_cast<std::size_t>(s) + 1] =
+        cum[static_cast<std::size_t>(s)] + 2.0 * n * static_cast<double>(4 * E * E + 2 * E * F) + 4.0 * n * n * E;
+  }
+  const double total = cum.back();
+  sp.seq.assign(static_cast<std::size_t>(nt) + 1, nseq);
+  sp.seq[0] = 0;
+  double worst = 0;
+  for (int t = 1; t <= nt; ++t) {
+    std::int64_t s = nseq;
+    if (t < nt) {  // the boundary nearest to t/nt of the work, leaving every share at least one sequence
+      const double target = total * t / nt;
+      s = std::lower_bound(cum.begin(), cum.end(), target) - cum.begin();
+      if (s > 0 && target - cum[static_cast<std::size_t>(s) - 1] < cum[static_cast<std::size_t>(s)] - target) --s;
+      s = std::clamp<std::int64_t>(s, sp.seq[static_cast<std::size_t>(t) - 1] + 1, nseq - (nt - t));
+      sp.seq[static_cast<std::size_t>(t)] = s;
+    }
+    worst = std::max(worst, cum[static_cast<std::size_t>(s)] - cum[static_cast<std::size_t>(sp.seq[t - 1])]);
+  }
+  sp.owned = worst <= BatchSplit::kImbalance * total / nt;
+  return sp;
+}
+}  // namespace detail
+
+namespace {
+
+// Runs a forward's steps on nt threads, shared as `split` says; every step works on rows [r0, r1):
+//   embed(r0, r1), then per layer l: qkv(l, r0, r1), attend(r0, r1, sdpa params) (owned: the
+//   thread's own sequences on one thread; else all rows on all threads), rest(l, r0, r1).
+// Row-split, the QKV GEMM of layer l runs in the region of layer l − 1's rest: two regions per
+// layer. An exception of any step is rethrown after its region.
+template <class Embed, class Qkv, class Attend, class Rest>
+void drive(const std::vector<std::int64_t>& cu, int nt, std::size_t layers, const detail::BatchSplit& split,
+           const Embed& embed, const Qkv& qkv, const Attend& attend, const Rest& rest) {
+  const std::int64_t T = cu.back();
+  std::exception_ptr error;
+  std::mutex mu;
+  const auto guarded = [&](const auto& body) {
+    try {
+      body();
+    } catch (...) {
+      const std::lock_guard<std::mutex> lock(mu);
+      if (!error) error = std::current_exception();
+    }
+  };
+  if (split.owned) {
+#pragma omp parallel num_threads(nt)
+    {
+      guarded([&] {  // share t on thread t (on fewer threads, should OpenMP grant fewer, every share still runs)
+        for (int t = omp_get_thread_num(); t < nt; t += omp_get_num_threads()) {
+          const std::int64_t s0 = split.seq[static_cast<std::size_t>(t)],
+                             s1 = split.seq[static_cast<std::size_t>(t) + 1];
+          const std::int64_t r0 = cu[static_cast<std::size_t>(s0)], r1 = cu[static_cast<std::size_t>(s1)];
+          std::vector<std::int64_t> own(cu.begin() + s0, cu.begin() + s1 + 1);
+          for (std::int64_t& c : own) c -= r0;
+          const SdpaParams sp = packed_self_attention(own, 1);
+          embed(r0, r1);
+          for (std::size_t l = 0; l < layers; ++l) {
+            qkv(l, r0, r1);
+            attend(r0, r1, sp);
+            rest(l, r0, r1);
+          }
+        }
+      });
+    }
+  } else {
+    const SdpaParams sp = packed_self_attention(cu, nt);
+    for (std::size_t l = 0; l <= layers && !error; ++l) {  // region l: layer l − 1's rest, layer l's QKV
+      if (l > 0) guarded([&] { attend(0, T, sp); });
+      if (error) break;
+#pragma omp parallel num_threads(nt)
+      {
+        guarded([&] {
+          std::int64_t r0, r1;
+          rows_of(T, omp_get_num_threads(), omp_get_thread_num(), r0, r1);
+          if (l == 0)
+            embed(r0, r1);
+          else
+            rest(l - 1, r0, r1);
+          if (l < layers) qkv(l, r0, r1);
+        });
+      }
+    }
+  }
+  if (error) std::rethrow_exception(error);
 }
 
 }  // namespace
@@ -100,18 +222,18 @@ struct BertEncoder::Bf16Layers {
 namespace detail {
 struct BertWorkspace {
   std::int64_t rows = 0;
-  std::unique_ptr<float[]> qkv, ctx, h, f, tmp, hidden;
-  std::unique_ptr<std::uint16_t[]> ab, fb;
+  std::unique_ptr<float[]> qkv, ctx, h, f, hidden;  // fp32 (h, hidden: both modes)
+  std::unique_ptr<std::uint16_t[]> qkvb, ab, fb;    // bf16 mode
   std::vector<detail::Bf16Scratch> scratch;
   void reserve(std::int64_t T, std::int64_t E, std::int64_t F, bool bf16, int nt) {
     if (T > rows) {
       const auto n = [&](std::int64_t w) { return static_cast<std::size_t>(T * w); };
-      qkv.reset(new float[n(3 * E)]);
-      ctx.reset(new float[n(E)]);
       h.reset(new float[n(E)]);
-      f.reset(new float[n(F)]);
-      tmp.reset(new float[n(E)]);
       hidden.reset(new float[n(E)]);
+      qkv.reset(bf16 ? nullptr : new float[n(3 * E)]);
+      ctx.reset(bf16 ? nullptr : new float[n(E)]);
+      f.reset(bf16 ? nullptr : new float[n(F)]);
+      qkvb.reset(bf16 ? new std::uint16_t[n(3 * E)] : nullptr);
       ab.reset(bf16 ? new std::uint16_t[n(E)] : nullptr);
       fb.reset(bf16 ? new std::uint16_t[n(F)] : nullptr);
       rows = T;
@@ -161,8 +283,11 @@ void BertEncoder::to_bf16() {
   const std::int64_t E = config_.hidden_size, F = config_.intermediate_size;
   auto b = std::make_shared<Bf16Layers>();
   for (Layer& l : layers_) {
-    b->layers.push_back({detail::Bf16Matmul(l.wqkv.data(), 3 * E, E), detail::Bf16Matmul(l.wo.data(), E, E),
-                         detail::Bf16Matmul(l.w1.data(), F, E), detail::Bf16Matmul(l.w2.data(), E, F)});
+    using detail::Bf16Epilogue;
+    b->layers.push_back({detail::Bf16Matmul(l.wqkv.data(), 3 * E, E, Bf16Epilogue::bias_to_bf16, l.bqkv.data()),
+                         detail::Bf16Matmul(l.wo.data(), E, E, Bf16Epilogue::bias_accumulate, l.bo.data()),
+                         detail::Bf16Matmul(l.w1.data(), F, E, Bf16Epilogue::bias_gelu_to_bf16, l.b1.data()),
+                         detail::Bf16Matmul(l.w2.data(), E, F, Bf16Epilogue::bias_accumulate, l.b2.data())});
     release(l.wqkv);  // the fp32 GEMM weights are not used again
     release(l.wo);
     release(l.w1);
@@ -240,114 +365,97 @@ void BertEncoder::forward(const std::int32_t* ids, const std::vector<std::int64_
     forward_f32(*lease.ws, ids, cu, hidden, nt);
 }
 
+// fp32: per layer, on each thread's rows (docs/embeddings.md §2)
+//   qkv = b_qkv, += x·W_qkvᵀ;  ctx = attention;  x += ctx·W_oᵀ;  h = LayerNorm(x + b_o);
+//   f = b₁, += h·W₁ᵀ, gelu in place;  h += f·W₂ᵀ;  x = LayerNorm(h + b₂)
+// Each GEMM accumulates onto rows that hold its bias or its residual; the other bias is added by
+// the LayerNorm pass, so no pass runs only for a bias or a residual.
 void BertEncoder::forward_f32(detail::BertWorkspace& ws, const std::int32_t* ids, const std::vector<std::int64_t>& cu,
                               float* x, int nt) const {
   const BertConfig& c = config_;
-  const std::int64_t E = c.hidden_size, F = c.intermediate_size, H = c.num_attention_heads, T = cu.back();
-  float *qkv = ws.qkv.get(), *ctx = ws.ctx.get(), *h = ws.h.get(), *f = ws.f.get(), *tmp = ws.tmp.get();
+  const std::int64_t E = c.hidden_size, F = c.intermediate_size, H = c.num_attention_heads;
+  float *qkv = ws.qkv.get(), *ctx = ws.ctx.get(), *h = ws.h.get(), *f = ws.f.get();
   const nn::detail::SingleThreadedBlas blas;
-  embed(ids, cu, tmp, x, nullptr, nt);
-
-  const SdpaParams sp = packed_self_attention(cu, nt);
-  for (const Layer& l : layers_) {
-#pragma omp parallel num_threads(nt)
-    {
-      std::int64_t r0, r1;
-      rows_of(T, nt, omp_get_thread_num(), r0, r1);
-      float* q = qkv + r0 * 3 * E;
-      detail::fill_rows(q, l.bqkv.data(), nullptr, r1 - r0, 3 * E);
-      matmul_t_acc(x + r0 * E, r1 - r0, E, l.wqkv.data(), 3 * E, q);
-    }
-    attend(qkv, ctx, T, E, H, sp);
-#pragma omp parallel num_threads(nt)
-    {
-      std::int64_t r0, r1;
-      rows_of(T, nt, omp_get_thread_num(), r0, r1);
-      const std::int64_t M = r1 - r0;
-      float *xr = x + r0 * E, *hr = h + r0 * E, *tr = tmp + r0 * E, *fr = f + r0 * F;
-      detail::fill_rows(tr, l.bo.data(), xr, M, E);  // x + b_o, then += ctx·W_oᵀ
-      matmul_t_acc(ctx + r0 * E, M, E, l.wo.data(), E, tr);
-      detail::add_layer_norm(tr, nullptr, nullptr, l.ln1_w.data(), l.ln1_b.data(), c.layer_norm_eps, M, E, hr);
-      detail::fill_rows(fr, l.b1.data(), nullptr, M, F);
-      matmul_t_acc(hr, M, E, l.w1.data(), F, fr);
-      detail::gelu(fr, M, F);
-      detail::fill_rows(tr, l.b2.data(), hr, M, E);  // h + b₂, then += gelu(·)·W₂ᵀ
-      matmul_t_acc(fr, M, F, l.w2.data(), E, tr);
-      detail::add_layer_norm(tr, nullptr, nullptr, l.ln2_w.data(), l.ln2_b.data(), c.layer_norm_eps, M, E, xr);
-    }
-  }
+  drive(
+      cu, nt, layers_.size(), detail::split_batch(cu, nt, E, F),
+      [&](std::int64_t r0, std::int64_t r1) { embed_rows(ids, cu, r0, r1, h, x, nullptr); },
+      [&](std::size_t li, std::int64_t r0, std::int64_t r1) {
+        const Layer& l = layers_[li];
+        float* q = qkv + r0 * 3 * E;
+        detail::fill_rows(q, l.bqkv.data(), nullptr, r1 - r0, 3 * E);
+        matmul_t_acc(x + r0 * E, r1 - r0, E, l.wqkv.data(), 3 * E, q);
+      },
+      [&](std::int64_t r0, std::int64_t r1, const SdpaParams& sp) {
+        attend(qkv + r0 * 3 * E, ctx + r0 * E, DType::f32, r1 - r0, E, H, sp);
+      },
+      [&](std::size_t li, std::int64_t r0, std::int64_t r1) {
+        const Layer& l = layers_[li];
+        const std::int64_t M = r1 - r0;
+        float *xr = x + r0 * E, *hr = h + r0 * E, *fr = f + r0 * F;
+        matmul_t_acc(ctx + r0 * E, M, E, l.wo.data(), E, xr);
+        detail::add_layer_norm(xr, l.bo.data(), nullptr, l.ln1_w.data(), l.ln1_b.data(), c.layer_norm_eps, M, E, hr);
+        detail::fill_rows(fr, l.b1.data(), nullptr, M, F);
+        matmul_t_acc(hr, M, E, l.w1.data(), F, fr);
+        detail::gelu(fr, M, F);
+        matmul_t_acc(fr, M, F, l.w2.data(), E, hr);
+        detail::add_layer_norm(hr, l.b2.data(), nullptr, l.ln2_w.data(), l.ln2_b.data(), c.layer_norm_eps, M, E, xr);
+      });
 }
 
-// Embeddings: word + position (within the sequence) + token type 0, then LayerNorm into x (and its
-// bf16 rounding into xb when given); tmp [T, E] is scratch.
-void BertEncoder::embed(const std::int32_t* ids, const std::vector<std::int64_t>& cu, float* tmp, float* x,
-                        std::uint16_t* xb, int nt) const {
-  const std::int64_t E = config_.hidden_size, T = cu.back();
-#pragma omp parallel num_threads(nt)
-  {
-    std::int64_t r0, r1;
-    rows_of(T, nt, omp_get_thread_num(), r0, r1);
-    std::int64_t s = std::upper_bound(cu.begin(), cu.end(), r0) - cu.begin() - 1;
-    for (std::int64_t t = r0; t < r1; ++t) {
-      while (t >= cu[static_cast<std::size_t>(s) + 1]) ++s;
-      const std::int64_t p = t - cu[static_cast<std::size_t>(s)];
-      const float *w = word_.data() + ids[t] * E, *pe = position_.data() + p * E;
-      float* xt = tmp + t * E;
-      for (std::int64_t e = 0; e < E; ++e) xt[e] = w[e] + pe[e];
-    }
-    detail::add_layer_norm(tmp + r0 * E, token_type_.data(), nullptr, emb_ln_w_.data(), emb_ln_b_.data(),
-                           config_.layer_norm_eps, r1 - r0, E, x + r0 * E, xb ? xb + r0 * E : nullptr);
+// Embeddings of rows [r0, r1): word + position (within the sequence) + token type 0, then
+// LayerNorm into x (and its bf16 rounding into xb when given); tmp [T, E] is scratch.
+void BertEncoder::embed_rows(const std::int32_t* ids, const std::vector<std::int64_t>& cu, std::int64_t r0,
+                             std::int64_t r1, float* tmp, float* x, std::uint16_t* xb) const {
+  const std::int64_t E = config_.hidden_size;
+  std::int64_t s = std::upper_bound(cu.begin(), cu.end(), r0) - cu.begin() - 1;
+  for (std::int64_t t = r0; t < r1; ++t) {
+    while (t >= cu[static_cast<std::size_t>(s) + 1]) ++s;
+    const std::int64_t p = t - cu[static_cast<std::size_t>(s)];
+    const float *w = word_.data() + ids[t] * E, *pe = position_.data() + p * E;
+    float* xt = tmp + t * E;
+    for (std::int64_t e = 0; e < E; ++e) xt[e] = w[e] + pe[e];
   }
+  detail::add_layer_norm(tmp + r0 * E, token_type_.data(), nullptr, emb_ln_w_.data(), emb_ln_b_.data(),
+                         config_.layer_norm_eps, r1 - r0, E, x + r0 * E, xb ? xb + r0 * E : nullptr);
 }
 
-// bf16 mode: the fp32 forward's passes, each GEMM on oneDNN with the bf16 weights, its input
-// rounded to bf16 by the pass that writes it (LayerNorm, gelu) or just before (ctx).
+// bf16 mode: the fp32 forward's steps with every GEMM on oneDNN (bf16 weights, fp32 accumulation)
+// and its bias, residual and gelu in the GEMM's epilogue; q, k, v and the attention in bf16:
+//   qkv = bf16(x·W_qkvᵀ + b);  ctx = bf16 attention (AMX tiles where the CPU has them);
+//   x += ctx·W_oᵀ + b_o;  h = LayerNorm(x) (+ its bf16 rows);  f = bf16(gelu(h·W₁ᵀ + b₁));
+//   h += f·W₂ᵀ + b₂;  x = LayerNorm(h) (+ its bf16 rows)
 void BertEncoder::forward_bf16(detail::BertWorkspace& ws, const std::int32_t* ids, const std::vector<std::int64_t>& cu,
                                float* x, int nt) const {
   const BertConfig& c = config_;
-  const std::int64_t E = c.hidden_size, F = c.intermediate_size, H = c.num_attention_heads, T = cu.back();
-  float *qkv = ws.qkv.get(), *ctx = ws.ctx.get(), *h = ws.h.get(), *f = ws.f.get(), *tmp = ws.tmp.get();
+  const std::int64_t E = c.hidden_size, F = c.intermediate_size, H = c.num_attention_heads;
+  float* h = ws.h.get();
   // ab: the bf16 input of the next E-wide GEMM (x, then ctx, then h: each consumed before the next
-  // is written, row by row on the same thread); fb: gelu's output.
-  std::uint16_t *ab = ws.ab.get(), *fb = ws.fb.get();
+  // is written, row by row on the same thread, or across the SDPA call's region); fb: gelu's output.
+  std::uint16_t *qkvb = ws.qkvb.get(), *ab = ws.ab.get(), *fb = ws.fb.get();
   std::vector<detail::Bf16Scratch>& scratch = ws.scratch;
-  embed(ids, cu, tmp, x, ab, nt);
-
-  const SdpaParams sp = packed_self_attention(cu, nt);
-  for (std::size_t li = 0; li < layers_.size(); ++li) {
-    const Layer& l = layers_[li];
-    const Bf16Layers::Layer& g = bf16_->layers[li];
-#pragma omp parallel num_threads(nt)
-    {
-      const int t = omp_get_thread_num();
-      std::int64_t r0, r1;
-      rows_of(T, nt, t, r0, r1);
-      float* q = qkv + r0 * 3 * E;
-      detail::fill_rows(q, l.bqkv.data(), nullptr, r1 - r0, 3 * E);
-      g.qkv.accumulate(ab + r0 * E, r1 - r0, q, scratch[static_cast<std::size_t>(t)]);
-    }
-    attend(qkv, ctx, T, E, H, sp);
-#pragma omp parallel num_threads(nt)
-    {
-      const int t = omp_get_thread_num();
-      detail::Bf16Scratch& sc = scratch[static_cast<std::size_t>(t)];
-      std::int64_t r0, r1;
-      rows_of(T, nt, t, r0, r1);
-      const std::int64_t M = r1 - r0;
-      float *xr = x + r0 * E, *hr = h + r0 * E, *tr = tmp + r0 * E, *fr = f + r0 * F;
-      std::uint16_t *ar = ab + r0 * E, *fbr = fb + r0 * F;
-      detail::to_bf16(ctx + r0 * E, M * E, ar);
-      detail::fill_rows(tr, l.bo.data(), xr, M, E);  // x + b_o, then += ctx·W_oᵀ
-      g.o.accumulate(ar, M, tr, sc);
-      detail::add_layer_norm(tr, nullptr, nullptr, l.ln1_w.data(), l.ln1_b.data(), c.layer_norm_eps, M, E, hr, ar);
-      detail::fill_rows(fr, l.b1.data(), nullptr, M, F);
-      g.w1.accumulate(ar, M, fr, sc);
-      detail::gelu_to_bf16(fr, M, F, fbr);
-      detail::fill_rows(tr, l.b2.data(), hr, M, E);  // h + b₂, then += gelu(·)·W₂ᵀ
-      g.w2.accumulate(fbr, M, tr, sc);
-      detail::add_layer_norm(tr, nullptr, nullptr, l.ln2_w.data(), l.ln2_b.data(), c.layer_norm_eps, M, E, xr, ar);
-    }
-  }
+  const auto sc = [&]() -> detail::Bf16Scratch& { return scratch[static_cast<std::size_t>(omp_get_thread_num())]; };
+  drive(
+      cu, nt, layers_.size(), detail::split_batch(cu, nt, E, F),
+      [&](std::int64_t r0, std::int64_t r1) { embed_rows(ids, cu, r0, r1, h, x, ab); },
+      [&](std::size_t li, std::int64_t r0, std::int64_t r1) {
+        bf16_->layers[li].qkv.to_bf16(ab + r0 * E, r1 - r0, qkvb + r0 * 3 * E, sc());
+      },
+      [&](std::int64_t r0, std::int64_t r1, const SdpaParams& sp) {
+        attend_bf16(qkvb + r0 * 3 * E, ab + r0 * E, r1 - r0, E, H, sp);
+      },
+      [&](std::size_t li, std::int64_t r0, std::int64_t r1) {
+        const Layer& l = layers_[li];
+        const Bf16Layers::Layer& g = bf16_->layers[li];
+        const std::int64_t M = r1 - r0;
+        float *xr = x + r0 * E, *hr = h + r0 * E;
+        std::uint16_t *ar = ab + r0 * E, *fbr = fb + r0 * F;
+        detail::Bf16Scratch& s = sc();
+        g.o.accumulate(ar, M, xr, s);
+        detail::add_layer_norm(xr, nullptr, nullptr, l.ln1_w.data(), l.ln1_b.data(), c.layer_norm_eps, M, E, hr, ar);
+        g.w1.to_bf16(ar, M, fbr, s);
+        g.w2.accumulate(fbr, M, hr, s);
+        detail::add_layer_norm(hr, nullptr, nullptr, l.ln2_w.data(), l.ln2_b.data(), c.layer_norm_eps, M, E, xr, ar);
+      });
 }
 
 void BertEncoder::mean_pooled(const std::int32_t* ids, const std::vector<std::int64_t>& cu, float* pooled,

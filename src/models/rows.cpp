@@ -46,15 +46,6 @@ void to_bf16(const float* src, std::int64_t n, std::uint16_t* dst) {
   nn::detail::round_rows_to_bf16(src, 1, n, n, dst, n);
 }
 
-void gelu_to_bf16(float* a, std::int64_t M, std::int64_t N, std::uint16_t* yb) {
-  constexpr std::int64_t kRows = 8;  // 8 rows of the FFN width stay in L1/L2 between the two passes
-  for (std::int64_t m = 0; m < M; m += kRows) {
-    const std::int64_t rows = std::min(kRows, M - m);
-    gelu(a + m * N, rows, N);
-    to_bf16(a + m * N, rows * N, yb + m * N);
-  }
-}
-
 const char* gelu_path() {
   switch (nn::detail::elt_isa()) {
     case nn::detail::EltIsa::avx512: return "avx512 libmvec";

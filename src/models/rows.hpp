@@ -6,7 +6,6 @@
 //   add_layer_norm  y[m, :] = LayerNorm(a[m, :] + b + r[m, :]) with weight w, bias beta, eps
 //                   (biased variance by two passes over the row, as torch's LayerNorm); when yb is
 //                   given, also its bf16 rounding (the next bf16 GEMM's input, bf16 mode)
-//   gelu_to_bf16    yb[m, :] = bf16(gelu(a[m, :])) (a is overwritten), in blocks of rows
 //   to_bf16         dst[i] = bf16(src[i]) for i < n: round to nearest even, NaN quiet, bit for bit
 //                   nn::detail::round_rows_to_bf16 (16 lanes at a time on AVX-512)
 // gelu is nn::FeedForward's own pass (src/nn/activation_rows.hpp: erfc from glibc's vector libm,
@@ -23,7 +22,6 @@ void gelu(float* a, std::int64_t M, std::int64_t N);
 /// y may be a or r. b (one row, added to every row) and r (a residual [M, N]) may be null.
 void add_layer_norm(const float* a, const float* b, const float* r, const float* w, const float* beta, double eps,
                     std::int64_t M, std::int64_t N, float* y, std::uint16_t* yb = nullptr);
-void gelu_to_bf16(float* a, std::int64_t M, std::int64_t N, std::uint16_t* yb);
 void to_bf16(const float* src, std::int64_t n, std::uint16_t* dst);
 /// Which erfc the gelu pass uses: "avx512 libmvec", "avx2 libmvec" or "scalar".
 const char* gelu_path();

@@ -22,6 +22,7 @@
 #include "attn/models/sentence_encoder.hpp"
 #include "attn/nn/norm.hpp"
 #include "attn/nn/transformer.hpp"
+#include "models/batch_split.hpp"
 #include "models/bf16_matmul.hpp"
 
 namespace {
@@ -213,6 +214,10 @@ TEST(BertEncoder, PackedForwardEqualsNnCompositionInFp64) {
     packed.insert(packed.end(), s.begin(), s.end());
     cu.push_back(static_cast<std::int64_t>(packed.size()));
   }
+  // Both ways of sharing a batch run below (src/models/batch_split.hpp): 2 threads own whole
+  // sequences, 3 threads split the rows (no 3 contiguous shares within 10 % of a third).
+  EXPECT_TRUE(attn::models::detail::split_batch(cu, 2, E, F).owned);
+  EXPECT_FALSE(attn::models::detail::split_batch(cu, 3, E, F).owned);
   for (int threads : {1, 2, 3}) {
     std::vector<float> hidden(packed.size() * E);
     enc.forward(packed.data(), cu, hidden.data(), threads);
@@ -227,6 +232,43 @@ TEST(BertEncoder, PackedForwardEqualsNnCompositionInFp64) {
         }
     EXPECT_LT(worst, 2e-5) << "threads " << threads;  // LayerNorm outputs are O(1)
   }
+}
+
+// The threads' shares of a batch: contiguous, non-empty, covering every sequence, each within
+// kImbalance of the even share when owned; rows split otherwise.
+TEST(BertEncoder, BatchSplitSharesWholeSequencesOrRows) {
+  using attn::models::detail::split_batch;
+  const auto cost = [](std::int64_t n) { return 2.0 * n * (4 * E * E + 2 * E * F) + 4.0 * n * n * E; };
+  for (const std::vector<std::int64_t>& lens :
+       std::vector<std::vector<std::int64_t>>{{20, 19, 21, 20, 18, 22}, {40, 40, 39, 3, 2, 2, 1, 1}, {5}, {30, 1}}) {
+    std::vector<std::int64_t> cu{0};
+    for (auto n : lens) cu.push_back(cu.back() + n);
+    for (int nt : {1, 2, 3, 4}) {
+      const auto sp = split_batch(cu, nt, E, F);
+      const auto nseq = static_cast<std::int64_t>(lens.size());
+      if (nt == 1) {
+        EXPECT_TRUE(sp.owned);
+      }
+      if (nseq < nt) {
+        EXPECT_FALSE(sp.owned) << nseq << " sequences, " << nt << " threads";
+      }
+      if (!sp.owned) continue;
+      ASSERT_EQ(sp.seq.size(), static_cast<std::size_t>(nt) + 1);
+      EXPECT_EQ(sp.seq.front(), 0);
+      EXPECT_EQ(sp.seq.back(), nseq);
+      double total = 0;
+      for (auto n : lens) total += cost(n);
+      for (int t = 0; t < nt; ++t) {
+        EXPECT_LT(sp.seq[t], sp.seq[t + 1]) << "share " << t << " empty";
+        double share = 0;
+        for (auto s = sp.seq[t]; s < sp.seq[t + 1]; ++s) share += cost(lens[static_cast<std::size_t>(s)]);
+        EXPECT_LE(share, attn::models::detail::BatchSplit::kImbalance * total / nt);
+      }
+    }
+  }
+  // Equal lengths share; one long sequence among short ones does not.
+  EXPECT_TRUE(split_batch({0, 20, 39, 60, 80, 98, 120}, 2, E, F).owned);
+  EXPECT_FALSE(split_batch({0, 30, 31}, 2, E, F).owned);
 }
 
 TEST(BertEncoder, BertPrefixedNamesLoadToo) {

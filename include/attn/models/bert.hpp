@@ -9,12 +9,14 @@
 ///     ctx     = SDPA(q, k, v) per sequence          attn::sdpa_forward with cu_seqlens (no mask, no padding)
 ///     h       = LayerNorm(x + b_o + ctx·W_oᵀ)       the GEMM accumulates onto x + b_o, then one norm pass
 ///     x       = LayerNorm(h + b₂ + gelu(h·W₁ᵀ + b₁)·W₂ᵀ)   GEMM onto b₁, exact gelu in place, GEMM onto h + b₂
-/// Rows are split between the threads; each thread runs its rows' GEMMs (single-threaded OpenBLAS)
-/// and their element-wise passes while they are in its cache.
+/// Each thread runs whole sequences of the batch through every layer (or, when the sequences do
+/// not share evenly, its share of the rows), its GEMMs on single-threaded OpenBLAS and their
+/// element-wise passes while the rows are in its cache.
 /// bf16 mode (precision bf16): the four GEMMs of a layer take bf16 operands with fp32 accumulation
-/// on oneDNN (AMX / AVX512_BF16 where the CPU has them); the weights are rounded to bf16 once, at
-/// load, and each GEMM input once, by the pass that writes it. Embeddings, LayerNorm, GELU,
-/// attention, residuals and pooling stay fp32.
+/// on oneDNN (AMX / AVX512_BF16 where the CPU has them), with the bias, the residual and gelu in
+/// the GEMM's epilogue; q, k, v and the attention are bf16 (attn's bf16 SDPA: AMX tiles where the
+/// CPU has them). The weights are rounded to bf16 once, at load. Embeddings, LayerNorm, residuals
+/// and pooling stay fp32.
 
 #include <cstdint>
 #include <memory>
@@ -90,8 +92,8 @@ class BertEncoder {
   void load(const std::string& safetensors_path);
   void to_bf16();
   int check(const std::int32_t* ids, const std::vector<std::int64_t>& cu_seqlens, int threads) const;
-  void embed(const std::int32_t* ids, const std::vector<std::int64_t>& cu_seqlens, float* tmp, float* x,
-             std::uint16_t* xb, int nt) const;
+  void embed_rows(const std::int32_t* ids, const std::vector<std::int64_t>& cu_seqlens, std::int64_t r0,
+                  std::int64_t r1, float* tmp, float* x, std::uint16_t* xb) const;
   void forward_f32(detail::BertWorkspace& ws, const std::int32_t* ids, const std::vector<std::int64_t>& cu_seqlens,
                    float* x, int nt) const;
   void forward_bf16(detail::BertWorkspace& ws, const std::int32_t* ids, const std::vector<std::int64_t>& cu_seqlens,
