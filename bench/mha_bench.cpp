@@ -8,21 +8,25 @@
 
 #include <algorithm>
 #include <chrono>
-#include <thread>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <random>
+#include <tuple>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "attn/error.hpp"
 #include "attn/nn/make_attention.hpp"
 #include "attn/nn/matmul_precision.hpp"
+#include "attn/nn/weight_cache.hpp"
 #include "attn/sdpa.hpp"
 #include "baselines.hpp"
-#include "nn/gemm.hpp"
-#include "nn/gemm_bf16.hpp"
 #include "env.hpp"
+#include "nn/gemm.hpp"
+#include "nn/bf16_weights.hpp"
+#include "nn/gemm_bf16.hpp"
 #include "sweep.hpp"
 
 namespace attn::bench {
@@ -36,19 +40,47 @@ void fill(std::vector<float>& v, unsigned seed) {
 
 // The module's own GEMM path, so that "gemm" is what its projections cost when timed alone: fp32
 // on OpenBLAS calls split between the OpenMP threads (nn/gemm.hpp), or, with bf16 matmuls, what
-// nn::Linear does (src/nn/linear.cpp): both operands rounded to bf16 copies, then oneDNN's matmul.
-// The precision is the process-wide setting the module reads (nn::float32_matmul_precision()).
+// nn::Linear does (src/nn/linear.cpp): the activation operands rounded to bf16 copies at each call,
+// the weight operand B (`weight`) rounded once — and packed into oneDNN's layout with
+// ATTN_WEIGHT_CACHE=packed — while the module keeps its copy (under the WeightCacheGuard of
+// run_mha_bench, attn/nn/weight_cache.hpp), or rounded at each call otherwise; then oneDNN's matmul. The precision is the process-wide setting the module reads.
 void module_gemm(bool tb, std::int64_t M, std::int64_t N, std::int64_t K, const float* A, std::int64_t lda,
-                 const float* B, std::int64_t ldb, float beta, float* C, std::int64_t ldc, bool ta) {
+                 const float* B, std::int64_t ldb, float beta, float* C, std::int64_t ldc, bool ta, bool weight) {
   if (nn::float32_matmul_precision() != nn::MatmulPrecision::bf16) {
     nn::detail::gemm<float>(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
     return;
   }
   static std::vector<std::uint16_t> a16, b16;  // reused between calls, as the module reuses its scratch
+  struct Kept {
+    std::vector<std::uint16_t> plain;
+    nn::detail::PackedLayout layout;
+    std::vector<std::uint8_t> packed;
+  };
+  // Weights rounded (and packed) once, per weight and GEMM shape (a later case may get a freed
+  // weight's address: its values are not what this timing is about, its shape is in the key).
+  static std::map<std::tuple<const float*, bool, std::int64_t, std::int64_t, std::int64_t, std::int64_t, bool>, Kept> kept;
   const std::int64_t a_rows = ta ? K : M, a_cols = ta ? M : K, b_rows = tb ? N : K, b_cols = tb ? K : N;
   a16.resize(static_cast<std::size_t>(a_rows * a_cols));
-  b16.resize(static_cast<std::size_t>(b_rows * b_cols));
   nn::detail::round_rows_to_bf16(A, a_rows, a_cols, lda, a16.data(), a_cols);
+  if (weight && nn::weight_cache_enabled()) {
+    Kept& w = kept[{B, tb, M, N, K, ldc, beta != 0.0f}];
+    if (w.plain.empty()) {
+      w.plain.resize(static_cast<std::size_t>(b_rows * b_cols));
+      nn::detail::round_rows_to_bf16(B, b_rows, b_cols, ldb, w.plain.data(), b_cols);
+      if (nn::detail::weight_packing_enabled())
+        w.layout = nn::detail::packed_layout_bf16(tb, M, N, K, a_cols, beta, ldc);
+      if (w.layout.id >= 0) {
+        w.packed.resize(w.layout.bytes);
+        nn::detail::pack_weights_bf16(tb, N, K, w.plain.data(), b_cols, w.layout, w.packed.data());
+      }
+    }
+    if (w.layout.id >= 0)
+      nn::detail::gemm_bf16_packed(tb, M, N, K, a16.data(), a_cols, w.packed.data(), w.layout, beta, C, ldc);
+    else
+      nn::detail::gemm_bf16(ta, tb, M, N, K, a16.data(), a_cols, w.plain.data(), b_cols, beta, C, ldc);
+    return;
+  }
+  b16.resize(static_cast<std::size_t>(b_rows * b_cols));
   nn::detail::round_rows_to_bf16(B, b_rows, b_cols, ldb, b16.data(), b_cols);
   nn::detail::gemm_bf16(ta, tb, M, N, K, a16.data(), a_cols, b16.data(), b_cols, beta, C, ldc);
 }
@@ -148,7 +180,10 @@ void run_case(const Case& c, const MhaBenchOptions& o, double best_rate, std::ve
   bool blas_threads = false;  // true: every call below as one OpenBLAS call on its own threads
   auto sgemm = [&](bool tb, std::int64_t M_, std::int64_t N_, std::int64_t K_, const float* A, std::int64_t lda,
                    const float* B_, std::int64_t ldb, float beta, float* C, std::int64_t ldc, bool ta = false) {
-    (blas_threads ? sgemm_blas_threads : module_gemm)(tb, M_, N_, K_, A, lda, B_, ldb, beta, C, ldc, ta);
+    if (blas_threads)
+      sgemm_blas_threads(tb, M_, N_, K_, A, lda, B_, ldb, beta, C, ldc, ta);
+    else  // B is a weight in the forward and dx GEMMs (not transposed A), an activation in dW's
+      module_gemm(tb, M_, N_, K_, A, lda, B_, ldb, beta, C, ldc, ta, !ta);
   };
   auto gemm_fwd = [&] {
     sgemm(true, M, Etot, c.E, x.data(), c.E, w_qkv, c.E, 0.0f, qkv.data(), Etot);
@@ -223,6 +258,9 @@ std::vector<MhaBenchResult> run_mha_bench(const MhaBenchOptions& o, std::FILE* o
     throw Error(ErrorKind::unsupported, "--bf16-matmuls", "was given, expected a build with oneDNN (bf16 matmuls "
                 "are not available in this one)");
   const nn::MatmulPrecisionGuard precision(o.bf16_matmuls ? nn::MatmulPrecision::bf16 : nn::MatmulPrecision::f32);
+  // The module's weights do not change here: bf16 copies are kept (ATTN_WEIGHT_CACHE=off times
+  // the rounding at every call instead; docs/nn.md "bf16 weight copies").
+  const nn::WeightCacheGuard weight_cache;
   const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
   omp_set_num_threads(threads);
   const MachineInfo mi = machine_info(threads);
@@ -232,8 +270,10 @@ std::vector<MhaBenchResult> run_mha_bench(const MhaBenchOptions& o, std::FILE* o
   const double bf16_rate = o.bf16_matmuls ? bf16_gemm_gflops(2048, 7) : 0.0;
   std::fprintf(out, "mha bench: %s, %d threads, OpenBLAS core %s, attn ISA %s, %s, B = %lld, %s\n", mi.cpu.c_str(),
                threads, mi.openblas_core.c_str(), mi.isa.c_str(),
-               o.bf16_matmuls ? "bf16 matmuls (oneDNN) + fp32 SDPA" : "fp32", static_cast<long long>(o.batch),
-               o.causal ? "causal" : "not causal");
+               !o.bf16_matmuls              ? "fp32"
+               : nn::weight_cache_enabled() ? "bf16 matmuls (oneDNN, bf16 weights kept) + fp32 SDPA"
+                                            : "bf16 matmuls (oneDNN, weights rounded per call) + fp32 SDPA",
+               static_cast<long long>(o.batch), o.causal ? "causal" : "not causal");
   std::fprintf(out, "OpenBLAS sgemm 2048^3 (same run): %.1f GFLOP/s", sgemm_rate);
   if (o.bf16_matmuls) {
     std::fprintf(out, "; oneDNN bf16 matmul 2048^3: %.1f GFLOP/s (\"of best\" is of this)", bf16_rate);
@@ -279,6 +319,7 @@ std::vector<MhaBenchResult> run_mha_bench(const MhaBenchOptions& o, std::FILE* o
         {"bf16_matmul_2048_gflops", bf16_rate},
         {"causal", o.causal},
         {"bf16_matmuls", o.bf16_matmuls},
+        {"bf16_weights_kept", o.bf16_matmuls && nn::weight_cache_enabled()},
         {"repeats", o.repeats}};
     nlohmann::json rs = nlohmann::json::array();
     for (const MhaBenchResult& r : results)

@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "attn/error.hpp"
+#include "attn/nn/weight_cache.hpp"
 #include "io/tensor_copy.hpp"
 
 namespace attn::io {
@@ -143,6 +144,7 @@ LoadReport load_into(std::span<const ParamSlot> slots, const StateDict& state, b
     const Tensor* t = state.find(s.name);
     if (t != nullptr && !bad.count(s.name)) copy_converting(s.dest, t->view());
   }
+  nn::mark_weights_changed();  // the slots may be module weights with kept bf16 copies (docs/nn.md)
   return r;
 }
 

@@ -4,12 +4,14 @@
 
 #include "nn/gemm_bf16.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <bit>
 #include <map>
 #include <mutex>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "attn/error.hpp"
 #include "attn/nn/matmul_precision.hpp"
@@ -61,19 +63,23 @@ dnnl::engine& engine() {
 struct Key {
   bool ta, tb, accumulate;
   std::int64_t M, N, K, lda, ldb, ldc;
-  auto tie() const { return std::tie(ta, tb, accumulate, M, N, K, lda, ldb, ldc); }
+  bool packed = false;  // B in the layout the kernel picks (ldb unused)
+  auto tie() const { return std::tie(ta, tb, accumulate, M, N, K, lda, ldb, ldc, packed); }
   bool operator<(const Key& o) const { return tie() < o.tie(); }
 };
 
 struct Plan {
   memory::desc a, b, c;
   dnnl::matmul mm;
+  int layout = -1;  // packed: index into packed_layouts()
 };
 
 dnnl::matmul::primitive_desc describe(const Key& k, memory::desc& a, memory::desc& b, memory::desc& c) {
   // (m, k) of op(A) lies at m·lda + k, or at k·lda + m when A is stored transposed; likewise B.
   a = memory::desc({k.M, k.K}, memory::data_type::bf16, k.ta ? memory::dims{1, k.lda} : memory::dims{k.lda, 1});
-  b = memory::desc({k.K, k.N}, memory::data_type::bf16, k.tb ? memory::dims{1, k.ldb} : memory::dims{k.ldb, 1});
+  b = k.packed
+          ? memory::desc({k.K, k.N}, memory::data_type::bf16, memory::format_tag::any)
+          : memory::desc({k.K, k.N}, memory::data_type::bf16, k.tb ? memory::dims{1, k.ldb} : memory::dims{k.ldb, 1});
   c = memory::desc({k.M, k.N}, memory::data_type::f32, memory::dims{k.ldc, 1});
   dnnl::primitive_attr attr;
   if (k.accumulate) {
@@ -84,14 +90,35 @@ dnnl::matmul::primitive_desc describe(const Key& k, memory::desc& a, memory::des
   return dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), attr, engine());
 }
 
-const Plan& plan_for(const Key& k) {
+// The distinct packed weight layouts planned so far (PackedLayout::id indexes them).
+std::vector<memory::desc>& packed_layouts() {
+  static std::vector<memory::desc> l;
+  return l;
+}
+
+std::mutex& plans_mutex() {
   static std::mutex mu;
+  return mu;
+}
+
+const Plan& plan_for(const Key& k) {
   static std::map<Key, Plan> plans;
-  const std::lock_guard<std::mutex> lock(mu);
+  const std::lock_guard<std::mutex> lock(plans_mutex());
   auto it = plans.find(k);
   if (it == plans.end()) {
     Plan p;
     const auto pd = describe(k, p.a, p.b, p.c);
+    if (k.packed) {
+      p.b = pd.weights_desc();
+      // Packing pays only when the kernel reads a blocked layout (not a plain one, not the reference code).
+      const bool blocked = p.b.data.format_kind == dnnl_blocked && p.b.data.format_desc.blocking.inner_nblks > 0;
+      if (blocked && std::string(pd.impl_info_str()).rfind("ref", 0) != 0) {
+        std::vector<memory::desc>& layouts = packed_layouts();
+        auto same = std::find(layouts.begin(), layouts.end(), p.b);
+        if (same == layouts.end()) same = layouts.insert(layouts.end(), p.b);
+        p.layout = static_cast<int>(same - layouts.begin());
+      }
+    }
     p.mm = dnnl::matmul(pd);
     it = plans.emplace(k, std::move(p)).first;
   }
@@ -133,6 +160,64 @@ void gemm_bf16(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::
   }
 }
 
+namespace {
+Key packed_key(bool trans_b, std::int64_t M, std::int64_t N, std::int64_t K, std::int64_t lda, float beta,
+               std::int64_t ldc) {
+  return Key{false, trans_b, beta != 0.0f, M, N, K, lda, 0, ldc, true};
+}
+}  // namespace
+
+PackedLayout packed_layout_bf16(bool trans_b, std::int64_t M, std::int64_t N, std::int64_t K, std::int64_t lda,
+                                float beta, std::int64_t ldc) {
+  if (M <= 0 || N <= 0 || K <= 0) return {};
+  try {
+    const Plan& p = plan_for(packed_key(trans_b, M, N, K, lda, beta, ldc));
+    if (p.layout < 0) return {};
+    return {p.layout, p.b.get_size()};
+  } catch (const dnnl::error&) {
+    return {};  // no packed plan: the plain one
+  }
+}
+
+void pack_weights_bf16(bool trans_b, std::int64_t N, std::int64_t K, const std::uint16_t* W, std::int64_t ldw,
+                       const PackedLayout& layout, std::uint8_t* dst) {
+  memory::desc to;
+  {
+    const std::lock_guard<std::mutex> lock(plans_mutex());
+    to = packed_layouts().at(static_cast<std::size_t>(layout.id));
+  }
+  try {
+    const memory::desc from({K, N}, memory::data_type::bf16, trans_b ? memory::dims{1, ldw} : memory::dims{ldw, 1});
+    memory src(from, engine(), const_cast<std::uint16_t*>(W)), out(to, engine(), dst);
+    dnnl::stream s(engine());
+    dnnl::reorder(src, out).execute(s, src, out);
+    s.wait();
+  } catch (const dnnl::error& e) {
+    throw Error(ErrorKind::unsupported, "matmul",
+                attn::detail::concat("oneDNN reorder of a bf16 weight ", N, "x", K, " failed: ", e.what()));
+  }
+}
+
+void gemm_bf16_packed(bool trans_b, std::int64_t M, std::int64_t N, std::int64_t K, const std::uint16_t* A,
+                      std::int64_t lda, const std::uint8_t* Wp, const PackedLayout& layout, float beta, float* C,
+                      std::int64_t ldc) {
+  ATTN_CHECK(beta == 0.0f || beta == 1.0f, value, "beta", "= ", beta, ", expected 0 or 1");
+  try {
+    const Plan& p = plan_for(packed_key(trans_b, M, N, K, lda, beta, ldc));
+    ATTN_CHECK(p.layout == layout.id, value, "layout", "= ", layout.id, ", expected ", p.layout,
+               " (the layout packed_layout_bf16 gives for this GEMM)");
+    memory a(p.a, engine(), const_cast<std::uint16_t*>(A)), b(p.b, engine(), const_cast<std::uint8_t*>(Wp)),
+        c(p.c, engine(), C);
+    dnnl::stream s(engine());
+    p.mm.execute(s, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}});
+    s.wait();
+  } catch (const dnnl::error& e) {
+    throw Error(
+        ErrorKind::unsupported, "matmul",
+        attn::detail::concat("oneDNN bf16 matmul ", M, "x", K, " by packed ", K, "x", N, " failed: ", e.what()));
+  }
+}
+
 }  // namespace detail
 
 #else  // no oneDNN
@@ -144,6 +229,17 @@ namespace detail {
 void gemm_bf16(bool, bool, std::int64_t, std::int64_t, std::int64_t, const std::uint16_t*, std::int64_t,
                const std::uint16_t*, std::int64_t, float, float*, std::int64_t) {
   throw Error(ErrorKind::unsupported, "precision", attn::detail::concat("bf16 matmuls need oneDNN, and this libattn was built without it"));
+}
+PackedLayout packed_layout_bf16(bool, std::int64_t, std::int64_t, std::int64_t, std::int64_t, float, std::int64_t) {
+  return {};
+}
+void pack_weights_bf16(bool, std::int64_t, std::int64_t, const std::uint16_t*, std::int64_t, const PackedLayout&,
+                       std::uint8_t*) {
+  throw Error(ErrorKind::unsupported, "precision", "bf16 matmuls need oneDNN, and this libattn was built without it");
+}
+void gemm_bf16_packed(bool, std::int64_t, std::int64_t, std::int64_t, const std::uint16_t*, std::int64_t,
+                      const std::uint8_t*, const PackedLayout&, float, float*, std::int64_t) {
+  throw Error(ErrorKind::unsupported, "precision", "bf16 matmuls need oneDNN, and this libattn was built without it");
 }
 }  // namespace detail
 

@@ -3,7 +3,8 @@
 //   backward  dx = dy·W (NoTrans × NoTrans),  dW += dyᵀ·x (Trans × NoTrans),  db += Σ_rows dy
 // W is [out, in] row-major as torch stores it. With nn::set_float32_matmul_precision(bf16) the
 // fp32 GEMMs round x, W and dy to bf16 and run on oneDNN with fp32 accumulation (nn/gemm_bf16.hpp);
-// the bias, db and every output stay fp32.
+// the bias, db and every output stay fp32. W is rounded at each call, or once per weights version
+// while a WeightCacheGuard is alive (nn/bf16_weights.hpp, docs/nn.md "bf16 weight copies").
 
 #include "attn/nn/linear.hpp"
 
@@ -14,6 +15,8 @@
 
 #include "attn/error.hpp"
 #include "attn/nn/matmul_precision.hpp"
+#include "attn/nn/weight_cache.hpp"
+#include "nn/bf16_weights.hpp"
 #include "nn/gemm.hpp"
 #include "nn/gemm_bf16.hpp"
 #include "nn/init.hpp"
@@ -37,11 +40,29 @@ Linear<T>::Linear(std::int64_t in_features, std::int64_t out_features, bool bias
     db_ = b_ + nb;
   }
   detail::fill_uniform(w_, nw, 1.0 / std::sqrt(static_cast<double>(in_)), seed);
+  share_bf16_weights(std::make_shared<Bf16WeightCopy>(), w_, nw);
 }
 
 template <class T>
 Linear<T>::Linear(std::int64_t in_features, std::int64_t out_features, T* w, T* dw, T* b, T* db)
-    : in_(in_features), out_(out_features), w_(w), dw_(dw), b_(b), db_(db) {}
+    : in_(in_features), out_(out_features), w_(w), dw_(dw), b_(b), db_(db) {
+  if (w_) share_bf16_weights(std::make_shared<Bf16WeightCopy>(), w_, out_ * in_);
+}
+
+template <class T>
+void Linear<T>::share_bf16_weights(std::shared_ptr<Bf16WeightCopy> copy, const T* base, std::int64_t n) {
+  ATTN_CHECK(copy && base != nullptr && w_ >= base && w_ + out_ * in_ <= base + n, value, "base", "covers [",
+             static_cast<const void*>(base), ", +", n, ") which does not hold this Linear's weight [",
+             static_cast<const void*>(w_), ", +", out_ * in_, "), expected a block holding it");
+  w16_ = std::move(copy);
+  w16_base_ = base;
+  w16_n_ = n;
+}
+
+template <class T>
+void Linear<T>::share_bf16_weights(const Linear& other) {
+  share_bf16_weights(other.w16_, other.w16_base_, other.w16_n_);
+}
 
 namespace {
 template <class T>
@@ -62,14 +83,43 @@ const std::uint16_t* bf16_copy(const float* src, std::int64_t rows, std::int64_t
 }  // namespace
 
 template <class T>
+const std::uint16_t* Linear<T>::bf16_weight(int slot) const {
+  if constexpr (std::is_same_v<T, float>) {
+    if (weight_cache_enabled()) return w16_->get(w16_base_, w16_n_) + (w_ - w16_base_);
+    return bf16_copy(w_, out_, in_, in_, slot);
+  } else {
+    (void)slot;
+    return nullptr;
+  }
+}
+
+template <class T>
+bool Linear<T>::gemm_packed_weight(bool trans_b, std::int64_t M, const std::uint16_t* A16, std::int64_t lda, float beta,
+                                   float* C, std::int64_t ldc) const {
+  if constexpr (std::is_same_v<T, float>) {
+    if (!weight_cache_enabled() || !detail::weight_packing_enabled()) return false;
+    const std::int64_t N = trans_b ? out_ : in_, K = trans_b ? in_ : out_;
+    const detail::PackedLayout layout = detail::packed_layout_bf16(trans_b, M, N, K, lda, beta, ldc);
+    if (layout.id < 0) return false;
+    const std::uint8_t* wp = w16_->packed(w16_base_, w16_n_, w_ - w16_base_, out_, in_, trans_b, layout);
+    detail::gemm_bf16_packed(trans_b, M, N, K, A16, lda, wp, layout, beta, C, ldc);
+    return true;
+  } else {
+    (void)trans_b, (void)M, (void)A16, (void)lda, (void)beta, (void)C, (void)ldc;
+    return false;
+  }
+}
+
+template <class T>
 void Linear<T>::forward(const T* x, std::int64_t M, std::int64_t ldx, T* y, std::int64_t ldy) const {
   if (b_)
     for (std::int64_t m = 0; m < M; ++m) std::memcpy(y + m * ldy, b_, static_cast<std::size_t>(out_) * sizeof(T));
   if constexpr (std::is_same_v<T, float>) {
     if (bf16_matmuls<T>()) {
       const std::uint16_t* x16 = bf16_copy(x, M, in_, ldx, 0);
-      const std::uint16_t* w16 = bf16_copy(w_, out_, in_, in_, 1);
-      detail::gemm_bf16(false, true, M, out_, in_, x16, in_, w16, in_, b_ ? 1.0f : 0.0f, y, ldy);
+      const float beta = b_ ? 1.0f : 0.0f;
+      if (!gemm_packed_weight(true, M, x16, in_, beta, y, ldy))
+        detail::gemm_bf16(false, true, M, out_, in_, x16, in_, bf16_weight(1), in_, beta, y, ldy);
       return;
     }
   }
@@ -79,16 +129,24 @@ void Linear<T>::forward(const T* x, std::int64_t M, std::int64_t ldx, T* y, std:
 template <class T>
 void Linear<T>::backward(const T* x, std::int64_t ldx, const T* dy, std::int64_t ldy, std::int64_t M, T* dx,
                          std::int64_t lddx, bool accumulate_dx) {
+  backward(x, ldx, dy, ldy, M, dx, lddx, accumulate_dx, nullptr, 0);
+}
+
+template <class T>
+void Linear<T>::backward(const T* x, std::int64_t ldx, const T* dy, std::int64_t ldy, std::int64_t M, T* dx,
+                         std::int64_t lddx, bool accumulate_dx, const std::uint16_t* x16, std::int64_t ldx16) {
   bool done = false;
   if constexpr (std::is_same_v<T, float>) {
     if (bf16_matmuls<T>()) {
       const std::uint16_t* dy16 = bf16_copy(dy, M, out_, ldy, 0);
-      const std::uint16_t* x16 = bf16_copy(x, M, in_, ldx, 1);
-      if (dx) {
-        const std::uint16_t* w16 = bf16_copy(w_, out_, in_, in_, 2);
-        detail::gemm_bf16(false, false, M, in_, out_, dy16, out_, w16, in_, accumulate_dx ? 1.0f : 0.0f, dx, lddx);
+      if (!x16) {
+        x16 = bf16_copy(x, M, in_, ldx, 1);
+        ldx16 = in_;
       }
-      detail::gemm_bf16(true, false, out_, in_, M, dy16, out_, x16, in_, 1.0f, dw_, in_);
+      const float beta = accumulate_dx ? 1.0f : 0.0f;
+      if (dx && !gemm_packed_weight(false, M, dy16, out_, beta, dx, lddx))
+        detail::gemm_bf16(false, false, M, in_, out_, dy16, out_, bf16_weight(2), in_, beta, dx, lddx);
+      detail::gemm_bf16(true, false, out_, in_, M, dy16, out_, x16, ldx16, 1.0f, dw_, in_);
       done = true;
     }
   }

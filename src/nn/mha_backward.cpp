@@ -11,8 +11,13 @@
 // group's input gradient accumulates three GEMMs instead of one.
 
 #include <cmath>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
 
+#include "attn/nn/matmul_precision.hpp"
 #include "nn/gemm.hpp"
+#include "nn/gemm_bf16.hpp"
 #include "nn/mha_impl.hpp"
 
 namespace attn::nn {
@@ -128,20 +133,35 @@ MhaGrads MultiheadAttention<T>::backward(const TensorView& dout, const TensorVie
     rotary_->backward(dkv, s.positions);
   }
 
-  // 1'.
+  // 1'. Under bf16 matmuls an input shared by a fused group is rounded once for its GEMMs.
+  std::vector<std::uint16_t> x16;
+  const auto shared_x16 = [&](const detail::Rows<T>& r, std::int64_t cols) -> const std::uint16_t* {
+    if constexpr (std::is_same_v<T, float>) {
+      if (float32_matmul_precision() != MatmulPrecision::bf16) return nullptr;
+      x16.resize(static_cast<std::size_t>(r.M * cols));
+      detail::round_rows_to_bf16(r.data, r.M, cols, r.ld, x16.data(), cols);
+      return x16.data();
+    } else {
+      (void)r, (void)cols;
+      return nullptr;
+    }
+  };
   MhaGrads g;
   g.dquery = detail::make_tensor(dt, detail::shape_with_last(s.query, E_));
   T* dxq = g.dquery.template ptr<T>();
-  q_proj_.backward(p.xq.data, p.xq.ld, dq.template ptr<T>(), E_, Mq, dxq, E_);
   if (p.fusion == detail::Fusion::qkv) {
-    k_proj_.backward(p.xq.data, p.xq.ld, dk.template ptr<T>(), kvw, Mk, dxq, E_, true);
-    v_proj_.backward(p.xq.data, p.xq.ld, dv.template ptr<T>(), kvw, Mk, dxq, E_, true);
+    const std::uint16_t* xq16 = shared_x16(p.xq, E_);
+    q_proj_.backward(p.xq.data, p.xq.ld, dq.template ptr<T>(), E_, Mq, dxq, E_, false, xq16, E_);
+    k_proj_.backward(p.xq.data, p.xq.ld, dk.template ptr<T>(), kvw, Mk, dxq, E_, true, xq16, E_);
+    v_proj_.backward(p.xq.data, p.xq.ld, dv.template ptr<T>(), kvw, Mk, dxq, E_, true, xq16, E_);
   } else {
+    q_proj_.backward(p.xq.data, p.xq.ld, dq.template ptr<T>(), E_, Mq, dxq, E_);
     g.dkey = detail::make_tensor(dt, detail::shape_with_last(s.key, kdim_));
     T* dxk = g.dkey.template ptr<T>();
-    k_proj_.backward(p.xk.data, p.xk.ld, dk.template ptr<T>(), kvw, Mk, dxk, kdim_);
+    const std::uint16_t* xk16 = p.fusion == detail::Fusion::kv ? shared_x16(p.xk, kdim_) : nullptr;
+    k_proj_.backward(p.xk.data, p.xk.ld, dk.template ptr<T>(), kvw, Mk, dxk, kdim_, false, xk16, kdim_);
     if (p.fusion == detail::Fusion::kv) {
-      v_proj_.backward(p.xk.data, p.xk.ld, dv.template ptr<T>(), kvw, Mk, dxk, kdim_, true);
+      v_proj_.backward(p.xk.data, p.xk.ld, dv.template ptr<T>(), kvw, Mk, dxk, kdim_, true, xk16, kdim_);
     } else {
       g.dvalue = detail::make_tensor(dt, detail::shape_with_last(s.value, vdim_));
       v_proj_.backward(p.xv.data, p.xv.ld, dv.template ptr<T>(), kvw, Mk, g.dvalue.template ptr<T>(), vdim_);

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "attn/error.hpp"
+#include "nn/bf16_weights.hpp"
 #include "nn/init.hpp"
 #include "nn/mha_impl.hpp"
 
@@ -108,6 +109,12 @@ MultiheadAttention<T>::MultiheadAttention(const MhaConfig& config)
     projection_ = Tensor(DType::f32, {m, hd_});
     favor_projection(projection_, config.seed);
   }
+  // One kept bf16 copy of W_q, W_k, W_v, W_o (contiguous): the fused QKV / KV projections and the
+  // per-projection backward GEMMs cut their W out of it (docs/nn.md "bf16 weight copies").
+  const Blocks b = blocks(config, Hkv_);
+  const auto w16 = std::make_shared<Bf16WeightCopy>();
+  for (Linear<T>* l : {&q_proj_, &k_proj_, &v_proj_, &out_proj_})
+    l->share_bf16_weights(w16, params_.ptr<T>(), b.wq + b.wk + b.wv + b.wo);
   const Linear<T>* lins[] = {&q_proj_, &k_proj_, &v_proj_, &out_proj_};
   for (int i = 0; i < 4; ++i) {
     const Linear<T>& l = *lins[i];
@@ -238,6 +245,7 @@ Projections<T> project(const MultiheadAttention<T>& m, const TensorView& query, 
     p.qbuf = Tensor(dtype_of<T>(), {p.xq.M, Etot});
     const Linear<T>& lq = m.q_proj();
     Linear<T> fused(E, Etot, lq.weight(), lq.weight_grad(), lq.bias(), lq.bias_grad());
+    fused.share_bf16_weights(lq);
     fused.forward(p.xq.data, p.xq.M, p.xq.ld, p.qbuf.template ptr<T>(), Etot);
     p.q = p.qbuf.template ptr<T>();
     p.k = p.q + E;
@@ -258,6 +266,7 @@ Projections<T> project(const MultiheadAttention<T>& m, const TensorView& query, 
   if (p.fusion == Fusion::kv) {
     const Linear<T>& lk = m.k_proj();
     Linear<T> fused(m.config().kdim, 2 * kv, lk.weight(), lk.weight_grad(), lk.bias(), lk.bias_grad());
+    fused.share_bf16_weights(lk);
     fused.forward(p.xk.data, p.xk.M, p.xk.ld, p.k, p.ldkv);
   } else {
     m.k_proj().forward(p.xk.data, p.xk.M, p.xk.ld, p.k, p.ldkv);

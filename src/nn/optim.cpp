@@ -7,6 +7,7 @@
 #include <numbers>
 
 #include "attn/error.hpp"
+#include "attn/nn/weight_cache.hpp"
 
 namespace attn::nn {
 namespace {
@@ -58,6 +59,7 @@ void AdamW::step(double lr) {
       adamw_update(static_cast<double*>(p.value.data), static_cast<const double*>(p.grad.data), m_[i].ptr<double>(),
                    v_[i].ptr<double>(), p.value.numel(), lr, wd, config_.beta1, config_.beta2, config_.eps, bc1, bc2);
   }
+  mark_weights_changed();  // kept bf16 weight copies are stale now (attn/nn/weight_cache.hpp)
 }
 
 std::vector<Parameter> AdamW::state() const {

@@ -11,6 +11,7 @@
 #include <attn/nn/matmul_precision.hpp>
 #include <attn/nn/optim.hpp>
 #include <attn/nn/regression.hpp>
+#include <attn/nn/weight_cache.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -134,6 +135,8 @@ int run_train_regression(const TrainOptions& o) {
   const RegressionTask task{o.seq_len, o.marker_rate};
   const attn::nn::MatmulPrecisionGuard precision(o.bf16 ? attn::nn::MatmulPrecision::bf16
                                                         : attn::nn::float32_matmul_precision());
+  // Only AdamW and checkpoint loads write the weights: bf16 copies are made once per step.
+  const attn::nn::WeightCacheGuard weight_cache;
   attn::nn::RegressionTransformer<float> model(model_config(o));
   model.set_checkpoint(o.checkpointing);
   attn::nn::AdamWConfig ac;

@@ -15,6 +15,7 @@
 #include <attn/nn/llama_train.hpp>
 #include <attn/nn/matmul_precision.hpp>
 #include <attn/nn/optim.hpp>
+#include <attn/nn/weight_cache.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -134,6 +135,8 @@ int run_train_lm(const LmOptions& o) {
   ATTN_CHECK(o.holdout > 0 && o.holdout < 1, value, "--holdout", "= ", o.holdout, ", expected in (0, 1)");
   const attn::nn::MatmulPrecisionGuard precision(o.bf16 ? attn::nn::MatmulPrecision::bf16
                                                         : attn::nn::float32_matmul_precision());
+  // Only AdamW and checkpoint loads write the weights: bf16 copies are made once per step.
+  const attn::nn::WeightCacheGuard weight_cache;
 
   const std::string text_path = o.text.empty() ? default_text() : o.text;
   const std::vector<std::int64_t> bytes = read_bytes(text_path);

@@ -4,7 +4,8 @@
 ///   bf16  the GEMM inputs (activations, weights, output gradients) are rounded to bf16 and
 ///         multiplied with fp32 accumulation on oneDNN's matmul (AMX tiles or AVX512_BF16 where the
 ///         CPU has them); outputs, weights and gradients stay fp32 (the weights are fp32 master
-///         copies, rounded at every call). About 3 significant decimal digits per product.
+///         copies, rounded at every call, or once per weights version under a WeightCacheGuard:
+///         attn/nn/weight_cache.hpp). About 3 significant decimal digits per product.
 /// The setting is process-wide and read at every Linear forward/backward; f64 modules ignore it.
 
 #include <string>
