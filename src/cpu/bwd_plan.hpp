@@ -65,4 +65,12 @@ struct BwdWorkspace {
 
 using BwdTaskFn = void (*)(const BwdPlan&, const BwdTask&, BwdWorkspace&);
 
+/// The driver's row passes around the tasks, in the ISA's vectors (sdpa_bwd_kernel.hpp).
+struct BwdRows {
+  /// Δ of every query row of sequence b, head h, into delta (indexed by BwdPlan::row_id).
+  void (*delta)(const BwdPlan&, std::int64_t b, std::int64_t h, float* delta);
+  /// dq rows [row0, row1) of the Bt·Hq·Nq row index: scale · the chunk partials summed in chunk order.
+  void (*dq)(const BwdPlan&, std::int64_t row0, std::int64_t row1);
+};
+
 }  // namespace attn::cpu

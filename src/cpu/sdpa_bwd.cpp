@@ -1,10 +1,12 @@
 // The cpu backend's backward driver (FlashAttention-2 backward; docs/architecture.md §7): decides whether
 // the fast path can run (named reasons when not), precomputes Δ_i = rowsum(dO_i∘O_i) in fp32,
 // builds the tasks (b, kv head, fixed chunk of KV blocks; all G query heads), runs them on OpenMP
-// threads, then sums the dQ partial buffers in chunk order. The chunk count is a function of the
+// threads, then sums the dQ partial buffers in chunk order. The two row passes (Δ, dQ) are the
+// active ISA's (BwdKernel::delta_rows, dq_rows), parallel over rows. The chunk count is a function of the
 // shape only (enough tasks for ~16 threads when B·Hkv is small), so dQ, dK and dV are bitwise
 // identical for any thread count. Extra memory: per-thread tiles (O(Bc·D)), Δ (O(N)) and the
-// chunks' fp32 dQ partials (chunks × B·Hq·Nq·D); with dbias, an fp32 gather of every score
+// chunks' fp32 dQ partials (chunks × B·Hq·Nq·D, kept between calls on the calling thread up to
+// 32 MiB, so repeated calls reuse their pages); with dbias, an fp32 gather of every score
 // gradient (B·Hq·Nq·Nk), reduced over the bias's broadcast axes in index order (as the reference).
 
 #include <omp.h>
@@ -12,6 +14,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <memory>
 #include <numeric>
 #include <optional>
 #include <string>
@@ -88,51 +92,53 @@ std::vector<BwdTask> make_tasks(const core::SdpaProblem& p, std::int64_t chunks,
   return order_tasks(tasks, cost);
 }
 
-/// Δ_i = Σ_d dO_id·O_id (− dlse_i when given) in fp32 for every query row that a sequence owns.
-void compute_delta(const core::BackwardArgs& a, const BwdPlan& plan, std::vector<float>& delta, int threads) {
-  const core::SdpaProblem& p = a.p;
+/// Δ_i = Σ_d dO_id·O_id (− dlse_i when given) in fp32 for every query row that a sequence owns,
+/// in the active ISA's vectors (BwdKernel::delta_rows), one (sequence, head) per iteration.
+void compute_delta(const CpuKernels& kernels, const BwdPlan& plan, float* delta, int threads) {
+  const core::SdpaProblem& p = plan.a->p;
 #pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
   for (std::int64_t b = 0; b < p.B; ++b)
-    for (std::int64_t h = 0; h < p.Hq; ++h) {
-      const std::int64_t tb = p.tensor_b[b];
-      for (std::int64_t i = 0; i < p.Lq[b]; ++i) {
-        const std::int64_t n = p.tensor_row(b, i);
-        const std::int64_t o_base = tb * a.out.strides[0] + h * a.out.strides[1] + n * a.out.strides[2];
-        const std::int64_t d_base = tb * a.dout.strides[0] + h * a.dout.strides[1] + n * a.dout.strides[2];
-        float sum = 0.0f;
-        for (std::int64_t d = 0; d < p.Dv; ++d)
-          sum += static_cast<float>(load_f64(a.dout, d_base + d * a.dout.strides[3])) *
-                 static_cast<float>(load_f64(a.out, o_base + d * a.out.strides[3]));
-        // d lse_i / d s_ij = P_ij, so a gradient of lse enters as dS_ij += dlse_i·P_ij: Δ_i −= dlse_i.
-        if (a.dlse.defined())
-          sum -= static_cast<float>(
-              load_f64(a.dlse, tb * a.dlse.strides[0] + h * a.dlse.strides[1] + n * a.dlse.strides[2]));
-        delta[static_cast<std::size_t>(plan.row_id(p, tb, h, n))] = sum;
-      }
-    }
+    for (std::int64_t h = 0; h < p.Hq; ++h) kernels.backward_rows.delta(plan, b, h, delta);
 }
 
-/// dq = scale · Σ_chunks partial (in chunk order), every row (rows no sequence reaches get 0).
-void write_dq(const core::BackwardArgs& a, const BwdPlan& plan, int threads) {
-  const core::SdpaProblem& p = a.p;
-  const TensorView& dq = a.g.dq;
-  const std::int64_t rows = p.q.shape[0] * p.Hq * p.Nq, stride = plan.chunk_stride(p);
-  const float scale = static_cast<float>(p.scale);
-#pragma omp parallel num_threads(threads)
-  {
-    std::vector<float> sum(static_cast<std::size_t>(plan.Dp));
-#pragma omp for schedule(static)
-    for (std::int64_t row = 0; row < rows; ++row) {
-      const std::int64_t tb = row / (p.Hq * p.Nq), h = row / p.Nq % p.Hq, n = row % p.Nq;
-      std::fill(sum.begin(), sum.end(), 0.0f);
-      for (std::int64_t c = 0; c < plan.chunks; ++c) {
-        const float* part = plan.dq_acc + c * stride + row * plan.Dp;
-        for (std::int64_t d = 0; d < p.D; ++d) sum[d] += part[d];
-      }
-      const std::int64_t base = tb * dq.strides[0] + h * dq.strides[1] + n * dq.strides[2];
-      for (std::int64_t d = 0; d < p.D; ++d) store_f64(dq, base + d * dq.strides[3], sum[d] * scale);
+/// dq = scale · Σ_chunks partial (in chunk order), every row (rows no sequence reaches get 0), in
+/// the active ISA's vectors (BwdKernel::dq_rows), rows split evenly between the threads.
+void write_dq(const CpuKernels& kernels, const BwdPlan& plan, int threads) {
+  const core::SdpaProblem& p = plan.a->p;
+  const std::int64_t rows = p.q.shape[0] * p.Hq * p.Nq;
+  const std::int64_t parts = std::max<std::int64_t>(1, std::min<std::int64_t>(rows, 8 * threads));
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (std::int64_t part = 0; part < parts; ++part)
+    kernels.backward_rows.dq(plan, part * rows / parts, (part + 1) * rows / parts);
+}
+
+// Partial buffers up to this size are kept between calls (per calling thread), so a training
+// loop's backward reuses the same pages every step instead of faulting in fresh ones.
+constexpr std::size_t kKeptScratchFloats = std::size_t{8} << 20;  // 32 MiB
+
+/// n zeroed floats for the dQ partials, zeroed on `threads` threads.
+float* dq_partials(std::size_t n, int threads, std::unique_ptr<float[]>& own) {
+  thread_local std::unique_ptr<float[]> kept;
+  thread_local std::size_t kept_n = 0;
+  float* buf = nullptr;
+  if (n <= kKeptScratchFloats) {
+    if (kept_n < n) {
+      kept.reset(new float[n]);
+      kept_n = n;
     }
+    buf = kept.get();
+  } else {
+    own.reset(new float[n]);
+    buf = own.get();
   }
+  constexpr std::size_t kBlock = std::size_t{1} << 14;
+  const auto blocks = static_cast<std::int64_t>((n + kBlock - 1) / kBlock);
+#pragma omp parallel for schedule(static) num_threads(threads) if (blocks > 4)
+  for (std::int64_t blk = 0; blk < blocks; ++blk) {
+    const std::size_t e0 = static_cast<std::size_t>(blk) * kBlock;
+    std::memset(buf + e0, 0, std::min(kBlock, n - e0) * sizeof(float));
+  }
+  return buf;
 }
 
 /// dbias = Σ over the bias's broadcast axes of the gathered score gradients, in fp64 and in index
@@ -171,15 +177,24 @@ void reduce_dbias(const core::SdpaProblem& p, const TensorView& dbias, const flo
   }
 }
 
-/// dK/dV rows beyond Lk_b (padding outside varlen) are 0: no task owns them.
-void zero_padded_kv(const core::BackwardArgs& a) {
+/// dK/dV rows beyond Lk_b (padding outside varlen) are 0: no task owns them. Contiguous rows are
+/// cleared bytewise (all-zero bits are +0 in every float dtype), others element by element.
+void zero_padded_kv(const core::BackwardArgs& a, int threads) {
   const core::SdpaProblem& p = a.p;
   if (p.varlen) return;
+  auto clear = [](const TensorView& t, std::int64_t b, std::int64_t kvh, std::int64_t n, std::int64_t n_el) {
+    const std::int64_t base = b * t.strides[0] + kvh * t.strides[1] + n * t.strides[2];
+    if (t.strides[3] == 1)
+      std::memset(t.at(base), 0, static_cast<std::size_t>(n_el) * dtype_size(t.dtype));
+    else
+      for (std::int64_t d = 0; d < n_el; ++d) store_f64(t, base + d * t.strides[3], 0.0);
+  };
+#pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
   for (std::int64_t b = 0; b < p.B; ++b)
     for (std::int64_t kvh = 0; kvh < p.Hkv; ++kvh)
       for (std::int64_t n = p.Lk[b]; n < p.Nk; ++n) {
-        for (std::int64_t d = 0; d < p.D; ++d) store_f64(a.g.dk, a.g.dk.offset({b, kvh, n, d}), 0.0);
-        for (std::int64_t d = 0; d < p.Dv; ++d) store_f64(a.g.dv, a.g.dv.offset({b, kvh, n, d}), 0.0);
+        clear(a.g.dk, b, kvh, n, p.D);
+        clear(a.g.dv, b, kvh, n, p.Dv);
       }
 }
 
@@ -246,15 +261,15 @@ void backward(const core::BackwardArgs& a) {
   plan.dq_second_pass = second_pass_dq();
   if (plan.dq_second_pass) plan.chunks = 1;  // the first pass writes no dQ; the second owns its rows
   std::vector<float> delta(static_cast<std::size_t>(p.q.shape[0] * p.Hq * p.Nq), 0.0f);
-  std::vector<float> dq_acc(static_cast<std::size_t>(plan.chunks * plan.chunk_stride(p)), 0.0f);
+  std::unique_ptr<float[]> dq_own;  // only when the partials are too large to keep between calls
   plan.delta = delta.data();
-  plan.dq_acc = dq_acc.data();
+  plan.dq_acc = dq_partials(static_cast<std::size_t>(plan.chunks * plan.chunk_stride(p)), threads, dq_own);
   std::vector<float> dbias_gather;  // hidden, skipped and padded positions stay 0
   if (a.g.dbias.defined()) {
     dbias_gather.assign(static_cast<std::size_t>(p.q.shape[0] * p.Hq * p.Nq * p.Nk), 0.0f);
     plan.dbias_gather = dbias_gather.data();
   }
-  compute_delta(a, plan, delta, threads);
+  compute_delta(kernels, plan, delta.data(), threads);
   plan.tasks = make_tasks(p, plan.chunks, plan.Br, plan.Bc);
   std::vector<BwdTask> q_tasks;  // second-pass dQ scheme: one task per (b, kv head, query tile)
   if (plan.dq_second_pass)
@@ -268,8 +283,8 @@ void backward(const core::BackwardArgs& a) {
         }
   run_tasks(plan, kernels, threads, plan.tasks);
   run_tasks(plan, kernels, threads, q_tasks);
-  write_dq(a, plan, threads);
-  zero_padded_kv(a);
+  write_dq(kernels, plan, threads);
+  zero_padded_kv(a, threads);
   if (plan.dbias_gather) reduce_dbias(p, a.g.dbias, plan.dbias_gather, threads);
 }
 

@@ -34,6 +34,7 @@
 #include <limits>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "core/float_io.hpp"
 #include "core/half.hpp"
@@ -372,6 +373,60 @@ struct BwdKernel {
         loaded = true;
         tile(plan, t, ws, plan.dq_acc + plan.row_id(p, tb, h, p.tensor_row(b, i0)) * plan.Dp, Products::q);
       }
+    }
+  }
+
+  /// The driver's row pass before the tasks: Δ_i = Σ_d dO_id·O_id (− dlse_i when given) in fp32
+  /// for every query row of sequence b, head h, into delta[row_id]. fp32 rows of width Dvp are read
+  /// in place, others converted into a zero-padded row; W-lane products summed by I::hsum.
+  static void delta_rows(const BwdPlan& plan, std::int64_t b, std::int64_t h, float* delta) {
+    const core::BackwardArgs& a = *plan.a;
+    const core::SdpaProblem& p = a.p;
+    const std::int64_t tb = p.tensor_b[b], Dvp = plan.Dvp;
+    const bool o_direct = in_place(a.out, p.Dv, Dvp), d_direct = in_place(a.dout, p.Dv, Dvp);
+    std::vector<float> buf(static_cast<std::size_t>((o_direct ? 0 : Dvp) + (d_direct ? 0 : Dvp)));
+    float* o_row = buf.data();
+    float* d_row = buf.data() + (o_direct ? 0 : Dvp);
+    for (std::int64_t i = 0; i < p.Lq[b]; ++i) {
+      const std::int64_t n = p.tensor_row(b, i);
+      const float* o = o_row;
+      const float* d = d_row;
+      if (o_direct)
+        o = static_cast<const float*>(a.out.at(tb * a.out.strides[0] + h * a.out.strides[1] + n * a.out.strides[2]));
+      else
+        load_row(a.out, tb, h, n, p.Dv, Dvp, o_row);
+      if (d_direct)
+        d = static_cast<const float*>(a.dout.at(tb * a.dout.strides[0] + h * a.dout.strides[1] + n * a.dout.strides[2]));
+      else
+        load_row(a.dout, tb, h, n, p.Dv, Dvp, d_row);
+      V acc = I::zero();
+      for (std::int64_t c = 0; c < Dvp; c += W) acc = I::fma(I::load(d + c), I::load(o + c), acc);
+      float sum = I::hsum(acc);
+      // d lse_i / d s_ij = P_ij, so a gradient of lse enters as dS_ij += dlse_i·P_ij: Δ_i −= dlse_i.
+      if (a.dlse.defined())
+        sum -= core::load_float(a.dlse.data, a.dlse.dtype,
+                                tb * a.dlse.strides[0] + h * a.dlse.strides[1] + n * a.dlse.strides[2]);
+      delta[plan.row_id(p, tb, h, n)] = sum;
+    }
+  }
+
+  /// The driver's row pass after the tasks: dq = scale · Σ_chunks partial (0 + chunk 0 + chunk 1 +
+  /// ..., in chunk order) for rows [row0, row1) of the [Bt·Hq·Nq] row index, every row (rows no
+  /// sequence reaches get 0), written in dq's dtype and strides.
+  static void dq_rows(const BwdPlan& plan, std::int64_t row0, std::int64_t row1) {
+    const core::SdpaProblem& p = plan.a->p;
+    const TensorView& dq = plan.a->g.dq;
+    const std::int64_t stride = plan.chunk_stride(p), Dp = plan.Dp;
+    std::vector<float> sum(static_cast<std::size_t>(Dp));
+    for (std::int64_t row = row0; row < row1; ++row) {
+      const std::int64_t tb = row / (p.Hq * p.Nq), h = row / p.Nq % p.Hq, n = row % p.Nq;
+      const float* part = plan.dq_acc + row * Dp;
+      for (std::int64_t c = 0; c < Dp; c += W) {
+        V s = I::zero();
+        for (std::int64_t ch = 0; ch < plan.chunks; ++ch) s = I::add(s, I::load(part + ch * stride + c));
+        I::store(sum.data() + c, s);
+      }
+      store_row(dq, tb, h, n, p.D, sum.data(), static_cast<float>(p.scale));
     }
   }
 

@@ -38,6 +38,7 @@ struct CpuKernels {
   FwdPrepareFn prepare_forward;  // null, or run once per forward call before its tasks
   FwdTaskFn forward_task;      // cpu/sdpa_fwd_kernel.hpp
   BwdTaskFn backward_task;     // cpu/sdpa_bwd_kernel.hpp
+  BwdRows backward_rows;       // its row passes before and after the tasks (Δ, dQ)
   kv::DecodeChunkFn decode_chunk;  // cache/decode_kernel.hpp
   NaiveRows naive;             // the bench's baseline
 };

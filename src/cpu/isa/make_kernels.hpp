@@ -28,6 +28,7 @@ constexpr CpuKernels make_kernels(bool (*supported)(), bool (*preferred)()) {
           prepare_forward<I>(),
           &FwdKernel<I>::run,
           &BwdKernel<I>::run,
+          {&BwdKernel<I>::delta_rows, &BwdKernel<I>::dq_rows},
           &kv::DecodeKernel<I>::run,
           {&naive_rows::softmax<I>, &naive_rows::delta<I>, &naive_rows::ds<I>}};
 }
