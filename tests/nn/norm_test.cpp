@@ -1,8 +1,13 @@
 // nn::LayerNorm, nn::RMSNorm (src/nn/norm.cpp): forward against the formula written here, backward
 // against fp64 finite differences, f32 against f64, and the edge cases: constant rows, a large
-// common offset, C = 1, zero rows for RMSNorm, accumulation into dx, bad arguments.
+// common offset, C = 1, zero rows for RMSNorm, accumulation into dx, bad arguments; the same bits
+// on any thread count.
 
 #include <gtest/gtest.h>
+#include <omp.h>
+
+#include <bit>
+#include <cstdint>
 
 #include "attn/error.hpp"
 #include "attn/nn/norm.hpp"
@@ -167,6 +172,46 @@ TEST(Norm, BadArguments) {
   nn::Norm<double> n(nn::NormKind::rms_norm, 5, 1e-6);
   EXPECT_EQ(n.parameters().size(), 1u);
   EXPECT_STREQ(nn::norm_kind_name(n.kind()), "rms_norm");
+}
+
+// Large enough (M·C ≥ 2^15) for the parallel row loops and the parallel column blocks of dγ/dβ
+// (C = 130: three blocks, the last partial, and a row_sum tail): y, dx and every parameter
+// gradient have the same bits on 1, 2 and 3 threads.
+TEST(Norm, SameBitsForAnyThreadCount) {
+  const std::int64_t M = 257, C = 130;
+  const std::vector<float> x = to_f32(randn(static_cast<std::size_t>(M * C), 21, 2.0));
+  const std::vector<float> dy = to_f32(randn(x.size(), 22));
+  const int saved = omp_get_max_threads();
+  for (nn::NormKind kind : {nn::NormKind::layer_norm, nn::NormKind::rms_norm}) {
+    std::vector<std::vector<float>> first;
+    for (int threads : {1, 2, 3}) {
+      omp_set_num_threads(threads);
+      nn::Norm<float> norm(kind, C, 1e-5);
+      for (const nn::Parameter& p : norm.parameters()) {  // gains around 1, biases around 0
+        const std::vector<double> r = randn(static_cast<std::size_t>(C), p.name == "weight" ? 31 : 32, 0.1);
+        for (std::int64_t c = 0; c < C; ++c)
+          static_cast<float*>(p.value.data)[c] = static_cast<float>((p.name == "weight" ? 1.0 : 0.0) + r[c]);
+      }
+      std::vector<float> y(x.size()), dx(x.size());
+      norm.forward(x.data(), M, y.data());
+      norm.zero_grad();
+      norm.backward(x.data(), dy.data(), M, dx.data());
+      std::vector<std::vector<float>> got{y, dx};
+      for (const nn::Parameter& p : norm.parameters()) {
+        const float* g = static_cast<const float*>(p.grad.data);
+        got.emplace_back(g, g + C);
+      }
+      if (first.empty()) {
+        first = got;
+        continue;
+      }
+      for (std::size_t t = 0; t < got.size(); ++t)
+        for (std::size_t i = 0; i < got[t].size(); ++i)
+          ASSERT_EQ(std::bit_cast<std::uint32_t>(got[t][i]), std::bit_cast<std::uint32_t>(first[t][i]))
+              << nn::norm_kind_name(kind) << " threads " << threads << " output " << t << " element " << i;
+    }
+  }
+  omp_set_num_threads(saved);
 }
 
 }  // namespace
