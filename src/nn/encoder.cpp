@@ -51,7 +51,9 @@ void TransformerEncoder<T>::backward(const T* x, const T* dy, T* dx, bool accumu
   // Layer i's input is layer i−1's output, which that layer owns.
   for (std::int64_t i = 1; i < N; ++i)
     inputs[static_cast<std::size_t>(i)] = layers_[static_cast<std::size_t>(i - 1)].output();
-  Tensor g0(detail::dtype_of<T>(), {n}), g1(detail::dtype_of<T>(), {n});
+  for (Tensor& g : grad_)
+    if (!g.data() || g.numel() != n) g = Tensor(detail::dtype_of<T>(), {n});
+  const Tensor &g0 = grad_[0], &g1 = grad_[1];
   const T* d = dy;
   if (norm_) {
     norm_->backward(layers_.back().output(), dy, M_, g0.template ptr<T>());

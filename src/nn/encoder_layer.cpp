@@ -10,7 +10,6 @@
 // the start of backward: the same code on the same inputs and dropout bits, so the gradients are
 // the same bit for bit.
 
-#include <cstring>
 
 #include "attn/error.hpp"
 #include "attn/nn/make_attention.hpp"
@@ -48,6 +47,14 @@ template <class T>
 void add_to(T* out, const T* a, std::int64_t n, bool accumulate) {
 #pragma omp parallel for schedule(static) if (n >= (1 << 16))
   for (std::int64_t i = 0; i < n; ++i) out[i] = accumulate ? out[i] + a[i] : a[i];
+}
+
+// Dropout's backward into `scratch`, or dy itself when the dropout is inactive (no copy).
+template <class T>
+const T* drop_backward(const Dropout<T>& drop, const T* dy, std::int64_t n, T* scratch, std::uint64_t step) {
+  if (!drop.active()) return dy;
+  drop.backward(dy, n, scratch, step);
+  return scratch;
 }
 
 MhaConfig mha_config(const EncoderLayerConfig& c, std::uint32_t index) {
@@ -124,7 +131,7 @@ void TransformerEncoderLayer<T>::mixer_forward(const T* in, T* out) {
   o.dropout_offset = b.call.step;
   const TensorView xv(const_cast<T*>(in), detail::dtype_of<T>(), {b.B, b.L, E});
   const MhaOutput r = mha_->forward(xv, xv, xv, o);
-  std::memcpy(out, r.out.data(), static_cast<std::size_t>(b.M * E) * sizeof(T));
+  add_to(out, r.out.template ptr<T>(), b.M * E, false);
 }
 
 template <class T>
@@ -211,23 +218,19 @@ void TransformerEncoderLayer<T>::backward(const T* x, const T* dy, T* dx, bool a
   for (Tensor* t : {&b.dh, &b.tmp, &b.dtmp}) ensure<T>(*t, n);
   T *dh = b.dh.template ptr<T>(), *tmp = b.tmp.template ptr<T>(), *dtmp = b.dtmp.template ptr<T>();
   if (config_.norm_first) {
-    std::memcpy(dh, dy, static_cast<std::size_t>(n) * sizeof(T));
-    drop2_.backward(dy, n, tmp, step);
-    ffn_.backward(b.f.template ptr<T>(), tmp, M, dtmp);
+    add_to(dh, dy, n, false);
+    ffn_.backward(b.f.template ptr<T>(), drop_backward(drop2_, dy, n, tmp, step), M, dtmp);
     norm2_.backward(b.h.template ptr<T>(), dtmp, M, dh, true);
-    drop1_.backward(dh, n, tmp, step);
-    mixer_backward(tmp, dtmp, false);
+    mixer_backward(drop_backward(drop1_, dh, n, tmp, step), dtmp, false);
     add_to(dx, dh, n, accumulate);
     norm1_.backward(x, dtmp, M, dx, true);
   } else {
     T* ds = dtmp;  // ds2, then ds1
     norm2_.backward(b.s2.template ptr<T>(), dy, M, ds);
-    drop2_.backward(ds, n, tmp, step);
-    ffn_.backward(b.h.template ptr<T>(), tmp, M, dh);
+    ffn_.backward(b.h.template ptr<T>(), drop_backward(drop2_, ds, n, tmp, step), M, dh);
     add_to(dh, ds, n, true);
     norm1_.backward(b.s1.template ptr<T>(), dh, M, ds);
-    drop1_.backward(ds, n, tmp, step);
-    mixer_backward(tmp, dx, accumulate);
+    mixer_backward(drop_backward(drop1_, ds, n, tmp, step), dx, accumulate);
     add_to(dx, ds, n, true);
   }
   if (checkpoint_) {

@@ -79,11 +79,16 @@ void FeedForward<T>::backward(const T* x, const T* dy, std::int64_t M, T* dx, bo
   ATTN_CHECK(M_ == M, shape, "M", "backward over ", M, " rows, but the last forward had ", M_);
   const std::int64_t F = config_.hidden, F1 = fc1_.out_features(), E = config_.dim;
   const DType dt = detail::dtype_of<T>();
-  Tensor dh(dt, {std::max<std::int64_t>(M * F, 1)}), da(dt, {std::max<std::int64_t>(M * F1, 1)});
-  fc2_.backward(h_.ptr<T>(), F, dy, E, M, dh.ptr<T>(), F);
-  const T *a = a_.ptr<T>(), *dhp = dh.ptr<T>();
-  T* dap = da.ptr<T>();
   const bool gated = this->gated();
+  // Scratch reused across steps (no fresh pages per step); without a gate da overwrites dh in place.
+  auto ensure = [&](Tensor& t, std::int64_t n) {
+    if (!t.data() || t.numel() != n) t = Tensor(dt, {n});
+  };
+  ensure(dh_, std::max<std::int64_t>(M * F, 1));
+  if (gated) ensure(da_, std::max<std::int64_t>(M * F1, 1));
+  fc2_.backward(h_.ptr<T>(), F, dy, E, M, dh_.ptr<T>(), F);
+  const T *a = a_.ptr<T>(), *dhp = dh_.ptr<T>();
+  T* dap = gated ? da_.ptr<T>() : dh_.ptr<T>();
   const Activation act = config_.activation;
 #pragma omp parallel for schedule(static) if (M * F >= kParallelElems)
   for (std::int64_t m = 0; m < M; ++m) {

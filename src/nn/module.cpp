@@ -1,7 +1,8 @@
-// nn::Module: parameter lookup by name, counts and zeroing of gradients.
+// nn::Module: parameter lookup by name, counts and zeroing of gradients (large ones in parallel pieces).
 
 #include "attn/nn/module.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #include "attn/error.hpp"
@@ -25,8 +26,17 @@ std::int64_t Module::num_parameters() const {
 }
 
 void Module::zero_grad() {
-  for (const Parameter& p : parameters())
-    std::memset(p.grad.data, 0, static_cast<std::size_t>(p.grad.numel()) * dtype_size(p.grad.dtype));
+  constexpr std::size_t kChunk = std::size_t{1} << 16;  // bytes per parallel piece
+  for (const Parameter& p : parameters()) {
+    const std::size_t bytes = static_cast<std::size_t>(p.grad.numel()) * dtype_size(p.grad.dtype);
+    char* g = static_cast<char*>(p.grad.data);
+    const auto pieces = static_cast<std::int64_t>((bytes + kChunk - 1) / kChunk);
+#pragma omp parallel for schedule(static) if (pieces >= 4)
+    for (std::int64_t i = 0; i < pieces; ++i) {
+      const std::size_t off = static_cast<std::size_t>(i) * kChunk;
+      std::memset(g + off, 0, std::min(kChunk, bytes - off));
+    }
+  }
 }
 
 }  // namespace attn::nn

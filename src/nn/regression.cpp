@@ -5,7 +5,7 @@
 
 #include "attn/nn/regression.hpp"
 
-#include <cstring>
+#include <algorithm>
 
 #include "attn/error.hpp"
 #include "nn/gemm.hpp"
@@ -22,6 +22,21 @@ Pooling parse_pooling(const std::string& name) {
 }
 
 namespace {
+
+// Enough work per parallel region to pay for waking the threads; columns per pooling task.
+constexpr std::int64_t kParallelElems = 1 << 15;
+constexpr std::int64_t kColumnBlock = 64;
+
+// t holds n elements of dt (reallocated only when the size changes: scratch kept between steps).
+void ensure(Tensor& t, DType dt, std::int64_t n) {
+  if (!t.data() || t.numel() != n) t = Tensor(dt, {n});
+}
+
+template <class T>
+void fill_zero(T* x, std::int64_t n) {
+#pragma omp parallel for schedule(static) if (n >= kParallelElems)
+  for (std::int64_t i = 0; i < n; ++i) x[i] = T(0);
+}
 
 std::int64_t embed_dim_of(const RegressionConfig& c) {
   ATTN_CHECK(c.vocab_size > 0 || c.num_features > 0, value, "vocab_size",
@@ -58,9 +73,9 @@ const T* RegressionTransformer<T>::forward(const RegressionBatch<T>& batch) {
   batch_ = batch;
   lengths_ = batch.lengths.empty() ? std::vector<std::int64_t>(static_cast<std::size_t>(B), L) : batch.lengths;
   const DType dt = detail::dtype_of<T>();
-  x_ = Tensor(dt, {M, E});  // 1.
+  ensure(x_, dt, M * E);  // 1.
   T* x = x_.ptr<T>();
-  std::memset(x, 0, static_cast<std::size_t>(M * E) * sizeof(T));
+  fill_zero(x, M * E);
   if (token_) token_->forward(batch.ids, M, x, E, true, "batch.ids");
   if (type_) type_->forward(batch.type_ids, M, x, E, true, "batch.type_ids");
   if (position_) {
@@ -70,9 +85,10 @@ const T* RegressionTransformer<T>::forward(const RegressionBatch<T>& batch) {
   }
   if (value_proj_) {
     const std::int64_t F = config_.num_features;
-    Tensor v(dt, {M, E});
-    value_proj_->forward(batch.features, M, F, v.ptr<T>(), E);
-    const T* vp = v.ptr<T>();
+    ensure(v_, dt, M * E);
+    value_proj_->forward(batch.features, M, F, v_.ptr<T>(), E);
+    const T* vp = v_.ptr<T>();
+#pragma omp parallel for schedule(static) if (M * E >= kParallelElems)
     for (std::int64_t i = 0; i < M * E; ++i) x[i] += vp[i];
   }
   EncoderCall call;  // 2.
@@ -81,13 +97,18 @@ const T* RegressionTransformer<T>::forward(const RegressionBatch<T>& batch) {
   const T* h = encoder_.forward(x, B, L, call);
   pooled_ = Tensor(dt, {B, E});  // 3.
   T* p = pooled_.ptr<T>();
-  for (std::int64_t b = 0; b < B; ++b) {
-    const std::int64_t n = config_.pooling == Pooling::mean ? lengths_[static_cast<std::size_t>(b)] : 1;
-    for (std::int64_t e = 0; e < E; ++e) p[b * E + e] = T(0);
-    for (std::int64_t l = 0; l < n; ++l)
-      for (std::int64_t e = 0; e < E; ++e) p[b * E + e] += h[(b * L + l) * E + e];
-    for (std::int64_t e = 0; e < E; ++e) p[b * E + e] /= static_cast<T>(n);
-  }
+  // Per (b, column block): the rows in order, so the bits do not depend on the thread count.
+  const std::int64_t blocks = (E + kColumnBlock - 1) / kColumnBlock;
+#pragma omp parallel for collapse(2) schedule(static) if (M * E >= kParallelElems)
+  for (std::int64_t b = 0; b < B; ++b)
+    for (std::int64_t blk = 0; blk < blocks; ++blk) {
+      const std::int64_t n = config_.pooling == Pooling::mean ? lengths_[static_cast<std::size_t>(b)] : 1;
+      const std::int64_t e0 = blk * kColumnBlock, e1 = std::min(E, e0 + kColumnBlock);
+      for (std::int64_t e = e0; e < e1; ++e) p[b * E + e] = T(0);
+      for (std::int64_t l = 0; l < n; ++l)
+        for (std::int64_t e = e0; e < e1; ++e) p[b * E + e] += h[(b * L + l) * E + e];
+      for (std::int64_t e = e0; e < e1; ++e) p[b * E + e] /= static_cast<T>(n);
+    }
   pred_ = Tensor(dt, {B, config_.out_dim});  // 4.
   head_.forward(p, B, E, pred_.ptr<T>(), config_.out_dim);
   return pred_.ptr<T>();
@@ -98,18 +119,22 @@ void RegressionTransformer<T>::backward(const T* dpred) {
   ATTN_CHECK(pred_.data() != nullptr, value, "dpred", "backward called before forward");
   const std::int64_t B = batch_.B, L = batch_.L, M = B * L, E = config_.encoder.layer.embed_dim;
   const DType dt = detail::dtype_of<T>();
-  Tensor dp(dt, {B, E}), dh(dt, {M, E}), dx(dt, {M, E});
+  Tensor dp(dt, {B, E});
+  ensure(dh_, dt, M * E);
+  ensure(dx_, dt, M * E);
   head_.backward(pooled_.ptr<T>(), E, dpred, config_.out_dim, B, dp.ptr<T>(), E);  // 4'.
-  T* g = dh.ptr<T>();                                                              // 3'.
-  std::memset(g, 0, static_cast<std::size_t>(M * E) * sizeof(T));
-  for (std::int64_t b = 0; b < B; ++b) {
-    const std::int64_t n = config_.pooling == Pooling::mean ? lengths_[static_cast<std::size_t>(b)] : 1;
-    const T inv = T(1) / static_cast<T>(n);
-    for (std::int64_t l = 0; l < n; ++l)
-      for (std::int64_t e = 0; e < E; ++e) g[(b * L + l) * E + e] = dp.ptr<T>()[b * E + e] * inv;
-  }
-  encoder_.backward(x_.ptr<T>(), g, dx.ptr<T>());  // 2'.
-  const T* d = dx.ptr<T>();                        // 1'.
+  T* g = dh_.ptr<T>();                                                             // 3'.
+  const T* dpp = dp.ptr<T>();
+#pragma omp parallel for collapse(2) schedule(static) if (M * E >= kParallelElems)
+  for (std::int64_t b = 0; b < B; ++b)
+    for (std::int64_t l = 0; l < L; ++l) {
+      const std::int64_t n = config_.pooling == Pooling::mean ? lengths_[static_cast<std::size_t>(b)] : 1;
+      const T inv = T(1) / static_cast<T>(n);
+      T* gr = g + (b * L + l) * E;
+      for (std::int64_t e = 0; e < E; ++e) gr[e] = l < n ? dpp[b * E + e] * inv : T(0);
+    }
+  encoder_.backward(x_.ptr<T>(), g, dx_.ptr<T>());  // 2'.
+  const T* d = dx_.ptr<T>();                        // 1'.
   if (token_) token_->backward(batch_.ids, M, d, E);
   if (type_) type_->backward(batch_.type_ids, M, d, E);
   if (position_) position_->backward(positions_.data(), M, d, E);

@@ -4,7 +4,7 @@
 //   (x1, x2) -> (x1·cos θ − x2·sin θ, x2·cos θ + x1·sin θ)   forward
 //   (g1, g2) -> (g1·cos θ + g2·sin θ, g2·cos θ − g1·sin θ)   backward (the transpose)
 // Pairs (i, i + rotary_dim/2) for half_split (GPT-NeoX / LLaMA), (2i, 2i + 1) for interleaved (GPT-J).
-// cos/sin are computed once per (b, n) and shared by every head.
+// cos/sin are computed once per (b, n) and shared by every head; tokens run in parallel.
 
 #include "attn/nn/rotary.hpp"
 
@@ -73,22 +73,27 @@ void RotaryEmbedding::rotate(const TensorView& x, const std::vector<std::int64_t
   for (std::int64_t o : offsets) ATTN_CHECK(o >= 0, value, "offsets", "has an entry ", o, ", expected ≥ 0");
   const std::int64_t half = rotary_dim_ / 2;
   const bool interleaved = config_.convention == RotaryConvention::interleaved;
-  std::vector<float> cos_t(static_cast<std::size_t>(half)), sin_t(static_cast<std::size_t>(half));
-  for (std::int64_t b = 0; b < B; ++b) {
-    const std::int64_t off = offsets.empty()       ? 0
-                             : offsets.size() == 1 ? offsets[0]
-                                                   : offsets[static_cast<std::size_t>(b)];
-    for (std::int64_t n = 0; n < N; ++n) {
-      for (std::int64_t i = 0; i < half; ++i) {
-        const float a = angle(off + n, i);
-        cos_t[static_cast<std::size_t>(i)] = std::cos(a);
-        sin_t[static_cast<std::size_t>(i)] = std::sin(a);
+  // Tokens are independent: (b, n) in parallel once the call is large enough to pay for the threads.
+  const bool parallel = B * N * x.shape[1] * head_dim_ >= (std::int64_t{1} << 15);
+#pragma omp parallel if (parallel)
+  {
+    std::vector<float> cos_t(static_cast<std::size_t>(half)), sin_t(static_cast<std::size_t>(half));
+#pragma omp for collapse(2) schedule(static)
+    for (std::int64_t b = 0; b < B; ++b)
+      for (std::int64_t n = 0; n < N; ++n) {
+        const std::int64_t off = offsets.empty()       ? 0
+                                 : offsets.size() == 1 ? offsets[0]
+                                                       : offsets[static_cast<std::size_t>(b)];
+        for (std::int64_t i = 0; i < half; ++i) {
+          const float a = angle(off + n, i);
+          cos_t[static_cast<std::size_t>(i)] = std::cos(a);
+          sin_t[static_cast<std::size_t>(i)] = std::sin(a);
+        }
+        if (x.dtype == DType::f32)
+          rotate_typed<float>(x, cos_t, sin_t, b, n, half, interleaved, inverse);
+        else
+          rotate_typed<double>(x, cos_t, sin_t, b, n, half, interleaved, inverse);
       }
-      if (x.dtype == DType::f32)
-        rotate_typed<float>(x, cos_t, sin_t, b, n, half, interleaved, inverse);
-      else
-        rotate_typed<double>(x, cos_t, sin_t, b, n, half, interleaved, inverse);
-    }
   }
 }
 

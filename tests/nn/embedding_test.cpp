@@ -1,7 +1,12 @@
 // nn::Embedding (src/nn/embedding.cpp): lookup, accumulation, the scatter-add backward with
-// repeated ids against finite differences, init statistics, out-of-range ids.
+// repeated ids against finite differences, init statistics, out-of-range ids, the same bits on any
+// thread count.
 
 #include <gtest/gtest.h>
+#include <omp.h>
+
+#include <bit>
+#include <cstdint>
 
 #include "attn/error.hpp"
 #include "attn/nn/embedding.hpp"
@@ -40,6 +45,34 @@ TEST(Embedding, LookupAccumulateAndBackward) {
   const double* dW = static_cast<const double*>(emb.parameter("weight").grad.data);
   EXPECT_EQ(dW[2 * E], 0.0);
   EXPECT_NEAR(dW[3 * E + 1], R[0 * E + 1] + R[3 * E + 1] + R[4 * E + 1], 1e-15);
+}
+
+// Enough rows for the parallel paths (M·E ≥ 2^15; E = 70: two column blocks, the second partial),
+// ids repeating: the lookup and the scatter-add have the bits of the serial loop on 1–3 threads.
+TEST(Embedding, SameBitsForAnyThreadCount) {
+  const std::int64_t V = 9, E = 70, M = 600;
+  std::vector<std::int64_t> ids(static_cast<std::size_t>(M));
+  for (std::int64_t m = 0; m < M; ++m) ids[static_cast<std::size_t>(m)] = (m * 7 + m / 5) % V;
+  const std::vector<float> dy = to_f32(randn(static_cast<std::size_t>(M * E), 4));
+  nn::Embedding<float> emb(V, E, 3);
+  const float* W = static_cast<const float*>(emb.parameter("weight").value.data);
+  const float* G = static_cast<const float*>(emb.parameter("weight").grad.data);
+  std::vector<float> expect_g(static_cast<std::size_t>(V * E), 0.0f);  // the serial loop, written here
+  for (std::int64_t m = 0; m < M; ++m)
+    for (std::int64_t c = 0; c < E; ++c) expect_g[ids[m] * E + c] += dy[m * E + c];
+  const int saved = omp_get_max_threads();
+  for (int threads : {1, 2, 3}) {
+    omp_set_num_threads(threads);
+    std::vector<float> y(static_cast<std::size_t>(M * E), 1.0f);
+    emb.forward(ids.data(), M, y.data(), E, true);
+    for (std::int64_t m = 0; m < M; ++m)
+      for (std::int64_t c = 0; c < E; ++c) ASSERT_EQ(y[m * E + c], 1.0f + W[ids[m] * E + c]) << threads;
+    emb.zero_grad();
+    emb.backward(ids.data(), M, dy.data(), E);
+    for (std::int64_t i = 0; i < V * E; ++i)
+      ASSERT_EQ(std::bit_cast<std::uint32_t>(G[i]), std::bit_cast<std::uint32_t>(expect_g[i])) << threads << " " << i;
+  }
+  omp_set_num_threads(saved);
 }
 
 TEST(Embedding, InitIsStandardNormal) {

@@ -48,6 +48,8 @@ class FeedForward : public Module {
   void release_saved() {
     a_ = Tensor();
     h_ = Tensor();
+    dh_ = Tensor();
+    da_ = Tensor();
     M_ = -1;
   }
 
@@ -58,6 +60,7 @@ class FeedForward : public Module {
   Tensor storage_;  // W₁ (gated: [W_g; W_u]), W₂, b₁, b₂, then their gradients
   Linear<T> fc1_, fc2_;
   Tensor a_, h_;  // [M, F or 2F], [M, F]
+  Tensor dh_, da_;  // backward scratch, kept between steps: [M, F]; gated: [M, 2F] (else da is dh)
   std::int64_t M_ = -1;
 };
 

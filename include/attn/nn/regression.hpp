@@ -79,6 +79,7 @@ class RegressionTransformer : public Module {
   RegressionBatch<T> batch_;
   std::vector<std::int64_t> lengths_, positions_;
   Tensor x_, pooled_, pred_;
+  Tensor v_, dh_, dx_;  // value_proj's output, backward's [M, E] gradients: scratch kept between steps
 };
 
 /// Mean squared error over n values; writes dpred = 2·(pred − target)/n; returns the loss.

@@ -151,6 +151,7 @@ class TransformerEncoder : public Module {
   std::vector<TransformerEncoderLayer<T>> layers_;
   std::optional<Norm<T>> norm_;
   Tensor out_;  // the final norm's output
+  Tensor grad_[2];  // backward's two gradient buffers between layers, kept between steps
   std::int64_t M_ = 0;
 };
 
