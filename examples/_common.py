@@ -59,6 +59,29 @@ def median_ms(fn, reps: int, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
+def paired_ms(fa, fb, reps: int, flip: int = 0) -> tuple[list, list]:
+    """(fa's times, fb's times) in milliseconds: one warm-up call of each, then reps pairs timed back
+    to back, the order alternating (fb first in the even pairs when flip is odd). Adjacent calls see
+    the same machine state, so the ratios of a pair's times cancel a drift slower than one pair
+    (this VM's speed moves by tens of percent over seconds)."""
+    def timed(fn):
+        t0 = time.perf_counter()
+        fn()
+        return (time.perf_counter() - t0) * 1e3
+
+    fa()
+    fb()
+    ta, tb = [], []
+    for i in range(reps):
+        if (i + flip) % 2 == 0:
+            ta.append(timed(fa))
+            tb.append(timed(fb))
+        else:
+            tb.append(timed(fb))
+            ta.append(timed(fa))
+    return ta, tb
+
+
 def saved_bytes(fn) -> int:
     """(bytes, fn()): the bytes of the tensors autograd saves for backward while fn() runs
     (distinct storages; what a checkpointed region recomputes is not saved, so it does not count)."""

@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -30,7 +29,7 @@ from torch import nn
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import md_table, parser, pyplot, setup, write_csv, write_report  # noqa: E402
+from _common import md_table, paired_ms, parser, pyplot, setup, write_csv, write_report  # noqa: E402
 
 import attn.torch  # noqa: E402
 
@@ -196,26 +195,14 @@ def main(argv=None):
     # Paired timing: this VM's speed drifts by tens of percent over seconds, so each variant's steps
     # alternate with the broken model's (and attn's bias model with torch's), and a ratio is the
     # median of the ratios of adjacent steps, which cancels the drift.
-    def timed(fn):
-        t0 = time.perf_counter()
-        fn()
-        return (time.perf_counter() - t0) * 1e3
-
     def paired(a, b, rounds=3):
         """(a's step times, b's step times, b/a ratios of adjacent steps), rounds of reps pairs."""
-        fa, fb, ta, tb, ratio = step(a), step(b), [], [], []
+        ta, tb = [], []
         for r in range(rounds):
-            fa()
-            fb()
-            for i in range(reps):
-                if (i + r) % 2 == 0:
-                    x_a, x_b = timed(fa), timed(fb)
-                else:
-                    x_b, x_a = timed(fb), timed(fa)
-                ta.append(x_a)
-                tb.append(x_b)
-                ratio.append(x_b / x_a)
-        return ta, tb, ratio
+            xa, xb = paired_ms(step(a), step(b), reps, flip=r)
+            ta += xa
+            tb += xb
+        return ta, tb, [y / x for x, y in zip(ta, tb)]
 
     times = {name: [] for name, _ in variants}
     ratios = {}

@@ -41,7 +41,7 @@ from torch import nn
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import md_table, parser, pyplot, saved_bytes, setup, write_csv, write_report  # noqa: E402
+from _common import md_table, paired_ms, parser, pyplot, saved_bytes, setup, write_csv, write_report  # noqa: E402
 
 import attn.torch  # noqa: E402
 
@@ -242,23 +242,12 @@ def main(argv=None):
     times = {label: [] for label, *_ in built}
     ratios = {label: [] for label, *_ in built[1:]}
 
-    def timed(fn):
-        t0 = time.perf_counter()
-        fn()
-        return (time.perf_counter() - t0) * 1e3
-
     for r in tqdm(range(rounds), desc="timing rounds", disable=args.quick):
         for label, *_ in tqdm(built[1:], leave=False, disable=args.quick):
-            fns[label]()  # warm-up after the switch
-            fns[base_label]()
-            for i in range(reps):
-                if (i + r) % 2 == 0:
-                    t_base, t_cfg = timed(fns[base_label]), timed(fns[label])
-                else:
-                    t_cfg, t_base = timed(fns[label]), timed(fns[base_label])
-                times[label].append(t_cfg)
-                times[base_label].append(t_base)
-                ratios[label].append(t_cfg / t_base)
+            t_base, t_cfg = paired_ms(fns[base_label], fns[label], reps, flip=r)  # one warm-up pair per switch
+            times[label] += t_cfg
+            times[base_label] += t_base
+            ratios[label] += [c / b for b, c in zip(t_base, t_cfg)]
     rows = []
     for label, cfg, autocast, model, opt, nbytes in built:
         rs = sorted(ratios.get(label, [1.0]))
