@@ -125,6 +125,14 @@ const Plan& plan_for(const Key& k) {
   return it->second;
 }
 
+// C = A·B by the plan's matmul on this thread, waiting for it (A bf16, B bf16 plain or packed, C f32).
+void execute(const Plan& p, const std::uint16_t* A, const void* B, float* C) {
+  memory a(p.a, engine(), const_cast<std::uint16_t*>(A)), b(p.b, engine(), const_cast<void*>(B)), c(p.c, engine(), C);
+  dnnl::stream s(engine());
+  p.mm.execute(s, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}});
+  s.wait();
+}
+
 }  // namespace
 
 std::string bf16_matmul_impl(long M, long N, long K) {
@@ -149,12 +157,7 @@ void gemm_bf16(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::
     return;
   }
   try {
-    const Plan& p = plan_for(Key{trans_a, trans_b, beta != 0.0f, M, N, K, lda, ldb, ldc});
-    memory a(p.a, engine(), const_cast<std::uint16_t*>(A)), b(p.b, engine(), const_cast<std::uint16_t*>(B)),
-        c(p.c, engine(), C);
-    dnnl::stream s(engine());
-    p.mm.execute(s, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}});
-    s.wait();
+    execute(plan_for(Key{trans_a, trans_b, beta != 0.0f, M, N, K, lda, ldb, ldc}), A, B, C);
   } catch (const dnnl::error& e) {
     throw Error(ErrorKind::unsupported, "matmul", attn::detail::concat("oneDNN bf16 matmul ", M, "x", K, " by ", K, "x", N, " failed: ", e.what()));
   }
@@ -206,11 +209,7 @@ void gemm_bf16_packed(bool trans_b, std::int64_t M, std::int64_t N, std::int64_t
     const Plan& p = plan_for(packed_key(trans_b, M, N, K, lda, beta, ldc));
     ATTN_CHECK(p.layout == layout.id, value, "layout", "= ", layout.id, ", expected ", p.layout,
                " (the layout packed_layout_bf16 gives for this GEMM)");
-    memory a(p.a, engine(), const_cast<std::uint16_t*>(A)), b(p.b, engine(), const_cast<std::uint8_t*>(Wp)),
-        c(p.c, engine(), C);
-    dnnl::stream s(engine());
-    p.mm.execute(s, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}});
-    s.wait();
+    execute(p, A, Wp, C);
   } catch (const dnnl::error& e) {
     throw Error(
         ErrorKind::unsupported, "matmul",
