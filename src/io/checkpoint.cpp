@@ -1,4 +1,4 @@
-// Training checkpoints (include/attn/io/checkpoint.hpp): one state dict of parameters and
+// Training checkpoints (include/attn/io/checkpoint.hpp): one state dict of parameters, buffers and
 // optimizer moments, strict loading through load_into.
 
 #include "attn/io/checkpoint.hpp"
@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "attn/error.hpp"
+#include "attn/io/module_state.hpp"
 
 namespace attn::io {
 namespace {
@@ -14,8 +15,7 @@ namespace {
 constexpr const char* kOptimizerPrefix = "optimizer.";
 
 std::vector<ParamSlot> slots_of(const nn::Module& module, const nn::AdamW* optimizer) {
-  std::vector<ParamSlot> slots;
-  for (const nn::Parameter& p : module.parameters()) slots.push_back({p.name, p.value});
+  std::vector<ParamSlot> slots = module_slots(module);
   if (optimizer)
     for (const nn::Parameter& s : optimizer->state()) slots.push_back({kOptimizerPrefix + s.name, s.value});
   return slots;

@@ -1,19 +1,24 @@
-// State dicts of attn::nn modules: their named parameters as ParamSlots.
+// State dicts of attn::nn modules: their named parameters and buffers as ParamSlots.
 
 #include "attn/io/module_state.hpp"
 
 namespace attn::io {
 
+std::vector<ParamSlot> module_slots(const nn::Module& module) {
+  std::vector<ParamSlot> slots;
+  for (const nn::Parameter& p : module.parameters()) slots.push_back({p.name, p.value});
+  for (const nn::Buffer& b : module.buffers()) slots.push_back({b.name, b.value});
+  return slots;
+}
+
 StateDict state_dict(const nn::Module& module) {
   StateDict sd;
-  for (const nn::Parameter& p : module.parameters()) sd.insert_copy(p.name, p.value);
+  for (const ParamSlot& s : module_slots(module)) sd.insert_copy(s.name, s.dest);
   return sd;
 }
 
 LoadReport load_state_dict(nn::Module& module, const StateDict& state, bool strict) {
-  std::vector<ParamSlot> slots;
-  for (const nn::Parameter& p : module.parameters()) slots.push_back({p.name, p.value});
-  return load_into(slots, state, strict);
+  return load_into(module_slots(module), state, strict);
 }
 
 LoadReport load_state_dict(nn::Module& module, const StateDict& foreign, NameMap map, bool strict,

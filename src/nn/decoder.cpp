@@ -83,12 +83,11 @@ const T* TransformerDecoder<T>::forward_step(const T* x, std::int64_t B, std::in
 }
 
 template <class T>
-std::vector<Parameter> TransformerDecoder<T>::parameters() const {
-  std::vector<Parameter> p;
-  for (std::size_t i = 0; i < layers_.size(); ++i)
-    detail::append_prefixed(p, "layers." + std::to_string(i), layers_[i]);
-  if (norm_) detail::append_prefixed(p, "norm", *norm_);
-  return p;
+std::vector<Child> TransformerDecoder<T>::children() const {
+  std::vector<Child> c;
+  for (std::size_t i = 0; i < layers_.size(); ++i) c.push_back({"layers." + std::to_string(i), &layers_[i]});
+  if (norm_) c.push_back({"norm", &*norm_});
+  return c;
 }
 
 template <class T>
@@ -131,11 +130,8 @@ void Transformer<T>::backward(const T* dy, T* dsrc, T* dtgt) {
 }
 
 template <class T>
-std::vector<Parameter> Transformer<T>::parameters() const {
-  std::vector<Parameter> p;
-  detail::append_prefixed(p, "encoder", encoder_);
-  detail::append_prefixed(p, "decoder", decoder_);
-  return p;
+std::vector<Child> Transformer<T>::children() const {
+  return {{"encoder", &encoder_}, {"decoder", &decoder_}};
 }
 
 template class TransformerDecoder<float>;

@@ -280,15 +280,9 @@ const T* TransformerDecoderLayer<T>::forward_step(const T* x, std::int64_t B, st
 }
 
 template <class T>
-std::vector<Parameter> TransformerDecoderLayer<T>::parameters() const {
-  std::vector<Parameter> p;
-  detail::append_prefixed(p, "self_attn", *self_);
-  detail::append_prefixed(p, "multihead_attn", *cross_);
-  for (const Parameter& q : ffn_.parameters()) p.push_back(q);
-  detail::append_prefixed(p, "norm1", norm1_);
-  detail::append_prefixed(p, "norm2", norm2_);
-  detail::append_prefixed(p, "norm3", norm3_);
-  return p;
+std::vector<Child> TransformerDecoderLayer<T>::children() const {
+  return {{"self_attn", &*self_}, {"multihead_attn", &*cross_}, {"", &ffn_},
+          {"norm1", &norm1_},     {"norm2", &norm2_},           {"norm3", &norm3_}};
 }
 
 template class TransformerDecoderLayer<float>;

@@ -67,12 +67,11 @@ void TransformerEncoder<T>::backward(const T* x, const T* dy, T* dx, bool accumu
 }
 
 template <class T>
-std::vector<Parameter> TransformerEncoder<T>::parameters() const {
-  std::vector<Parameter> p;
-  for (std::size_t i = 0; i < layers_.size(); ++i)
-    detail::append_prefixed(p, "layers." + std::to_string(i), layers_[i]);
-  if (norm_) detail::append_prefixed(p, "norm", *norm_);
-  return p;
+std::vector<Child> TransformerEncoder<T>::children() const {
+  std::vector<Child> c;
+  for (std::size_t i = 0; i < layers_.size(); ++i) c.push_back({"layers." + std::to_string(i), &layers_[i]});
+  if (norm_) c.push_back({"norm", &*norm_});
+  return c;
 }
 
 template <class T>

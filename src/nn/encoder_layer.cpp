@@ -241,16 +241,11 @@ void TransformerEncoderLayer<T>::backward(const T* x, const T* dy, T* dx, bool a
 }
 
 template <class T>
-std::vector<Parameter> TransformerEncoderLayer<T>::parameters() const {
-  std::vector<Parameter> p;
-  if (mha_)
-    detail::append_prefixed(p, "self_attn", *mha_);
-  else
-    detail::append_prefixed(p, "self_attn.mix_proj", *mix_);
-  for (const Parameter& q : ffn_.parameters()) p.push_back(q);
-  detail::append_prefixed(p, "norm1", norm1_);
-  detail::append_prefixed(p, "norm2", norm2_);
-  return p;
+std::vector<Child> TransformerEncoderLayer<T>::children() const {
+  return {mha_ ? Child{"self_attn", &*mha_} : Child{"self_attn.mix_proj", &*mix_},
+          {"", &ffn_},
+          {"norm1", &norm1_},
+          {"norm2", &norm2_}};
 }
 
 template <class T>

@@ -1,4 +1,5 @@
-// nn::Module: parameter lookup by name, counts and zeroing of gradients (large ones in parallel pieces).
+// nn::Module: the children's parameters and buffers under their prefixes, parameter lookup by
+// name, counts and zeroing of gradients (large ones in parallel pieces).
 
 #include "attn/nn/module.hpp"
 
@@ -8,6 +9,33 @@
 #include "attn/error.hpp"
 
 namespace attn::nn {
+namespace {
+
+std::string prefixed(const std::string& prefix, const std::string& name) {
+  return prefix.empty() ? name : prefix + "." + name;
+}
+
+}  // namespace
+
+std::vector<Parameter> Module::parameters() const {
+  std::vector<Parameter> all;
+  for (const Child& c : children())
+    for (Parameter p : c.module->parameters()) {
+      p.name = prefixed(c.prefix, p.name);
+      all.push_back(std::move(p));
+    }
+  return all;
+}
+
+std::vector<Buffer> Module::buffers() const {
+  std::vector<Buffer> all;
+  for (const Child& c : children())
+    for (Buffer b : c.module->buffers()) {
+      b.name = prefixed(c.prefix, b.name);
+      all.push_back(std::move(b));
+    }
+  return all;
+}
 
 Parameter Module::parameter(const std::string& name) const {
   const std::vector<Parameter> all = parameters();

@@ -136,16 +136,14 @@ template <class T>
 MultiheadAttention<T>& MultiheadAttention<T>::operator=(MultiheadAttention&&) noexcept = default;
 
 template <class T>
-std::vector<Parameter> MultiheadAttention<T>::parameters() const {
-  std::vector<Parameter> all;
-  const std::pair<const char*, const Linear<T>*> lins[] = {
-      {"q_proj", &q_proj_}, {"k_proj", &k_proj_}, {"v_proj", &v_proj_}, {"out_proj", &out_proj_}};
-  for (auto [prefix, l] : lins)
-    for (Parameter p : l->parameters()) {
-      p.name = std::string(prefix) + "." + p.name;
-      all.push_back(std::move(p));
-    }
-  return all;
+std::vector<Child> MultiheadAttention<T>::children() const {
+  return {{"q_proj", &q_proj_}, {"k_proj", &k_proj_}, {"v_proj", &v_proj_}, {"out_proj", &out_proj_}};
+}
+
+template <class T>
+std::vector<Buffer> MultiheadAttention<T>::buffers() const {
+  if (!projection_.data()) return {};
+  return {{"projection", projection_.view()}};
 }
 
 namespace detail {

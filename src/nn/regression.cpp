@@ -142,15 +142,15 @@ void RegressionTransformer<T>::backward(const T* dpred) {
 }
 
 template <class T>
-std::vector<Parameter> RegressionTransformer<T>::parameters() const {
-  std::vector<Parameter> p;
-  if (token_) detail::append_prefixed(p, "embeddings.token", *token_);
-  if (position_) detail::append_prefixed(p, "embeddings.position", *position_);
-  if (type_) detail::append_prefixed(p, "embeddings.token_type", *type_);
-  if (value_proj_) detail::append_prefixed(p, "embeddings.value_proj", *value_proj_);
-  detail::append_prefixed(p, "encoder", encoder_);
-  detail::append_prefixed(p, "head", head_);
-  return p;
+std::vector<Child> RegressionTransformer<T>::children() const {
+  std::vector<Child> c;
+  if (token_) c.push_back({"embeddings.token", &*token_});
+  if (position_) c.push_back({"embeddings.position", &*position_});
+  if (type_) c.push_back({"embeddings.token_type", &*type_});
+  if (value_proj_) c.push_back({"embeddings.value_proj", &*value_proj_});
+  c.push_back({"encoder", &encoder_});
+  c.push_back({"head", &head_});
+  return c;
 }
 
 template <class T>

@@ -60,7 +60,7 @@ class TransformerDecoderLayer : public Module {
   /// cached memory. Step by step it gives forward()'s rows of the whole sequence (causal, eval
   /// mode). It replaces what forward kept, so backward needs a new forward.
   const T* forward_step(const T* x, std::int64_t B, std::int64_t Lt, DecoderLayerCache& cache);
-  std::vector<Parameter> parameters() const override;
+  std::vector<Child> children() const override;
 
   struct Buffers;
 
@@ -94,7 +94,7 @@ class TransformerDecoder : public Module {
   std::vector<DecoderLayerCache> make_cache(const T* memory, std::int64_t B, std::int64_t Ls, std::int64_t capacity,
                                             const std::vector<std::int64_t>& memory_lengths = {}) const;
   const T* forward_step(const T* x, std::int64_t B, std::int64_t Lt, std::vector<DecoderLayerCache>& caches);
-  std::vector<Parameter> parameters() const override;
+  std::vector<Child> children() const override;
 
  private:
   DecoderConfig config_;
@@ -118,7 +118,7 @@ class Transformer : public Module {
                    const std::vector<std::int64_t>& src_lengths = {}, DecoderCall call = {});
   /// dsrc [B·Ls, E], dtgt [B·Lt, E] (overwritten); parameters' gradients added.
   void backward(const T* dy, T* dsrc, T* dtgt);
-  std::vector<Parameter> parameters() const override;
+  std::vector<Child> children() const override;
 
  private:
   TransformerEncoder<T> encoder_;

@@ -1,7 +1,7 @@
 #pragma once
 /// attn::nn modules (docs/nn.md): each module owns its parameters and their gradients and has an
-/// explicit forward and backward (llm.c style, no autograd). Parameters are listed by name so
-/// that state dicts can be read and written by name.
+/// explicit forward and backward (llm.c style, no autograd). Parameters and buffers are listed by
+/// name so that state dicts can be read and written by name.
 
 #include <cstdint>
 #include <string>
@@ -19,12 +19,32 @@ struct Parameter {
   TensorView grad;
 };
 
-/// Base of every module: named parameters and their gradients.
+/// One named buffer: state that is not trained but belongs in the state dict, as torch's
+/// persistent buffers (FAVOR+'s random projection). Loading a state dict writes `value`.
+struct Buffer {
+  std::string name;  ///< e.g. "self_attn.projection"
+  TensorView value;
+};
+
+class Module;
+
+/// A sub-module and the prefix of its names ("" = its names as they are).
+struct Child {
+  std::string prefix;
+  const Module* module;
+};
+
+/// Base of every module: named parameters and their gradients, named buffers.
 class Module {
  public:
   virtual ~Module() = default;
+  /// The sub-modules whose parameters and buffers this module's lists include, in order.
+  virtual std::vector<Child> children() const { return {}; }
   /// Every parameter, in a fixed order, with its name (sub-modules' names are prefixed "name.").
-  virtual std::vector<Parameter> parameters() const = 0;
+  /// The default lists the children's; a module that owns parameters itself overrides it.
+  virtual std::vector<Parameter> parameters() const;
+  /// Every buffer, named as parameters are. The default lists the children's.
+  virtual std::vector<Buffer> buffers() const;
   /// The parameter called `name`; an attn::Error listing the names when there is none.
   Parameter parameter(const std::string& name) const;
   /// Total number of parameter elements.

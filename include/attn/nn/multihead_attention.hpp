@@ -162,7 +162,9 @@ class MultiheadAttention : public Module {
   /// when the module has rotary).
   Tensor forward_cross_cached(const TensorView& query, const KvCache& memory_kv) const;
 
-  std::vector<Parameter> parameters() const override;
+  std::vector<Child> children() const override;
+  /// "projection" (FAVOR+'s ω) of a linear module with feature_map favor; none otherwise.
+  std::vector<Buffer> buffers() const override;
 
   struct Saved;
 

@@ -67,7 +67,7 @@ class RegressionTransformer : public Module {
   /// Adds every parameter's gradient given dpred [B, out_dim].
   void backward(const T* dpred);
 
-  std::vector<Parameter> parameters() const override;
+  std::vector<Child> children() const override;
   std::int64_t saved_bytes() const;
 
  private:

@@ -68,7 +68,7 @@ class MeanMix : public Module {
   /// x, y [B·L, E]; lengths empty = L.
   void forward(const T* x, std::int64_t B, std::int64_t L, const std::vector<std::int64_t>& lengths, T* y);
   void backward(const T* dy, T* dx, bool accumulate);
-  std::vector<Parameter> parameters() const override { return proj_.parameters(); }
+  std::vector<Child> children() const override { return {{"", &proj_}}; }
 
  private:
   Linear<T> proj_;
@@ -100,7 +100,7 @@ class TransformerEncoderLayer : public Module {
   /// dx [B·L, E] (+= when accumulate) from dy and the forward's x; adds every parameter's gradient.
   void backward(const T* x, const T* dy, T* dx, bool accumulate = false);
 
-  std::vector<Parameter> parameters() const override;
+  std::vector<Child> children() const override;
   /// Bytes of activations the layer holds between forward and backward (its own buffers and
   /// MultiheadAttention's saved projections; an estimate from the buffer sizes).
   std::int64_t saved_bytes() const;
@@ -143,7 +143,7 @@ class TransformerEncoder : public Module {
   /// y [B·L, E] = encoder(x [B·L, E]); x is kept alive by the caller until backward.
   const T* forward(const T* x, std::int64_t B, std::int64_t L, const EncoderCall& call = {});
   void backward(const T* x, const T* dy, T* dx, bool accumulate = false);
-  std::vector<Parameter> parameters() const override;
+  std::vector<Child> children() const override;
   std::int64_t saved_bytes() const;
 
  private:
