@@ -16,10 +16,11 @@ from that chain, the fp32 '+ 4 heads' model under torch.compile (inductor; attn'
 custom ops the compiled graph calls). Quality: the held-out cosine similarity of RNN-only vs the
 attention model with 8 and 4 heads.
 
-``python examples/seq_autoencoder.py [--quick] [--compile | --no-compile] [--out DIR]`` writes
-seq_autoencoder.md/.csv/.png. The torch.compile row runs by default in the full configuration
-(its compilation takes about a minute on 2 cores, not counted in the step time) and not with
-``--quick``.
+``python examples/seq_autoencoder.py [--quick] [--compile | --no-compile] [--peak-memory |
+--no-peak-memory] [--out DIR]`` writes seq_autoencoder.md/.csv/.png. The torch.compile row runs by
+default in the full configuration (its compilation takes about a minute on 2 cores, not counted in
+the step time) and not with ``--quick``; so does the peak-memory column (each configuration's peak
+resident set over two steps, measured in a process of its own).
 """
 
 from __future__ import annotations
