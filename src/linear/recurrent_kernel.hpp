@@ -10,7 +10,8 @@
 // independent, so the only dependency chains are a slot's output accumulators; the v pieces of the
 // slots stay in registers for the whole pass. GQA: every position contributes G slots (its key's
 // update on the first, none on the others), in causal order. z and the denominators are a
-// side computation of length F per slot. Keys, values and queries are loaded a chunk of C positions
+// side computation of length F per slot, done before the blocks, so each block scales its outputs
+// by 1/den as it stores them (no second pass over the outputs). Keys, values and queries are loaded a chunk of C positions
 // at a time with their feature maps (chunk_kernel.hpp's row loads and φ). Include after
 // chunk_kernel.hpp inside an ISA region.
 
@@ -26,11 +27,11 @@ struct RecurrentKernel {
   // vectors must fit the register file (AVX-512: 8 + 8 + 2 of 32; AVX2: 4 + 4 + 1 of 16).
   static constexpr int kVecs = W == 16 ? 2 : W == 8 ? 1 : 4;
 
-  // Slots s = 0 .. kSlots − 1 in order: S[:, 0 .. NN·W) += kp[s] vp[s]ᵀ, then op[s] = qp[s]ᵀ S.
+  // Slots s = 0 .. kSlots − 1 in order: S[:, 0 .. NN·W) += kp[s] vp[s]ᵀ, then op[s] = inv[s]·qp[s]ᵀ S.
   // S has F rows of leading dimension lds; kp/qp rows have F entries, vp/op rows NN·W.
   template <int NN>
   static void block(std::int64_t F, const float* const* kp, const float* const* vp, const float* const* qp, float* S,
-                    std::int64_t lds, float* const* op) {
+                    std::int64_t lds, float* const* op, const float* inv) {
     V vv[kSlots][NN], acc[kSlots][NN];
     for (int s = 0; s < kSlots; ++s)
       for (int n = 0; n < NN; ++n) {
@@ -52,13 +53,15 @@ struct RecurrentKernel {
       }
       for (int n = 0; n < NN; ++n) T::store(row + n * W, sr[n]);
     }
-    for (int s = 0; s < kSlots; ++s)
-      for (int n = 0; n < NN; ++n) T::store(op[s] + n * W, acc[s][n]);
+    for (int s = 0; s < kSlots; ++s) {
+      const V scale = T::set1(inv[s]);
+      for (int n = 0; n < NN; ++n) T::store(op[s] + n * W, T::mul(acc[s][n], scale));
+    }
   }
 
   // One block over every column piece of S [F][Dvp] (pieces of kVecs vectors, a narrower tail).
   static void block_all_columns(std::int64_t F, std::int64_t Dvp, const float* const* kp, const float* const* vp,
-                                const float* const* qp, float* S, float* const* op) {
+                                const float* const* qp, float* S, float* const* op, const float* inv) {
     for (std::int64_t c0 = 0; c0 < Dvp; c0 += kVecs * W) {
       const float* vpc[kSlots];
       float* opc[kSlots];
@@ -69,20 +72,20 @@ struct RecurrentKernel {
       const std::int64_t nv = std::min<std::int64_t>(kVecs, (Dvp - c0) / W);
       if constexpr (kVecs >= 4) {
         if (nv == 3) {
-          block<3>(F, kp, vpc, qp, S + c0, Dvp, opc);
+          block<3>(F, kp, vpc, qp, S + c0, Dvp, opc, inv);
           continue;
         }
       }
       if constexpr (kVecs >= 2) {
         if (nv == 2) {
-          block<2>(F, kp, vpc, qp, S + c0, Dvp, opc);
+          block<2>(F, kp, vpc, qp, S + c0, Dvp, opc, inv);
           continue;
         }
       }
       if (nv == kVecs)
-        block<kVecs>(F, kp, vpc, qp, S + c0, Dvp, opc);
+        block<kVecs>(F, kp, vpc, qp, S + c0, Dvp, opc, inv);
       else
-        block<1>(F, kp, vpc, qp, S + c0, Dvp, opc);
+        block<1>(F, kp, vpc, qp, S + c0, Dvp, opc, inv);
     }
   }
 
@@ -101,7 +104,7 @@ struct RecurrentKernel {
     const std::int64_t C = pl.C, Fp = pl.Fp, Dvp = pl.Dvp, Dp = pl.Dp, G = p.G;
     const auto n_slots = static_cast<std::size_t>(G * C + kSlots);
     std::vector<float> pq(n_slots * static_cast<std::size_t>(Fp), 0.0f), num(n_slots * static_cast<std::size_t>(Dvp)),
-        sum(n_slots), zero_row(static_cast<std::size_t>(std::max(Fp, Dvp)), 0.0f);
+        sum(n_slots), inv(n_slots), zero_row(static_cast<std::size_t>(std::max(Fp, Dvp)), 0.0f);
     std::fill(w.s.begin(), w.s.end(), 0.0f);
     std::fill(w.z.begin(), w.z.end(), 0.0f);
     if (pl.step && p.state_in.S.defined()) K::load_state(pl, w, p.state_in, b, kvh);
@@ -162,15 +165,18 @@ struct RecurrentKernel {
         kp[u] = vp[u] = qp[u] = zero_row.data();
         op[u] = num.data() + (G * C + e) * Dvp;
       }
-      for (std::int64_t s = 0; s < n; ++s) {  // z += φk_s, sum_s = φq_s·z
+      // z += φk_s, den_s = φq_s·z + eps, inv_s = 1/den_s (slot by slot, in causal order).
+      for (std::int64_t s = 0; s < n; ++s) {
         const auto u = static_cast<std::size_t>(s);
         V acc = T::zero();
+        float* z = w.z.data();
         for (std::int64_t f = 0; f < Fp; f += W) {
-          const V zf = T::add(T::load(w.z.data() + f), T::load(kp[u] + f));
-          T::store(w.z.data() + f, zf);
+          const V zf = T::add(T::load(z + f), T::load(kp[u] + f));
+          T::store(z + f, zf);
           acc = T::fma(T::load(qp[u] + f), zf, acc);
         }
-        sum[u] = T::hsum(acc);
+        sum[u] = T::hsum(acc) + static_cast<float>(p.eps);
+        inv[u] = 1.0f / sum[u];
       }
       for (std::int64_t s = 0; s < n; s += kSlots) {
         const auto u = static_cast<std::size_t>(s);
@@ -181,19 +187,14 @@ struct RecurrentKernel {
           K::prefetch_row(p.v, b, kvh, j0 + C + r);
           for (std::int64_t g = 0; g < G; ++g) K::prefetch_row(p.q, b, kvh * G + g, i0 + C + r);
         }
-        block_all_columns(p.F, Dvp, &kp[u], &vp[u], &qp[u], w.s.data(), &op[u]);
+        block_all_columns(p.F, Dvp, &kp[u], &vp[u], &qp[u], w.s.data(), &op[u], &inv[u]);
       }
       for (std::int64_t g = 0; g < G; ++g) {
         const std::int64_t h = kvh * G + g;
-        for (std::int64_t r = 0; r < rows; ++r) {
-          float* orow = out_row(g, r);
-          const float den = sum[static_cast<std::size_t>(r * G + g)] + static_cast<float>(p.eps);
-          const V inv = T::set1(1.0f / den);
-          for (std::int64_t d = 0; d < Dvp; d += W) T::store(orow + d, T::mul(T::load(orow + d), inv));
-          if (o.den.defined())
+        if (o.den.defined())
+          for (std::int64_t r = 0; r < rows; ++r)
             static_cast<float*>(o.den.data)[b * o.den.strides[0] + h * o.den.strides[1] + (i0 + r) * o.den.strides[2]] =
-                den;
-        }
+                sum[static_cast<std::size_t>(r * G + g)];
         if (!out_in_place) K::store_rows(o.out, b, h, i0, rows, num.data() + g * C * Dvp, Dvp);
       }
     }
