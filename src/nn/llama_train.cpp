@@ -178,8 +178,8 @@ LmStepResult lm_train_step(TrainableLlama<T>& model, AdamW& optimizer, const std
   LmStepResult r;
   r.loss = cross_entropy(z, targets, B * L, V, z);
   model.backward(z);
-  r.grad_norm = clip_grad_norm(model, clip);
-  optimizer.step(lr);
+  r.grad_norm = grad_norm(model);
+  optimizer.step(lr, clip_scale(r.grad_norm, clip));  // clip_grad_norm's scaling inside AdamW's pass
   return r;
 }
 
