@@ -6,13 +6,19 @@ frameworks alternating within each round (order flipped every round). Prints one
 markdown table of medians over rounds: ms/step (each run's median step, first step dropped on the
 torch side), torch/attn (> 1: attn is faster), peak RSS.
 
+This VM's speed drifts by tens of percent within a minute, so the figure to read is paired: each
+round's torch run divided by the attn run next to it (the two run back to back), the median of
+those per-round ratios and their range. Use many short rounds (e.g. --rounds 8 --steps 6): each
+pair then spans a few seconds, and the median over pairs resists the drift that a ratio of the
+two frameworks' separate medians does not.
+
 --perf also runs each attn configuration once under `perf record` and splits its CPU samples into
 GEMMs (OpenBLAS, oneDNN and its JIT code, attn's bf16 operand rounding), attention (attn's SDPA
 kernels, src/cpu), OpenMP waiting (libgomp) and the rest, with the top symbols; --profile N gives
 the torch side's split from the torch profiler over N more steps (bench/train_torch.py).
 
     bench/train_compare.py --attn build/release/tools/attn/attn --models regression lm --modes f32 bf16 \
-        --rounds 1 --steps 8 --threads 2
+        --rounds 8 --steps 6 --threads 2
 """
 import argparse, json, os, re, statistics, subprocess, sys, tempfile
 
@@ -62,15 +68,18 @@ def perf_split(a, model, bf16):
     cats = {"gemm": 0.0, "attention": 0.0, "omp_wait": 0.0, "rest": 0.0}
     top = []
     for line in rep.splitlines():
-        m = re.match(r"\s*([0-9.]+)%\s+(\S+)\s+\[.\]\s+(.*)$", line)
+        # dso may have spaces ("[JIT] tid 123"); the GEMM side is tested first, since attn's bf16
+        # rounding (attn::nn::detail::RoundBf16<attn::cpu::isa::...>) names an attn::cpu ISA too.
+        m = re.match(r"\s*([0-9.]+)%\s+(\S+(?: tid \d+)?)\s+\[.\]\s+(.*)$", line)
         if not m:
             continue
         pct, dso, sym = float(m.group(1)), m.group(2), m.group(3).strip()
-        if "attn::cpu" in sym or "sdpa" in sym.lower():
-            c = "attention"
-        elif "openblas" in dso or "blas" in dso or "dnnl" in dso or "dnnl" in sym or dso.startswith("[JIT]") or \
-                (dso == "[unknown]" and sym.startswith("0x")) or "bf16" in sym.lower() or "gemm" in sym:
+        if "openblas" in dso or "blas" in dso or "dnnl" in dso or "dnnl" in sym or dso.startswith("[JIT]") or \
+                (dso == "[unknown]" and sym.startswith("0x")) or "roundbf16" in sym.lower() or \
+                ("gemm" in sym and "attn::cpu" not in sym):
             c = "gemm"
+        elif "attn::cpu" in sym or "sdpa" in sym.lower():
+            c = "attention"
         elif "gomp" in dso:
             c = "omp_wait"
         else:
@@ -109,14 +118,18 @@ def main():
                     if "top_ops_ms_per_step" in res:
                         print("   torch top ops (ms/step):", res["top_ops_ms_per_step"], flush=True)
     if results:
-        print("\n| model | mode | attn ms/step | torch ms/step | torch / attn | attn peak RSS | torch peak RSS (before model) |")
-        print("|---|---|---|---|---|---|---|")
+        print("\n| model | mode | attn ms/step | torch ms/step | torch / attn (medians) | torch / attn per round: "
+              "median (min-max) | attn peak RSS | torch peak RSS (before model) |")
+        print("|---|---|---|---|---|---|---|---|")
         for model in a.models:
             for mode in a.modes:
                 at, to = results[(model, mode, "attn")], results[(model, mode, "torch")]
                 ma = statistics.median(x["median_ms"] for x in at)
                 mt = statistics.median(x["median_ms"] for x in to)
-                print(f"| {model} | {mode} | {ma:.0f} | {mt:.0f} | {mt / ma:.2f} | {statistics.median(x['peak_rss_mib'] for x in at):.0f} MiB | "
+                pairs = [t["median_ms"] / x["median_ms"] for x, t in zip(at, to)]  # the same round: back to back
+                print(f"| {model} | {mode} | {ma:.0f} | {mt:.0f} | {mt / ma:.2f} | **{statistics.median(pairs):.2f}** "
+                      f"({min(pairs):.2f}-{max(pairs):.2f}, {len(pairs)} rounds) | "
+                      f"{statistics.median(x['peak_rss_mib'] for x in at):.0f} MiB | "
                       f"{statistics.median(x['peak_rss_mib'] for x in to):.0f} MiB ({to[0]['base_rss_mib']:.0f}) |")
     if a.perf:
         for model in a.models:

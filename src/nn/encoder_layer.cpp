@@ -130,8 +130,7 @@ void TransformerEncoderLayer<T>::mixer_forward(const T* in, T* out) {
   o.is_causal = b.call.is_causal;
   o.dropout_offset = b.call.step;
   const TensorView xv(const_cast<T*>(in), detail::dtype_of<T>(), {b.B, b.L, E});
-  const MhaOutput r = mha_->forward(xv, xv, xv, o);
-  add_to(out, r.out.template ptr<T>(), b.M * E, false);
+  mha_->forward_into(xv, xv, xv, o, out);  // no [M, E] output tensor and copy per call
 }
 
 template <class T>
@@ -142,8 +141,8 @@ void TransformerEncoderLayer<T>::mixer_backward(const T* dout, T* din, bool accu
     mix_->backward(dout, din, accumulate);
     return;
   }
-  const MhaGrads g = mha_->backward(TensorView(const_cast<T*>(dout), detail::dtype_of<T>(), {b.B, b.L, E}));
-  add_to(din, g.dquery.template ptr<T>(), b.M * E, accumulate);  // fused QKV: the whole input gradient
+  // Fused QKV: dquery is the whole input gradient, written (or added) into din.
+  mha_->backward_into(TensorView(const_cast<T*>(dout), detail::dtype_of<T>(), {b.B, b.L, E}), din, accumulate);
 }
 
 template <class T>
@@ -235,6 +234,7 @@ void TransformerEncoderLayer<T>::backward(const T* x, const T* dy, T* dx, bool a
   }
   if (checkpoint_) {
     for (Tensor* t : {&b.a, &b.s, &b.h, &b.f, &b.g, &b.s1, &b.s2, &b.dh, &b.tmp, &b.dtmp}) *t = Tensor();
+    if (mha_) mha_->release_saved();  // its buffers kept between steps too
     ffn_.release_saved();
     b.saved = false;
   }

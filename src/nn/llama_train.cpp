@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <vector>
 
 #include "attn/error.hpp"
 #include "attn/io/module_state.hpp"
@@ -147,24 +148,36 @@ double cross_entropy(const T* logits, const std::int64_t* targets, std::int64_t 
   for (std::int64_t m = 0; m < M; ++m)
     ATTN_CHECK(targets[m] >= 0 && targets[m] < V, value, "targets", "targets[", m, "] = ", targets[m],
                ", expected 0 ≤ target < V = ", V);
-  double total = 0;
+  // One exp per logit: exp(z − max) is kept in the gradient's row and scaled by 1/Σ there (it was
+  // computed twice, once for Σ and once as exp(z − lse)). The row losses add in row order, so the
+  // loss has the same bits on any thread count. dlogits may be logits itself (lm_train_step).
+  std::vector<double> row_loss(static_cast<std::size_t>(M));
   const double inv_m = 1.0 / static_cast<double>(M);
-#pragma omp parallel for reduction(+ : total) schedule(static) if (M * V >= (1 << 15))
+#pragma omp parallel for schedule(static) if (M * V >= (1 << 15))
   for (std::int64_t m = 0; m < M; ++m) {
     const T* z = logits + m * V;
     double mx = static_cast<double>(z[0]);
     for (std::int64_t v = 1; v < V; ++v) mx = std::max(mx, static_cast<double>(z[v]));
-    double s = 0;
-    for (std::int64_t v = 0; v < V; ++v) s += std::exp(static_cast<double>(z[v]) - mx);
-    const double lse = mx + std::log(s);
     const std::int64_t t = targets[m];
-    total += lse - static_cast<double>(z[t]);
+    const double zt = static_cast<double>(z[t]);
+    double s = 0;
     if (dlogits) {
       T* d = dlogits + m * V;
-      for (std::int64_t v = 0; v < V; ++v)
-        d[v] = static_cast<T>((std::exp(static_cast<double>(z[v]) - lse) - (v == t ? 1.0 : 0.0)) * inv_m);
+      for (std::int64_t v = 0; v < V; ++v) {
+        const double e = std::exp(static_cast<double>(z[v]) - mx);
+        s += e;
+        d[v] = static_cast<T>(e);
+      }
+      const double r = inv_m / s;
+      for (std::int64_t v = 0; v < V; ++v) d[v] = static_cast<T>(static_cast<double>(d[v]) * r);
+      d[t] = static_cast<T>(std::exp(zt - mx) * r - inv_m);  // in fp64: p_t − 1 cancels
+    } else {
+      for (std::int64_t v = 0; v < V; ++v) s += std::exp(static_cast<double>(z[v]) - mx);
     }
+    row_loss[static_cast<std::size_t>(m)] = mx + std::log(s) - zt;
   }
+  double total = 0;
+  for (const double x : row_loss) total += x;
   return total * inv_m;
 }
 
@@ -178,8 +191,8 @@ LmStepResult lm_train_step(TrainableLlama<T>& model, AdamW& optimizer, const std
   LmStepResult r;
   r.loss = cross_entropy(z, targets, B * L, V, z);
   model.backward(z);
-  r.grad_norm = clip_grad_norm(model, clip);
-  optimizer.step(lr);
+  r.grad_norm = grad_norm(model);
+  optimizer.step(lr, clip_scale(r.grad_norm, clip));  // clip_grad_norm's scaling inside AdamW's pass
   return r;
 }
 

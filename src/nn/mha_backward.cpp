@@ -75,11 +75,31 @@ void weights_backward(const TensorView& dweights, const Tensor& probs, const Ten
 
 template <class T>
 MhaGrads MultiheadAttention<T>::backward(const TensorView& dout, const TensorView& dweights) {
+  return backward_impl(dout, dweights, nullptr, false);
+}
+
+template <class T>
+void MultiheadAttention<T>::backward_into(const TensorView& dout, T* dx, bool accumulate) {
+  ATTN_CHECK(dx != nullptr, value, "dx", "is null, expected a [Mq, E] buffer");
+  ATTN_CHECK(!saved_ || saved_->proj.fusion == detail::Fusion::qkv, value, "dx",
+             "is the one input gradient, but the forward's query, key and value were different views, expected a "
+             "self-attention forward (backward returns separate gradients)");
+  backward_impl(dout, {}, dx, accumulate);
+}
+
+template <class T>
+MhaGrads MultiheadAttention<T>::backward_impl(const TensorView& dout, const TensorView& dweights, T* dx,
+                                              bool accumulate) {
   ATTN_CHECK(saved_ != nullptr, value, "dout",
              "is given, but no forward was saved, expected one forward before each backward (backward was called "
              "without a forward, or twice after one)");
   Saved& s = *saved_;
   detail::Projections<T>& p = s.proj;
+  Scratch* kept = scratch_.get();  // buffers kept between steps (forward_into), or none
+  const auto buffer = [&](Tensor Scratch::*t, std::int64_t rows, std::int64_t cols) {
+    return kept ? detail::take(kept->*t, detail::dtype_of<T>(), {rows, cols})
+                : Tensor(detail::dtype_of<T>(), {rows, cols});
+  };
   ATTN_CHECK(dout.dtype == detail::dtype_of<T>(), dtype, "dout", "has dtype ", dtype_name(dout.dtype), ", expected ",
              dtype_name(detail::dtype_of<T>()));
   bool same = dout.rank == static_cast<int>(s.out_shape.size());
@@ -92,11 +112,11 @@ MhaGrads MultiheadAttention<T>::backward(const TensorView& dout, const TensorVie
 
   // 4'.
   const detail::Rows<T> rdo = detail::as_rows<T>(dout, "dout");
-  Tensor dctx(dt, {Mq, E_});
+  Tensor dctx = buffer(&Scratch::dctx, Mq, E_);
   out_proj_.backward(s.ctx.template ptr<T>(), E_, rdo.data, rdo.ld, Mq, dctx.template ptr<T>(), E_);
 
   // 3'.
-  Tensor dq(dt, {Mq, E_}), dk(dt, {Mk, kvw}), dv(dt, {Mk, kvw});
+  Tensor dq = buffer(&Scratch::dq, Mq, E_), dk = buffer(&Scratch::dk, Mk, kvw), dv = buffer(&Scratch::dv, Mk, kvw);
   const TensorView dqv = detail::head_view(dq.template ptr<T>(), E_, p.dq, Hq_, hd_, bf);
   const TensorView dkv = detail::head_view(dk.template ptr<T>(), kvw, p.dk, Hkv_, hd_, bf);
   const TensorView dvv = detail::head_view(dv.template ptr<T>(), kvw, p.dk, Hkv_, hd_, bf);
@@ -134,7 +154,8 @@ MhaGrads MultiheadAttention<T>::backward(const TensorView& dout, const TensorVie
   }
 
   // 1'. Under bf16 matmuls an input shared by a fused group is rounded once for its GEMMs.
-  std::vector<std::uint16_t> x16;
+  std::vector<std::uint16_t> local16;
+  std::vector<std::uint16_t>& x16 = kept ? kept->x16 : local16;
   const auto shared_x16 = [&](const detail::Rows<T>& r, std::int64_t cols) -> const std::uint16_t* {
     if constexpr (std::is_same_v<T, float>) {
       if (float32_matmul_precision() != MatmulPrecision::bf16) return nullptr;
@@ -147,11 +168,14 @@ MhaGrads MultiheadAttention<T>::backward(const TensorView& dout, const TensorVie
     }
   };
   MhaGrads g;
-  g.dquery = detail::make_tensor(dt, detail::shape_with_last(s.query, E_));
-  T* dxq = g.dquery.template ptr<T>();
+  T* dxq = dx;
+  if (!dxq) {
+    g.dquery = detail::make_tensor(dt, detail::shape_with_last(s.query, E_));
+    dxq = g.dquery.template ptr<T>();
+  }
   if (p.fusion == detail::Fusion::qkv) {
     const std::uint16_t* xq16 = shared_x16(p.xq, E_);
-    q_proj_.backward(p.xq.data, p.xq.ld, dq.template ptr<T>(), E_, Mq, dxq, E_, false, xq16, E_);
+    q_proj_.backward(p.xq.data, p.xq.ld, dq.template ptr<T>(), E_, Mq, dxq, E_, accumulate, xq16, E_);
     k_proj_.backward(p.xq.data, p.xq.ld, dk.template ptr<T>(), kvw, Mk, dxq, E_, true, xq16, E_);
     v_proj_.backward(p.xq.data, p.xq.ld, dv.template ptr<T>(), kvw, Mk, dxq, E_, true, xq16, E_);
   } else {
@@ -167,11 +191,21 @@ MhaGrads MultiheadAttention<T>::backward(const TensorView& dout, const TensorVie
       v_proj_.backward(p.xv.data, p.xv.ld, dv.template ptr<T>(), kvw, Mk, g.dvalue.template ptr<T>(), vdim_);
     }
   }
-  saved_.reset();
+  if (kept) {
+    kept->dctx = std::move(dctx);
+    kept->dq = std::move(dq);
+    kept->dk = std::move(dk);
+    kept->dv = std::move(dv);
+  }
+  recycle_saved();
   return g;
 }
 
 template MhaGrads MultiheadAttention<float>::backward(const TensorView&, const TensorView&);
 template MhaGrads MultiheadAttention<double>::backward(const TensorView&, const TensorView&);
+template void MultiheadAttention<float>::backward_into(const TensorView&, float*, bool);
+template void MultiheadAttention<double>::backward_into(const TensorView&, double*, bool);
+template MhaGrads MultiheadAttention<float>::backward_impl(const TensorView&, const TensorView&, float*, bool);
+template MhaGrads MultiheadAttention<double>::backward_impl(const TensorView&, const TensorView&, double*, bool);
 
 }  // namespace attn::nn

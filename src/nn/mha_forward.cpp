@@ -41,14 +41,32 @@ Tensor attention_weights(const Tensor& probs, bool average, bool batched) {
 template <class T>
 MhaOutput MultiheadAttention<T>::forward(const TensorView& query, const TensorView& key, const TensorView& value,
                                          const MhaOptions& options) {
-  saved_.reset();
+  return forward_impl(query, key, value, options, nullptr);
+}
+
+template <class T>
+void MultiheadAttention<T>::forward_into(const TensorView& query, const TensorView& key, const TensorView& value,
+                                         const MhaOptions& options, T* out) {
+  ATTN_CHECK(out != nullptr, value, "out", "is null, expected a [Mq, E] buffer");
+  ATTN_CHECK(!options.need_weights, unsupported, "need_weights",
+             "is true in forward_into, expected false (forward returns the weights)");
+  if (!scratch_) scratch_ = std::make_unique<Scratch>();
+  forward_impl(query, key, value, options, out);
+}
+
+template <class T>
+MhaOutput MultiheadAttention<T>::forward_impl(const TensorView& query, const TensorView& key, const TensorView& value,
+                                              const MhaOptions& options, T* out) {
+  recycle_saved();
   detail::check_inputs(*this, query, key, value);
   const bool bf = config_.batch_first;
   const detail::SeqDims dq = detail::seq_dims(query, bf), dk = detail::seq_dims(key, bf);
   detail::check_options(options, query, bf, dq, dk, Hq_);
 
   auto s = std::make_unique<Saved>();
-  s->proj = detail::project(*this, query, key, value);  // 1.
+  Scratch* kept = scratch_.get();  // buffers kept between steps (forward_into), or none
+  s->proj = detail::project(*this, query, key, value, kept ? &kept->qbuf : nullptr,
+                            kept ? &kept->kvbuf : nullptr);  // 1.
   detail::Projections<T>& p = s->proj;
   const TensorView qv = detail::head_view(p.q, p.ldq, dq, Hq_, hd_, bf);
   const TensorView kv = detail::head_view(p.k, p.ldkv, dk, Hkv_, hd_, bf);
@@ -107,8 +125,10 @@ MhaOutput MultiheadAttention<T>::forward(const TensorView& query, const TensorVi
   sp.dropout_seed = config_.seed;
   sp.dropout_offset = options.dropout_offset;
   sp.probs_kind = ProbsKind::post_dropout;
-  s->ctx = Tensor(detail::dtype_of<T>(), {dq.B * dq.L, E_});
-  s->lse = Tensor(lse_dtype(detail::dtype_of<T>()), {dq.B, Hq_, dq.L});  // f64 for the double module
+  const DType ldt = lse_dtype(detail::dtype_of<T>());  // f64 for the double module
+  s->ctx = kept ? detail::take(kept->ctx, detail::dtype_of<T>(), {dq.B * dq.L, E_})
+                : Tensor(detail::dtype_of<T>(), {dq.B * dq.L, E_});
+  s->lse = kept ? detail::take(kept->lse, ldt, {dq.B, Hq_, dq.L}) : Tensor(ldt, {dq.B, Hq_, dq.L});
   Tensor probs;
   if (options.need_weights) probs = Tensor(detail::dtype_of<T>(), {dq.B, Hq_, dq.L, dk.L});
   const TensorView ctx = detail::head_view(s->ctx.template ptr<T>(), E_, dq, Hq_, hd_, bf);
@@ -131,8 +151,11 @@ MhaOutput MultiheadAttention<T>::forward(const TensorView& query, const TensorVi
 
   MhaOutput r;  // 4.
   s->out_shape = detail::shape_with_last(query, E_);
-  r.out = detail::make_tensor(detail::dtype_of<T>(), s->out_shape);
-  out_proj_.forward(s->ctx.template ptr<T>(), dq.B * dq.L, E_, r.out.template ptr<T>(), E_);
+  if (!out) {
+    r.out = detail::make_tensor(detail::dtype_of<T>(), s->out_shape);
+    out = r.out.template ptr<T>();
+  }
+  out_proj_.forward(s->ctx.template ptr<T>(), dq.B * dq.L, E_, out, E_);
   if (options.need_weights) {
     r.weights = attention_weights<T>(probs, options.average_attn_weights, dq.batched);
     const TensorView w = r.weights.view();
@@ -153,5 +176,13 @@ template MhaOutput MultiheadAttention<float>::forward(const TensorView&, const T
                                                       const MhaOptions&);
 template MhaOutput MultiheadAttention<double>::forward(const TensorView&, const TensorView&, const TensorView&,
                                                        const MhaOptions&);
+template void MultiheadAttention<float>::forward_into(const TensorView&, const TensorView&, const TensorView&,
+                                                      const MhaOptions&, float*);
+template void MultiheadAttention<double>::forward_into(const TensorView&, const TensorView&, const TensorView&,
+                                                       const MhaOptions&, double*);
+template MhaOutput MultiheadAttention<float>::forward_impl(const TensorView&, const TensorView&, const TensorView&,
+                                                           const MhaOptions&, float*);
+template MhaOutput MultiheadAttention<double>::forward_impl(const TensorView&, const TensorView&, const TensorView&,
+                                                            const MhaOptions&, double*);
 
 }  // namespace attn::nn

@@ -102,9 +102,29 @@ struct MultiheadAttention<T>::Saved {
   bool weights_averaged = true;
 };
 
+/// Buffers kept between calls of equal sizes (MultiheadAttention::forward_into): the forward's
+/// projections, ctx and lse move into Saved and back after backward; backward's gradients stay.
+template <class T>
+struct MultiheadAttention<T>::Scratch {
+  Tensor qbuf, kvbuf, ctx, lse;  // forward's (empty while a Saved holds them)
+  Tensor dctx, dq, dk, dv;       // backward's
+  std::vector<std::uint16_t> x16;
+};
+
 }  // namespace attn::nn
 
 namespace attn::nn::detail {
+
+/// `kept` moved out when it has this dtype and shape (buffers kept between steps), else a new
+/// tensor; `kept` is empty afterwards either way.
+inline Tensor take(Tensor& kept, DType dtype, std::initializer_list<std::int64_t> shape) {
+  Tensor t = std::move(kept);
+  kept = Tensor();
+  bool same = t.data() && t.dtype() == dtype && t.view().rank == static_cast<int>(shape.size());
+  int a = 0;
+  for (const std::int64_t n : shape) same = same && t.view().shape[a++] == n;
+  return same ? std::move(t) : Tensor(dtype, shape);
+}
 
 /// dtype, rank, widths, batch sizes and lengths of query/key/value (attn::Error naming the input).
 template <class T>
@@ -113,10 +133,11 @@ void check_inputs(const MultiheadAttention<T>& m, const TensorView& query, const
 /// attn_mask (dtype, broadcast to [B, Hq, Lq, Lk]), key_lengths, causal alignment, positions.
 void check_options(const MhaOptions& o, const TensorView& query, bool batch_first, const SeqDims& dq, const SeqDims& dk,
                    std::int64_t Hq);
-/// Projects query/key/value (one GEMM per fusion group) into fresh buffers; applies no RoPE.
+/// Projects query/key/value (one GEMM per fusion group) into fresh buffers, or into `qkept` /
+/// `kvkept` when given and of the right size (take above); applies no RoPE.
 template <class T>
 Projections<T> project(const MultiheadAttention<T>& m, const TensorView& query, const TensorView& key,
-                       const TensorView& value);
+                       const TensorView& value, Tensor* qkept = nullptr, Tensor* kvkept = nullptr);
 /// A row-major tensor of `shape`.
 Tensor make_tensor(DType dtype, const std::vector<std::int64_t>& shape);
 /// shape of x with the last axis replaced by `last`.

@@ -129,6 +129,18 @@ MultiheadAttention<T>::~MultiheadAttention() = default;
 template <class T>
 void MultiheadAttention<T>::release_saved() {
   saved_.reset();
+  scratch_.reset();
+}
+template <class T>
+void MultiheadAttention<T>::recycle_saved() {
+  if (saved_ && scratch_) {
+    Scratch& k = *scratch_;
+    k.qbuf = std::move(saved_->proj.qbuf);
+    k.kvbuf = std::move(saved_->proj.kvbuf);
+    k.ctx = std::move(saved_->ctx);
+    k.lse = std::move(saved_->lse);
+  }
+  saved_.reset();
 }
 template <class T>
 MultiheadAttention<T>::MultiheadAttention(MultiheadAttention&&) noexcept = default;
@@ -227,7 +239,10 @@ void check_options(const MhaOptions& o, const TensorView& query, bool batch_firs
 
 template <class T>
 Projections<T> project(const MultiheadAttention<T>& m, const TensorView& query, const TensorView& key,
-                       const TensorView& value) {
+                       const TensorView& value, Tensor* qkept, Tensor* kvkept) {
+  const auto buffer = [](Tensor* kept, std::int64_t rows, std::int64_t cols) {
+    return kept ? take(*kept, dtype_of<T>(), {rows, cols}) : Tensor(dtype_of<T>(), {rows, cols});
+  };
   const MhaConfig& c = m.config();
   const std::int64_t E = m.embed_dim(), kv = m.num_kv_heads() * m.head_dim();
   Projections<T> p;
@@ -240,7 +255,7 @@ Projections<T> project(const MultiheadAttention<T>& m, const TensorView& query, 
   if (p.fusion == Fusion::qkv) {
     // One GEMM against the rows [W_q; W_k; W_v] (contiguous in storage) and the biases [b_q; b_k; b_v].
     const std::int64_t Etot = E + 2 * kv;
-    p.qbuf = Tensor(dtype_of<T>(), {p.xq.M, Etot});
+    p.qbuf = buffer(qkept, p.xq.M, Etot);
     const Linear<T>& lq = m.q_proj();
     Linear<T> fused(E, Etot, lq.weight(), lq.weight_grad(), lq.bias(), lq.bias_grad());
     fused.share_bf16_weights(lq);
@@ -253,11 +268,11 @@ Projections<T> project(const MultiheadAttention<T>& m, const TensorView& query, 
   }
   p.xk = as_rows<T>(key, "key");
   if (p.fusion == Fusion::none) p.xv = as_rows<T>(value, "value");
-  p.qbuf = Tensor(dtype_of<T>(), {p.xq.M, E});
+  p.qbuf = buffer(qkept, p.xq.M, E);
   m.q_proj().forward(p.xq.data, p.xq.M, p.xq.ld, p.qbuf.template ptr<T>(), E);
   p.q = p.qbuf.template ptr<T>();
   p.ldq = E;
-  p.kvbuf = Tensor(dtype_of<T>(), {p.xk.M, 2 * kv});
+  p.kvbuf = buffer(kvkept, p.xk.M, 2 * kv);
   p.k = p.kvbuf.template ptr<T>();
   p.v = p.k + kv;
   p.ldkv = 2 * kv;
@@ -278,9 +293,9 @@ template void check_inputs<float>(const MultiheadAttention<float>&, const Tensor
 template void check_inputs<double>(const MultiheadAttention<double>&, const TensorView&, const TensorView&,
                                    const TensorView&);
 template Projections<float> project<float>(const MultiheadAttention<float>&, const TensorView&, const TensorView&,
-                                           const TensorView&);
+                                           const TensorView&, Tensor*, Tensor*);
 template Projections<double> project<double>(const MultiheadAttention<double>&, const TensorView&, const TensorView&,
-                                             const TensorView&);
+                                             const TensorView&, Tensor*, Tensor*);
 
 }  // namespace detail
 

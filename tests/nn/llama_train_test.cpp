@@ -5,8 +5,10 @@
 // directory); the config.json writer round-trips; bad calls are errors.
 
 #include <gtest/gtest.h>
+#include <omp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -63,6 +65,39 @@ TEST(CrossEntropy, KnownValueAndGradient) {
   EXPECT_NEAR(dbig[0], 0.0, 1e-7);
   EXPECT_NEAR(dbig[2], 0.25, 1e-7);
   EXPECT_NEAR(dbig[3], -0.25, 1e-7);
+}
+
+// The parallel path (M·V ≥ 2^15): the loss has the same bits on 1-3 threads, the gradient (written
+// over the logits, as lm_train_step does) is (softmax − onehot)/M of an fp64 softmax written here.
+TEST(CrossEntropy, SameLossOnAnyThreadCountAndGradientInPlace) {
+  const std::int64_t M = 130, V = 256;
+  const std::vector<double> zd = randn(static_cast<std::size_t>(M * V), 3, 4.0);
+  std::vector<float> z(zd.begin(), zd.end());
+  std::vector<std::int64_t> t(static_cast<std::size_t>(M));
+  for (std::int64_t m = 0; m < M; ++m) t[static_cast<std::size_t>(m)] = (m * 37) % V;
+  const int saved = omp_get_max_threads();
+  double first = 0;
+  for (int threads = 1; threads <= 3; ++threads) {
+    omp_set_num_threads(threads);
+    std::vector<float> g = z;
+    const double loss = nn::cross_entropy(g.data(), t.data(), M, V, g.data());
+    if (threads == 1) first = loss;
+    EXPECT_EQ(loss, first) << threads << " threads";
+    double want_loss = 0;
+    for (std::int64_t m = 0; m < M; ++m) {
+      const float* zr = z.data() + m * V;
+      double mx = zr[0], s = 0;
+      for (std::int64_t v = 1; v < V; ++v) mx = std::max(mx, static_cast<double>(zr[v]));
+      for (std::int64_t v = 0; v < V; ++v) s += std::exp(zr[v] - mx);
+      want_loss += (mx + std::log(s) - zr[t[static_cast<std::size_t>(m)]]) / M;
+      for (std::int64_t v = 0; v < V; ++v) {
+        const double want = (std::exp(zr[v] - mx) / s - (v == t[static_cast<std::size_t>(m)] ? 1.0 : 0.0)) / M;
+        ASSERT_NEAR(g[static_cast<std::size_t>(m * V + v)], want, 1e-7 * std::abs(want) + 1e-12) << m << ", " << v;
+      }
+    }
+    EXPECT_NEAR(loss, want_loss, 1e-12 * want_loss);
+  }
+  omp_set_num_threads(saved);
 }
 
 TEST(TrainableLlama, EndToEndBackwardMatchesFiniteDifferences) {

@@ -7,6 +7,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
+#include <vector>
+
 #include "nn/mha_case.hpp"
 
 namespace attn::test {
@@ -326,6 +329,55 @@ TEST(MhaBackwardUse, WeightsGradientErrors) {
     EXPECT_EQ(e.argument(), "dweights");
     EXPECT_NE(std::string(e.what()).find("[2, 3, 3]"), std::string::npos) << e.what();
   }
+}
+
+// forward_into / backward_into (the encoder layers' path, buffers kept between calls) against
+// forward / backward of a twin module: the same bits over steps of changing sizes, weight
+// gradients included; accumulate adds; cross-attention and need_weights are refused.
+TEST(MhaBackward, IntoBuffersKeptBetweenStepsMatchForwardAndBackward) {
+  nn::MhaConfig c;
+  c.embed_dim = 12;
+  c.num_heads = 3;
+  c.batch_first = true;
+  c.seed = 4;
+  nn::MultiheadAttention<float> a(c), b(c);
+  const std::int64_t Ls[3] = {7, 7, 5};
+  for (int step = 0; step < 3; ++step) {
+    const std::int64_t L = Ls[step];
+    GuardedTensor x = make_tensor(DType::f32, {2, L, 12}), R = make_tensor(DType::f32, {2, L, 12});
+    fill_normal(x.view, 10 + step);
+    fill_normal(R.view, 20 + step);
+    nn::MhaOptions o;
+    o.key_lengths = {L, L - 2};
+    const nn::MhaOutput ra = a.forward(x.view, x.view, x.view, o);
+    std::vector<float> out(static_cast<std::size_t>(2 * L * 12)), dx(out.size(), 1.f);
+    b.forward_into(x.view, x.view, x.view, o, out.data());
+    ASSERT_EQ(std::memcmp(ra.out.data(), out.data(), out.size() * sizeof(float)), 0) << "step " << step;
+    const nn::MhaGrads ga = a.backward(R.view);
+    const bool accumulate = step == 2;
+    b.backward_into(R.view, dx.data(), accumulate);
+    const float* want = ga.dquery.ptr<float>();
+    for (std::size_t i = 0; i < dx.size(); ++i) {
+      if (accumulate)
+        ASSERT_NEAR(dx[i], 1.f + want[i], 1e-5f) << i;
+      else
+        ASSERT_EQ(dx[i], want[i]) << "step " << step << ", " << i;
+    }
+  }
+  const std::vector<nn::Parameter> pa = a.parameters(), pb = b.parameters();
+  for (std::size_t i = 0; i < pa.size(); ++i)
+    EXPECT_EQ(std::memcmp(pa[i].grad.data, pb[i].grad.data, pa[i].grad.numel() * sizeof(float)), 0) << pa[i].name;
+
+  GuardedTensor q = make_tensor(DType::f32, {2, 3, 12}), kv = make_tensor(DType::f32, {2, 4, 12});
+  fill_normal(q.view, 1);
+  fill_normal(kv.view, 2);
+  std::vector<float> out(2 * 3 * 12);
+  b.forward_into(q.view, kv.view, kv.view, {}, out.data());
+  EXPECT_THROW(b.backward_into(q.view, out.data(), false), Error);  // not self-attention
+  nn::MhaOptions w;
+  w.need_weights = true;
+  EXPECT_THROW(b.forward_into(q.view, q.view, q.view, w, out.data()), Error);
+  EXPECT_THROW(b.forward_into(q.view, q.view, q.view, {}, nullptr), Error);
 }
 
 }  // namespace

@@ -194,9 +194,9 @@ int run_train_regression(const TrainOptions& o) {
     std::vector<float> dpred(static_cast<std::size_t>(d.B));
     const double loss = attn::nn::mse_loss(pred, d.targets.data(), d.B, dpred.data());
     model.backward(dpred.data());
-    const double gnorm = attn::nn::clip_grad_norm(model, o.clip);
+    const double gnorm = attn::nn::grad_norm(model);
     const double lr = sched.at(step);
-    opt.step(lr);
+    opt.step(lr, attn::nn::clip_scale(gnorm, o.clip));  // the clip fused into AdamW's pass (optim.hpp)
     const double step_secs = std::chrono::duration<double>(clock::now() - ts).count();
     train_secs += step_secs;
     step_times.push_back(step_secs);

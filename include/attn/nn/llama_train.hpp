@@ -71,7 +71,8 @@ struct LmStepResult {
 };
 
 /// One training step: zero_grad, forward, cross_entropy against targets [B·L], backward (the
-/// gradient of the logits is written over them), clip_grad_norm(clip), AdamW step(lr).
+/// gradient of the logits is written over them), then AdamW step(lr) with clip_grad_norm(clip)'s
+/// scaling fused into its pass (grad_norm + clip_scale: the same bits; the gradients stay unclipped).
 template <class T>
 LmStepResult lm_train_step(TrainableLlama<T>& model, AdamW& optimizer, const std::int64_t* ids,
                            const std::int64_t* targets, std::int64_t B, std::int64_t L, double lr, double clip);

@@ -141,8 +141,19 @@ class MultiheadAttention : public Module {
   /// differentiable, as in PyTorch); not given = zero. With attention dropout active, such a
   /// forward runs the SDPA twice to keep the softmax before dropout as well.
   MhaGrads backward(const TensorView& dout, const TensorView& dweights = {});
-  /// Frees what forward kept for backward (gradient checkpointing recomputes it instead).
+  /// Frees what forward kept for backward (gradient checkpointing recomputes it instead), and the
+  /// buffers kept between steps (below).
   void release_saved();
+
+  /// forward without need_weights, writing out [Mq, E] (rows in query's memory order, row stride
+  /// E) into `out` instead of a new tensor: the encoder layers' path, which saves a fresh [Mq, E]
+  /// buffer and its copy per call. The projection, ctx and lse buffers, and backward's dctx, dq,
+  /// dk, dv, are kept between calls of the same sizes (no fresh pages per training step).
+  void forward_into(const TensorView& query, const TensorView& key, const TensorView& value,
+                    const MhaOptions& options, T* out);
+  /// backward of a self-attention forward (query, key and value the same view), writing dquery
+  /// [Mq, E] into `dx` (row stride E), or adding it there when `accumulate`.
+  void backward_into(const TensorView& dout, T* dx, bool accumulate);
 
   /// A cache for incremental decoding: [batch, num_kv_heads, capacity, head_dim].
   KvCache make_cache(std::int64_t batch, std::int64_t capacity, DType dtype = DType::f32,
@@ -167,8 +178,15 @@ class MultiheadAttention : public Module {
   std::vector<Buffer> buffers() const override;
 
   struct Saved;
+  struct Scratch;
 
  private:
+  MhaOutput forward_impl(const TensorView& query, const TensorView& key, const TensorView& value,
+                         const MhaOptions& options, T* out);
+  MhaGrads backward_impl(const TensorView& dout, const TensorView& dweights, T* dx, bool accumulate);
+  /// Returns the saved forward's buffers to the scratch and drops the rest.
+  void recycle_saved();
+
   MhaConfig config_;
   std::int64_t E_ = 0, Hq_ = 0, Hkv_ = 0, hd_ = 0, kdim_ = 0, vdim_ = 0;
   Tensor params_, grads_;  // W_q, W_k, W_v, W_o, b_q, b_k, b_v, b_o (contiguous in this order)
@@ -177,6 +195,7 @@ class MultiheadAttention : public Module {
   Tensor projection_;  // FAVOR+ ω [m, hd] (linear with feature_map favor), f32
   bool training_ = true;
   std::unique_ptr<Saved> saved_;
+  std::unique_ptr<Scratch> scratch_;  // buffers kept between steps (forward_into)
 };
 
 extern template class MultiheadAttention<float>;

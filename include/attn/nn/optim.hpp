@@ -25,11 +25,17 @@ struct AdamWConfig {
 /// step(lr), with t the number of steps taken so far plus one:
 ///   θ ← θ − lr·λ·θ (when the parameter decays);  m ← β₁m + (1 − β₁)g;  v ← β₂v + (1 − β₂)g²;
 ///   θ ← θ − lr·(m / (1 − β₁ᵗ)) / (√(v / (1 − β₂ᵗ)) + ε)
+///
+/// One step is one parallel pass over all parameters, cut into fixed chunks (each element's update
+/// is the same arithmetic on any thread count); step(lr, grad_scale) uses grad_scale·g (rounded to
+/// the parameter's dtype, as clip_grad_norm's in-place scaling would) without writing g: the clip
+/// fused into the update (grad_norm + clip_scale below).
 class AdamW {
  public:
   /// Keeps the module's parameter views: the module must outlive the optimizer.
   AdamW(const Module& module, AdamWConfig config = {});
-  void step(double lr);
+  void step(double lr) { step(lr, 1.0); }
+  void step(double lr, double grad_scale);
   std::int64_t steps() const { return t_; }
   void set_steps(std::int64_t t) { t_ = t; }
   const AdamWConfig& config() const { return config_; }
@@ -41,11 +47,22 @@ class AdamW {
   std::vector<Parameter> params_;
   std::vector<bool> decay_;
   std::vector<Tensor> m_, v_;
+  struct Chunk {
+    std::size_t param;
+    std::int64_t begin, end;
+  };
+  std::vector<Chunk> chunks_;  // the parameters cut into pieces of at most kChunk elements
   std::int64_t t_ = 0;
 };
 
-/// Scales every gradient of `module` by max_norm / (‖g‖ + 1e−6) when the global L2 norm ‖g‖
-/// exceeds max_norm (torch.nn.utils.clip_grad_norm_); returns ‖g‖ before clipping.
+/// The global L2 norm ‖g‖ of every gradient of `module`, in fp64: one parallel pass over fixed
+/// chunks of the gradients whose partial sums add in a fixed order, so the same bits on any
+/// thread count.
+double grad_norm(const Module& module);
+/// The factor clip_grad_norm scales by: max_norm / (norm + 1e−6) when norm > max_norm, else 1.
+double clip_scale(double norm, double max_norm);
+/// Scales every gradient of `module` by clip_scale(‖g‖, max_norm) (torch.nn.utils.clip_grad_norm_);
+/// returns ‖g‖ (grad_norm) before clipping.
 double clip_grad_norm(const Module& module, double max_norm);
 
 struct LrSchedule {
