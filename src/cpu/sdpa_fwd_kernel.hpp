@@ -470,18 +470,41 @@ struct FwdKernel {
 
   static void store_value(const TensorView& t, std::int64_t off, float x) { core::store_float(t.dtype, t.at(off), x); }
 
+  /// O / l into out (and lse). The tile path holds Oᵀ [dvp][rows_p]: its W × W blocks are turned
+  /// into rows by I::transpose and each row piece written by the same Convert as the vector paths'
+  /// rows (the same products o·(1/l) and roundings), instead of a strided scalar read per element.
   static void epilogue(const Rows& R, const FwdPlan& plan, Workspace& ws) {
     const TensorView& out = plan.o->out;
+    const auto row_base = [&](std::int64_t r) {  // out's element offset of row r
+      return R.tb * out.strides[0] + R.head(r) * out.strides[1] + R.p.tensor_row(R.t.b, R.pos(r)) * out.strides[2];
+    };
+    float inv_l[isa::kMaxLanes];
+    alignas(64) float piece[isa::kMaxLanes];
     for (std::int64_t r = 0; r < R.rows; ++r) {
       const SoftmaxState& st = ws.state[r];
-      const float inv_l = st.finalize();
-      const std::int64_t h = R.head(r), n = R.p.tensor_row(R.t.b, R.pos(r));
-      const float* o = R.tiles ? ws.o.data() + r : ws.o.data() + r * R.dvp;  // O row r, or Oᵀ column r
-      const std::int64_t od = R.tiles ? R.rows_p : 1;
-      const std::int64_t base = R.tb * out.strides[0] + h * out.strides[1] + n * out.strides[2];
-      Convert<I>::from_f32(o, od, inv_l, R.Dv, out.dtype, out.at(base), out.strides[3]);
+      const float il = st.finalize();
+      if (R.tiles) {
+        inv_l[r % W] = il;
+        if (r % W == W - 1 || r == R.rows - 1) {  // rows r0 .. r of one W-block, W rows of Oᵀ at a time
+          const std::int64_t r0 = r / W * W, nr = r - r0 + 1;
+          for (std::int64_t d0 = 0; d0 < R.Dv; d0 += W) {
+            V a[W];
+            for (int k = 0; k < W; ++k) a[k] = I::load(ws.o.data() + (d0 + k) * R.rows_p + r0);  // d0 + k < dvp
+            I::transpose(a);  // a[l]: columns d0 .. d0 + W of row r0 + l
+            const std::int64_t n = std::min<std::int64_t>(W, R.Dv - d0);
+            for (std::int64_t l = 0; l < nr; ++l) {
+              I::store(piece, a[l]);
+              Convert<I>::from_f32(piece, 1, inv_l[l], n, out.dtype, out.at(row_base(r0 + l) + d0 * out.strides[3]),
+                                   out.strides[3]);
+            }
+          }
+        }
+      } else {
+        Convert<I>::from_f32(ws.o.data() + r * R.dvp, 1, il, R.Dv, out.dtype, out.at(row_base(r)), out.strides[3]);
+      }
       if (plan.o->lse.defined()) {
         const TensorView& lse = plan.o->lse;
+        const std::int64_t h = R.head(r), n = R.p.tensor_row(R.t.b, R.pos(r));
         *static_cast<float*>(lse.at(R.tb * lse.strides[0] + h * lse.strides[1] + n * lse.strides[2])) = st.lse();
       }
     }

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -214,6 +215,67 @@ TEST(Bf16Rounding, VectorEqualsScalarBitForBit) {
     attn::models::detail::to_bf16(v.data() + (1000 - n), n, got.data());
     attn::nn::detail::round_rows_to_bf16(v.data() + (1000 - n), 1, n, n, want.data(), n);
     EXPECT_EQ(got, want) << "n " << n;  // the element after the n written stays untouched
+  }
+}
+
+// The LayerNorm row pass on every element ISA (AVX-512: 16 lanes, vector partial sums) against its
+// composition in fp64: t = a + b + r, biased variance, (t − mean)/√(var + eps)·w + beta; the bf16
+// rows are the rounding of the fp32 output bit for bit; in place (y = a) gives the same; rows of
+// a length off the vector width take the compiler's loops; the row after the last stays untouched.
+TEST(LayerNormRows, EveryIsaMatchesFp64Composition) {
+  using attn::nn::detail::EltIsa;
+  for (const EltIsa isa : attn::nn::detail::elt_isas()) {
+    for (const std::int64_t N : {384, 48, 16, 40, 7}) {
+      for (const std::int64_t M : {1, 7}) {
+        for (int variant = 0; variant < 4; ++variant) {  // bias and residual: neither, b, r, both
+          SCOPED_TRACE(std::string(attn::nn::detail::elt_isa_name(isa)) + " N " + std::to_string(N) + " M " +
+                       std::to_string(M) + " variant " + std::to_string(variant));
+          const auto seed = static_cast<std::uint32_t>(N * 100 + M * 10 + variant);
+          std::vector<float> a = random_vector(static_cast<std::size_t>(M * N), seed),
+                             r = random_vector(static_cast<std::size_t>(M * N), seed + 1),
+                             b = random_vector(static_cast<std::size_t>(N), seed + 2),
+                             w = random_vector(static_cast<std::size_t>(N), seed + 3),
+                             beta = random_vector(static_cast<std::size_t>(N), seed + 4);
+          for (auto& x : a) x = 3.0f + 2.0f * x;  // rows with a mean off zero
+          const float* bp = variant & 1 ? b.data() : nullptr;
+          const float* rp = variant & 2 ? r.data() : nullptr;
+          const double eps = 1e-12;
+          std::vector<float> y(static_cast<std::size_t>((M + 1) * N), -7.0f);
+          std::vector<std::uint16_t> yb(static_cast<std::size_t>((M + 1) * N), 0xAAAA);
+          attn::models::detail::add_layer_norm(a.data(), bp, rp, w.data(), beta.data(), eps, M, N, y.data(), yb.data(),
+                                               isa);
+          double worst = 0;
+          for (std::int64_t m = 0; m < M; ++m) {
+            std::vector<double> t(static_cast<std::size_t>(N));
+            double mean = 0, var = 0;
+            for (std::int64_t n = 0; n < N; ++n) {
+              const auto i = static_cast<std::size_t>(m * N + n);
+              t[n] = double(a[i]) + (bp ? double(b[n]) : 0.0) + (rp ? double(r[i]) : 0.0);
+              mean += t[n];
+            }
+            mean /= double(N);
+            for (std::int64_t n = 0; n < N; ++n) var += (t[n] - mean) * (t[n] - mean);
+            const double rstd = 1.0 / std::sqrt(var / double(N) + eps);
+            for (std::int64_t n = 0; n < N; ++n) {
+              const auto i = static_cast<std::size_t>(m * N + n);
+              const double want = (t[n] - mean) * rstd * double(w[n]) + double(beta[n]);
+              worst = std::max(worst, std::abs(double(y[i]) - want) / (1.0 + std::abs(want)));
+              ASSERT_EQ(yb[i], attn::f32_to_bf16(y[i])) << "element " << i;
+            }
+          }
+          EXPECT_LE(worst, 4e-6);
+          for (std::int64_t n = 0; n < N; ++n) {
+            EXPECT_EQ(y[static_cast<std::size_t>(M * N + n)], -7.0f);
+            EXPECT_EQ(yb[static_cast<std::size_t>(M * N + n)], 0xAAAA);
+          }
+          // In place: y = a gives the same bits.
+          std::vector<float> in = a;
+          attn::models::detail::add_layer_norm(in.data(), bp, rp, w.data(), beta.data(), eps, M, N, in.data(), nullptr,
+                                               isa);
+          EXPECT_TRUE(std::equal(in.begin(), in.end(), y.begin()));
+        }
+      }
+    }
   }
 }
 

@@ -6,16 +6,39 @@
 // has 32 spare key slots, so a tile product may always run over whole 32-key blocks.
 
 #include <cstdint>
+#include <memory>
+#include <utility>
 #include <vector>
 
 #include "core/problem.hpp"
 
 namespace attn::cpu::amx {
 
+/// std::allocator whose value-initialisation leaves the element uninitialised, so that resizing
+/// the packed buffers does not clear memory that pack_forward then writes in full.
+template <class T>
+struct NoInitAllocator : std::allocator<T> {
+  template <class U>
+  struct rebind {
+    using other = NoInitAllocator<U>;
+  };
+  NoInitAllocator() = default;
+  template <class U>
+  NoInitAllocator(const NoInitAllocator<U>&) noexcept {}
+  template <class U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+
 struct FwdPack {
   std::int64_t Dp = 0, dvp = 0;
   std::vector<std::int64_t> base, keys;  // per logical b: first slot of (b, kvh 0); slots per head
-  std::vector<std::uint16_t> k, vt;
+  std::vector<std::uint16_t, NoInitAllocator<std::uint16_t>> k, vt;  // every slot written by pack_forward
 
   bool empty() const { return keys.empty(); }
   const std::uint16_t* k_rows(std::int64_t b, std::int64_t kvh) const { return k.data() + (base[b] + kvh * keys[b]) * Dp; }
