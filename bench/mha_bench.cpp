@@ -297,15 +297,18 @@ void run_case(const Case& c, const MhaBenchOptions& o, double best_rate, std::ve
       nn::detail::round_rows_to_bf16(src.data(), rows, cols, cols, dst.data(), cols);
       return dst.data();
     };
-    const PairedStep qkv_fwd{[&] { fused.forward(x.data(), M, E, qkv.data(), Etot, round_into(x, M, E, xb16)); },
-                             [&] { gemm_bf16(false, true, M, Etot, E, x16.data(), E, wqkv16.data(), E, 0.0f, qkv.data(), Etot); }};
-    const PairedStep out_fwd{[&] { lo.forward(ctx.data(), M, E, out.data(), E, round_into(ctx, M, E, cb16)); },
-                             [&] { gemm_bf16(false, true, M, E, E, ctx16.data(), E, wo16.data(), E, 0.0f, out.data(), E); }};
-    const PairedStep out_bwd{[&] { lo.backward(ctx.data(), E, dout.data(), E, M, dctx.data(), E, false, cb16.data(), E); },
-                             [&] {
-                               gemm_bf16(false, false, M, E, E, dout16.data(), E, wo16.data(), E, 0.0f, dctx.data(), E);
-                               gemm_bf16(true, false, E, E, M, dout16.data(), E, ctx16.data(), E, 1.0f, dw.data(), E);
-                             }};
+    const PairedStep qkv_fwd{
+        [&] { fused.forward(x.data(), M, E, qkv.data(), Etot, round_into(x, M, E, xb16)); },
+        [&] { gemm_bf16(false, true, M, Etot, E, x16.data(), E, wqkv16.data(), E, 0.0f, qkv.data(), Etot); }};
+    const PairedStep out_fwd{
+        [&] { lo.forward(ctx.data(), M, E, out.data(), E, round_into(ctx, M, E, cb16)); },
+        [&] { gemm_bf16(false, true, M, E, E, ctx16.data(), E, wo16.data(), E, 0.0f, out.data(), E); }};
+    const PairedStep out_bwd{
+        [&] { lo.backward(ctx.data(), E, dout.data(), E, M, dctx.data(), E, false, cb16.data(), E); },
+        [&] {
+          gemm_bf16(false, false, M, E, E, dout16.data(), E, wo16.data(), E, 0.0f, dctx.data(), E);
+          gemm_bf16(true, false, E, E, M, dout16.data(), E, ctx16.data(), E, 1.0f, dw.data(), E);
+        }};
     const PairedStep qkv_bwd{
         [&] {
           lq.backward(x.data(), E, dq.data(), E, M, dx.data(), E, false, xb16.data(), E);
@@ -349,8 +352,9 @@ void run_case(const Case& c, const MhaBenchOptions& o, double best_rate, std::ve
                                                     }},
                                                    o.repeats);
     const Timing &tm = t[0], &tg = t[1], &ts = t[2];
-    MhaBenchResult r{c.kind, op, c.B, c.E, c.Hq, c.Hkv, c.N, tm.median_s * 1e3, tg.median_s * 1e3, ts.median_s * 1e3,
-                     0,      0,  0,   0,      0,         0, 0, 0, 0, 0, {}};
+    MhaBenchResult r{
+        c.kind, op, c.B, c.E, c.Hq, c.Hkv, c.N, tm.median_s * 1e3, tg.median_s * 1e3, ts.median_s * 1e3, 0, 0, 0, 0,
+        0,      0,  0,   0,   0,    0,     {}};
     if (!o.bf16_matmuls) {
       // The same GEMMs on OpenBLAS's own pool, timed apart (its workers spin after each call and
       // would slow whatever ran next, docs/nn.md "Threads"), then a pause for them to go idle.
@@ -454,9 +458,10 @@ std::vector<MhaBenchResult> run_mha_bench(const MhaBenchOptions& o, std::FILE* o
                  "proj/ref", "range", "per call");
     std::vector<double> ratios;
     for (const MhaBenchResult& r : results) {
-      std::fprintf(out, "%-4s %-6s %5lld %3lld %4lld %5lld %9.1f %8.3f   [%5.3f, %5.3f]  ", r.kind.c_str(), r.op.c_str(),
-                   static_cast<long long>(r.E), static_cast<long long>(r.Hq), static_cast<long long>(r.Hkv),
-                   static_cast<long long>(r.N), r.paired_ref_gflops, r.paired_ratio, r.paired_min, r.paired_max);
+      std::fprintf(out, "%-4s %-6s %5lld %3lld %4lld %5lld %9.1f %8.3f   [%5.3f, %5.3f]  ", r.kind.c_str(),
+                   r.op.c_str(), static_cast<long long>(r.E), static_cast<long long>(r.Hq),
+                   static_cast<long long>(r.Hkv), static_cast<long long>(r.N), r.paired_ref_gflops, r.paired_ratio,
+                   r.paired_min, r.paired_max);
       for (double x : r.paired_steps) std::fprintf(out, " %5.3f", x);
       std::fprintf(out, "\n");
       ratios.push_back(r.paired_ratio);

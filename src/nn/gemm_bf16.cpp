@@ -163,7 +163,8 @@ void gemm_bf16(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
     for (std::int64_t i = 0; i < M; ++i)
-      for (std::int64_t j = 0; j < N; ++j) C[i * ldc + j] = (beta == 0.0f ? 0.0f : C[i * ldc + j]) + (bias ? bias[j] : 0.0f);
+      for (std::int64_t j = 0; j < N; ++j)
+        C[i * ldc + j] = (beta == 0.0f ? 0.0f : C[i * ldc + j]) + (bias ? bias[j] : 0.0f);
     return;
   }
   try {
@@ -241,7 +242,8 @@ void gemm_bf16(bool, bool, std::int64_t, std::int64_t, std::int64_t, const std::
                const std::uint16_t*, std::int64_t, float, float*, std::int64_t, const float*) {
   throw Error(ErrorKind::unsupported, "precision", attn::detail::concat("bf16 matmuls need oneDNN, and this libattn was built without it"));
 }
-PackedLayout packed_layout_bf16(bool, std::int64_t, std::int64_t, std::int64_t, std::int64_t, float, std::int64_t, bool) {
+PackedLayout packed_layout_bf16(bool, std::int64_t, std::int64_t, std::int64_t, std::int64_t, float, std::int64_t,
+                                bool) {
   return {};
 }
 void pack_weights_bf16(bool, std::int64_t, std::int64_t, const std::uint16_t*, std::int64_t, const PackedLayout&,

@@ -74,12 +74,12 @@ TEST(LinearBf16, BackwardIsTheFp32SumOfBf16RoundedOperands) {
       const auto dx0 = normal(static_cast<std::size_t>(s.M * s.in), 26);
       std::vector<float> dx = dx0;
       lin.backward(x.data(), s.in, dy.data(), s.out, s.M, dx.data(), s.in, accumulate);
-      const double err_dx =
-          bf16_gemm_error(
-              s.M, s.in, s.out, [&](auto m, auto o) { return dy[m * s.out + o]; },
-              [&](auto o, auto i) { return lin.weight()[o * s.in + i]; },
-              [&](auto m, auto i) { return accumulate ? dx0[m * s.in + i] : 0.0f; }, [&](auto m, auto i) { return dx[m * s.in + i]; })
-              .rounded;
+      const double err_dx = bf16_gemm_error(
+                                s.M, s.in, s.out, [&](auto m, auto o) { return dy[m * s.out + o]; },
+                                [&](auto o, auto i) { return lin.weight()[o * s.in + i]; },
+                                [&](auto m, auto i) { return accumulate ? dx0[m * s.in + i] : 0.0f; },
+                                [&](auto m, auto i) { return dx[m * s.in + i]; })
+                                .rounded;
       const double err_dw =
           bf16_gemm_error(
               s.out, s.in, s.M, [&](auto o, auto m) { return dy[m * s.out + o]; },
@@ -119,8 +119,8 @@ TEST(LinearBf16, CallsGivenTheRoundedInputEqualCallsThatRoundIt) {
       const auto dy = normal(static_cast<std::size_t>(s.M * s.out), 54);
       std::vector<std::uint16_t> x16(static_cast<std::size_t>(s.M * s.in));
       nn::detail::round_rows_to_bf16(x.data(), s.M, s.in, ldx, x16.data(), s.in);
-      std::vector<float> y(static_cast<std::size_t>(s.M * s.out)), y16(y.size()), dx(static_cast<std::size_t>(s.M * s.in)),
-          dx16(dx.size());
+      std::vector<float> y(static_cast<std::size_t>(s.M * s.out)), y16(y.size()),
+          dx(static_cast<std::size_t>(s.M * s.in)), dx16(dx.size());
       lin.forward(x.data(), s.M, ldx, y.data(), s.out);
       lin.forward(x.data(), s.M, ldx, y16.data(), s.out, x16.data());
       lin.zero_grad();
@@ -164,11 +164,13 @@ TEST(LinearBf16, MultiheadAttentionEqualsItsLinearsAndSdpaComposed) {
     const float* xk = g == Group::qkv ? q.data() : k.data();
     const float* xv = g == Group::qkv ? q.data() : g == Group::kv ? k.data() : v.data();
     const TensorView qv(const_cast<float*>(q.data()), DType::f32, {B, Lq, E});
-    const TensorView kv_in(const_cast<float*>(xk), DType::f32, {B, Lk, E}), vv_in(const_cast<float*>(xv), DType::f32, {B, Lk, E});
+    const TensorView kv_in(const_cast<float*>(xk), DType::f32, {B, Lk, E}),
+        vv_in(const_cast<float*>(xv), DType::f32, {B, Lk, E});
     auto grads = [&] {
       std::vector<float> r;
       for (const nn::Parameter& p : m.parameters())
-        r.insert(r.end(), static_cast<const float*>(p.grad.data), static_cast<const float*>(p.grad.data) + p.grad.numel());
+        r.insert(r.end(), static_cast<const float*>(p.grad.data),
+                 static_cast<const float*>(p.grad.data) + p.grad.numel());
       return r;
     };
     m.zero_grad();

@@ -160,13 +160,12 @@ TEST_F(WeightCacheBf16, PackedWeightsGiveFp32SumsOfBf16RoundedOperands) {
                 [&](auto i, auto o) { return lin.weight()[o * s.in + i]; }, [&](auto, auto o) { return lin.bias()[o]; },
                 [&](auto m, auto o) { return y[m * s.out + o]; })
                 .rounded;
-        const double err_dx =
-            bf16_gemm_error(
-                s.M, s.in, s.out, [&](auto m, auto o) { return dy[m * s.out + o]; },
-                [&](auto o, auto i) { return lin.weight()[o * s.in + i]; },
-                [&](auto m, auto i) { return accumulate ? dx0[m * s.in + i] : 0.0f; },
-                [&](auto m, auto i) { return dx[m * s.in + i]; })
-                .rounded;
+        const double err_dx = bf16_gemm_error(
+                                  s.M, s.in, s.out, [&](auto m, auto o) { return dy[m * s.out + o]; },
+                                  [&](auto o, auto i) { return lin.weight()[o * s.in + i]; },
+                                  [&](auto m, auto i) { return accumulate ? dx0[m * s.in + i] : 0.0f; },
+                                  [&](auto m, auto i) { return dx[m * s.in + i]; })
+                                  .rounded;
         // fp32 accumulation of exact bf16 products: a few fp32 ulps of the magnitude sum.
         EXPECT_LE(err_y, 1e-6) << s.M << "x" << s.in << "x" << s.out << " call " << call;
         EXPECT_LE(err_dx, 1e-6) << s.M << "x" << s.in << "x" << s.out << " accumulate " << accumulate;
