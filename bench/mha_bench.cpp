@@ -142,6 +142,71 @@ double bf16_gemm_gflops(std::int64_t n, int reps) {
          1e-9;
 }
 
+// The paired same-shape reference (bf16 matmuls, docs/nn.md "Projections against a paired
+// same-shape GEMM"): each projection call of the module, made through its own Linear objects the
+// way mha_forward.cpp and mha_backward.cpp make it (rounding included), alternated call by call
+// with oneDNN's bf16 matmul of the same GEMM shapes on operands already in bf16 and plain
+// row-major (the bare GEMM, no rounding, no bias); which of the two runs first alternates by round.
+struct PairedStep {
+  std::function<void()> module, ref;
+};
+
+// Median and range over rounds of (Σ module calls / Σ reference calls), the reference's median
+// time, and per step the median of its own pair ratios.
+struct PairedTiming {
+  double ratio = 0, ratio_min = 0, ratio_max = 0, ref_ms = 0;
+  std::vector<double> step_ratio;
+};
+
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+PairedTiming time_paired(const std::vector<PairedStep>& steps, int rounds) {
+  for (const PairedStep& s : steps) s.module(), s.ref();  // warm-up
+  std::vector<double> ratios, refs;
+  std::vector<std::vector<double>> step(steps.size());
+  auto timed = [](const std::function<void()>& f) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  for (int r = 0; r < rounds; ++r) {
+    double tm = 0, tr = 0;
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+      double a, b;
+      if (r % 2 == 0) {
+        a = timed(steps[i].module);
+        b = timed(steps[i].ref);
+      } else {
+        b = timed(steps[i].ref);
+        a = timed(steps[i].module);
+      }
+      tm += a;
+      tr += b;
+      step[i].push_back(a / b);
+    }
+    ratios.push_back(tm / tr);
+    refs.push_back(tr);
+  }
+  PairedTiming t;
+  t.ratio = median_of(ratios);
+  t.ratio_min = *std::min_element(ratios.begin(), ratios.end());
+  t.ratio_max = *std::max_element(ratios.begin(), ratios.end());
+  t.ref_ms = median_of(refs) * 1e3;
+  for (const auto& s : step) t.step_ratio.push_back(median_of(s));
+  return t;
+}
+
+std::vector<std::uint16_t> rounded(const std::vector<float>& v) {
+  std::vector<std::uint16_t> r(v.size());
+  const auto n = static_cast<std::int64_t>(v.size());
+  nn::detail::round_rows_to_bf16(v.data(), 1, n, n, r.data(), n);
+  return r;
+}
+
 // Times one configuration: the module, then its GEMM calls and SDPA calls on their own.
 void run_case(const Case& c, const MhaBenchOptions& o, double best_rate, std::vector<MhaBenchResult>& results) {
   nn::MhaConfig cfg;
@@ -202,6 +267,68 @@ void run_case(const Case& c, const MhaBenchOptions& o, double best_rate, std::ve
   auto sdpa_fwd = [&] { sdpa_forward({ctxv, lsev, {}}, q, k, v, sp); };
   auto sdpa_bwd = [&] { sdpa_backward({dqv, dkv, dvv, {}}, dctxv, q, k, v, ctxv, lsev, sp); };
 
+  // The paired reference (bf16 matmuls): the module's projection calls through its own Linears, as
+  // mha_forward.cpp / mha_backward.cpp make them, each against the bare GEMMs of that call.
+  std::vector<PairedStep> paired_fwd, paired_fwdbwd;
+  nn::Linear<float>& lq = m->q_proj();
+  nn::Linear<float> fused(c.E, Etot, lq.weight(), lq.weight_grad(), lq.bias(), lq.bias_grad());
+  fused.share_bf16_weights(lq);
+  std::vector<std::uint16_t> x16, ctx16, dout16, dq16, dk16, dv16, wqkv16, wo16, xb16, cb16;
+  const std::int64_t E = c.E;  // captured by reference below, as everything else
+  nn::Linear<float>& lo = m->out_proj();
+  if (o.bf16_matmuls) {
+    fill(dq, 5);
+    fill(dk, 6);
+    fill(dv, 7);
+    x16 = rounded(x);
+    ctx16 = rounded(ctx);
+    dout16 = rounded(dout);
+    dq16 = rounded(dq);
+    dk16 = rounded(dk);
+    dv16 = rounded(dv);
+    wqkv16 = rounded(std::vector<float>(w_qkv, w_qkv + Etot * c.E));
+    wo16 = rounded(std::vector<float>(w_o, w_o + c.E * c.E));
+    using nn::detail::gemm_bf16;
+    // The module's side: x and ctx rounded once in the forward (round_once, src/nn/mha_impl.hpp) and
+    // those copies taken by the backward's dW GEMMs; each Linear rounds its d once for dx and dW.
+    const auto round_into = [](const std::vector<float>& src, std::int64_t rows, std::int64_t cols,
+                               std::vector<std::uint16_t>& dst) {
+      dst.resize(static_cast<std::size_t>(rows * cols));
+      nn::detail::round_rows_to_bf16(src.data(), rows, cols, cols, dst.data(), cols);
+      return dst.data();
+    };
+    const PairedStep qkv_fwd{
+        [&] { fused.forward(x.data(), M, E, qkv.data(), Etot, round_into(x, M, E, xb16)); },
+        [&] { gemm_bf16(false, true, M, Etot, E, x16.data(), E, wqkv16.data(), E, 0.0f, qkv.data(), Etot); }};
+    const PairedStep out_fwd{
+        [&] { lo.forward(ctx.data(), M, E, out.data(), E, round_into(ctx, M, E, cb16)); },
+        [&] { gemm_bf16(false, true, M, E, E, ctx16.data(), E, wo16.data(), E, 0.0f, out.data(), E); }};
+    const PairedStep out_bwd{
+        [&] { lo.backward(ctx.data(), E, dout.data(), E, M, dctx.data(), E, false, cb16.data(), E); },
+        [&] {
+          gemm_bf16(false, false, M, E, E, dout16.data(), E, wo16.data(), E, 0.0f, dctx.data(), E);
+          gemm_bf16(true, false, E, E, M, dout16.data(), E, ctx16.data(), E, 1.0f, dw.data(), E);
+        }};
+    const PairedStep qkv_bwd{
+        [&] {
+          lq.backward(x.data(), E, dq.data(), E, M, dx.data(), E, false, xb16.data(), E);
+          m->k_proj().backward(x.data(), E, dk.data(), kv, M, dx.data(), E, true, xb16.data(), E);
+          m->v_proj().backward(x.data(), E, dv.data(), kv, M, dx.data(), E, true, xb16.data(), E);
+        },
+        [&] {
+          const std::uint16_t* wk16 = wqkv16.data() + E * E;
+          const std::uint16_t* wv16 = wk16 + kv * E;
+          gemm_bf16(false, false, M, E, E, dq16.data(), E, wqkv16.data(), E, 0.0f, dx.data(), E);
+          gemm_bf16(false, false, M, E, kv, dk16.data(), kv, wk16, E, 1.0f, dx.data(), E);
+          gemm_bf16(false, false, M, E, kv, dv16.data(), kv, wv16, E, 1.0f, dx.data(), E);
+          gemm_bf16(true, false, E, E, M, dq16.data(), E, x16.data(), E, 1.0f, dw.data(), E);
+          gemm_bf16(true, false, kv, E, M, dk16.data(), kv, x16.data(), E, 1.0f, dw.data() + E * E, E);
+          gemm_bf16(true, false, kv, E, M, dv16.data(), kv, x16.data(), E, 1.0f, dw.data() + (E + kv) * E, E);
+        }};
+    paired_fwd = {qkv_fwd, out_fwd};
+    paired_fwdbwd = {qkv_fwd, out_fwd, out_bwd, qkv_bwd};
+  }
+
   const double Md = static_cast<double>(M), Ed = static_cast<double>(c.E);
   const double proj_fwd_flops = 2 * Md * Ed * static_cast<double>(Etot) + 2 * Md * Ed * Ed;
   const double attn_fwd_flops = 4.0 * static_cast<double>(c.B * c.Hq) * static_cast<double>(c.N) *
@@ -225,8 +352,9 @@ void run_case(const Case& c, const MhaBenchOptions& o, double best_rate, std::ve
                                                     }},
                                                    o.repeats);
     const Timing &tm = t[0], &tg = t[1], &ts = t[2];
-    MhaBenchResult r{c.kind, op, c.B, c.E, c.Hq, c.Hkv, c.N, tm.median_s * 1e3, tg.median_s * 1e3, ts.median_s * 1e3,
-                     0,      0,  0,   0,      0,         0};
+    MhaBenchResult r{
+        c.kind, op, c.B, c.E, c.Hq, c.Hkv, c.N, tm.median_s * 1e3, tg.median_s * 1e3, ts.median_s * 1e3, 0, 0, 0, 0,
+        0,      0,  0,   0,   0,    0,     {}};
     if (!o.bf16_matmuls) {
       // The same GEMMs on OpenBLAS's own pool, timed apart (its workers spin after each call and
       // would slow whatever ran next, docs/nn.md "Threads"), then a pause for them to go idle.
@@ -242,6 +370,14 @@ void run_case(const Case& c, const MhaBenchOptions& o, double best_rate, std::ve
       std::this_thread::sleep_for(std::chrono::milliseconds(300));
       r.blas_ms = tb.median_s * 1e3;
       r.module_gemm_vs_blas = tb.median_s / tg.median_s;
+    }
+    if (o.bf16_matmuls) {
+      const PairedTiming pt = time_paired(bwd ? paired_fwdbwd : paired_fwd, std::max(o.repeats, 7));
+      r.paired_ratio = pt.ratio;
+      r.paired_min = pt.ratio_min;
+      r.paired_max = pt.ratio_max;
+      r.paired_ref_gflops = proj_fwd_flops * (bwd ? 3 : 1) / pt.ref_ms * 1e-6;
+      r.paired_steps = pt.step_ratio;
     }
     r.gemm_gflops = proj_fwd_flops * (bwd ? 3 : 1) / tg.median_s * 1e-9;
     r.sdpa_gflops = attn_fwd_flops * (bwd ? 3.5 : 1) / ts.median_s * 1e-9;
@@ -311,6 +447,32 @@ std::vector<MhaBenchResult> run_mha_bench(const MhaBenchOptions& o, std::FILE* o
                "(2 forward, 8 backward); sdpa: attn::sdpa_forward (+ sdpa_backward) on the same strided head views; "
                "overhead = module / (gemm + sdpa) - 1; blas: the same GEMMs as plain OpenBLAS calls on its own "
                "threads (fp32), vs blas = blas / gemm (> 1: the module's GEMM path is the faster).\n");
+  if (o.bf16_matmuls) {
+    // The paired same-shape reference (time_paired): the target is proj/ref ≤ 1.05.
+    std::fprintf(out,
+                 "\nprojections against the same-shape bare GEMMs (oneDNN bf16 matmul on bf16 operands), alternated "
+                 "call by call, %d rounds: proj/ref = median over rounds of sum(module calls) / sum(reference calls) "
+                 "[range]; per call: qkv, out (forward), out', qkv' (backward)\n",
+                 std::max(o.repeats, 7));
+    std::fprintf(out, "%-4s %-6s %5s %3s %4s %5s %9s %8s %15s   %s\n", "kind", "op", "E", "Hq", "Hkv", "N", "ref GF/s",
+                 "proj/ref", "range", "per call");
+    std::vector<double> ratios;
+    for (const MhaBenchResult& r : results) {
+      std::fprintf(out, "%-4s %-6s %5lld %3lld %4lld %5lld %9.1f %8.3f   [%5.3f, %5.3f]  ", r.kind.c_str(),
+                   r.op.c_str(), static_cast<long long>(r.E), static_cast<long long>(r.Hq),
+                   static_cast<long long>(r.Hkv), static_cast<long long>(r.N), r.paired_ref_gflops, r.paired_ratio,
+                   r.paired_min, r.paired_max);
+      for (double x : r.paired_steps) std::fprintf(out, " %5.3f", x);
+      std::fprintf(out, "\n");
+      ratios.push_back(r.paired_ratio);
+    }
+    if (!ratios.empty()) {
+      const auto within = std::count_if(ratios.begin(), ratios.end(), [](double x) { return x <= 1.05; });
+      std::fprintf(out, "proj/ref over the %zu configurations: median %.3f, range %.3f-%.3f, %lld within 5 %%\n",
+                   ratios.size(), median_of(ratios), *std::min_element(ratios.begin(), ratios.end()),
+                   *std::max_element(ratios.begin(), ratios.end()), static_cast<long long>(within));
+    }
+  }
   if (!o.json_path.empty()) {
     nlohmann::json j = {
         {"op", "mha"},
@@ -338,7 +500,12 @@ std::vector<MhaBenchResult> run_mha_bench(const MhaBenchOptions& o, std::FILE* o
                     {"overhead", r.overhead},
                     {"proj_vs_sgemm", r.proj_vs_sgemm},
                     {"blas_ms", r.blas_ms},
-                    {"module_gemm_vs_blas", r.module_gemm_vs_blas}});
+                    {"module_gemm_vs_blas", r.module_gemm_vs_blas},
+                    {"paired_proj_vs_ref", r.paired_ratio},
+                    {"paired_proj_vs_ref_min", r.paired_min},
+                    {"paired_proj_vs_ref_max", r.paired_max},
+                    {"paired_ref_gflops", r.paired_ref_gflops},
+                    {"paired_per_call", r.paired_steps}});
     j["results"] = rs;
     std::ofstream f(o.json_path);
     f << j.dump(2) << "\n";

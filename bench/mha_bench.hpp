@@ -39,6 +39,12 @@ struct MhaBenchResult {
   /// fp32: the same GEMMs as plain OpenBLAS calls on OpenBLAS's own threads (median), and that
   /// time / gemm_ms (> 1: the module's OpenMP-split path is faster); 0 with bf16_matmuls.
   double blas_ms, module_gemm_vs_blas;
+  /// bf16 matmuls: the module's projection calls against the bare oneDNN bf16 GEMMs of the same
+  /// shapes on bf16 operands, alternated call by call: the median over rounds of Σ module / Σ
+  /// reference, its range, the reference's rate, and per call (fwd: QKV, out; fwdbwd: + out's
+  /// backward, QKV's backward) the median of its own pair ratios. 0 / empty without bf16 matmuls.
+  double paired_ratio = 0, paired_min = 0, paired_max = 0, paired_ref_gflops = 0;
+  std::vector<double> paired_steps;
 };
 
 std::vector<MhaBenchResult> run_mha_bench(const MhaBenchOptions& options, std::FILE* out);

@@ -10,7 +10,13 @@ parameter). With attn's `--bf16-matmuls` JSON, torch runs under torch.autocast("
 Prints speed-up = torch / attn end to end beside its Amdahl bound: torch's time with
 only its attention share sped up by attn's SDPA ratio, 1 / ((1 - a) + a / s).
 
-    python bench/mha_torch.py attn_mha.json [--threads 2] [--reps 5] [--json out.json]
+With `--gemms` and a `--bf16-matmuls` JSON, instead: torch's bf16 matmul (MKL / its oneDNN) on
+the same-shape projection GEMMs that attn's paired reference times (bare, on bf16 tensors; torch's
+results are bf16, attn's fp32, both accumulated in fp32),
+against that reference's rate in attn's run (another process, so not paired: which is the best
+bf16 GEMM here, not a ratio to trust to 5 %).
+
+    python bench/mha_torch.py attn_mha.json [--threads 2] [--reps 5] [--json out.json] [--gemms]
 """
 import argparse, json, statistics, time
 
@@ -81,17 +87,67 @@ def time_config(r, causal, reps, bf16=False):
         return median_ms(module, reps), median_ms(sdpa, reps)
 
 
+def projection_gemms(r):
+    """The bare projection GEMMs of one configuration (as bench/mha_bench.cpp's paired reference):
+    bf16 operands, fp32 results; forward: fused QKV and out; backward adds dx and dW of each."""
+    B, N, E, Hkv, Hq = r["B"], r["N"], r["E"], r["Hkv"], r["Hq"]
+    M, kv = B * N, Hkv * (E // Hq)
+    g = torch.Generator().manual_seed(1)
+    t = lambda *s: torch.randn(*s, generator=g).to(torch.bfloat16)
+    x, ctx, dout, dq, dk, dv = t(M, E), t(M, E), t(M, E), t(M, E), t(M, kv), t(M, kv)
+    wqkv, wo = t(E + 2 * kv, E), t(E, E)
+    wq, wk, wv = wqkv[:E], wqkv[E:E + kv], wqkv[E + kv:]
+    fwd = [lambda: x @ wqkv.t(), lambda: ctx @ wo.t()]
+    bwd = [lambda: dout @ wo, lambda: dout.t() @ ctx, lambda: dq @ wq, lambda: dk @ wk, lambda: dv @ wv,
+           lambda: dq.t() @ x, lambda: dk.t() @ x, lambda: dv.t() @ x]
+    fns = fwd + (bwd if r["op"] == "fwdbwd" else [])
+    flops = 2 * M * E * (E + 2 * kv) + 2 * M * E * E
+    return fns, flops * (3 if r["op"] == "fwdbwd" else 1)
+
+
+def time_gemms(attn, reps):
+    print(f"{'kind':4} {'op':6} {'E':>5} {'Hq':>3} {'Hkv':>4} {'N':>5} {'torch GF/s':>10} {'attn ref GF/s':>13} "
+          f"{'torch/attn':>10}")
+    rows = []
+    for r in attn["results"]:
+        fns, flops = projection_gemms(r)
+        with torch.no_grad():
+            ms = median_ms(lambda: [f() for f in fns], max(reps, 7))
+        rate = flops / ms * 1e-6
+        ref = r.get("paired_ref_gflops", 0.0)
+        rows.append(dict(r, torch_gemm_gflops=rate))
+        print(f"{r['kind']:4} {r['op']:6} {r['E']:5} {r['Hq']:3} {r['Hkv']:4} {r['N']:5} {rate:10.1f} {ref:13.1f} "
+              f"{rate / ref if ref else 0:9.2f}x", flush=True)
+    ratios = sorted(x["torch_gemm_gflops"] / x["paired_ref_gflops"] for x in rows if x.get("paired_ref_gflops"))
+    if ratios:
+        print(f"torch bf16 matmul / attn's oneDNN reference over {len(ratios)} configurations: median "
+              f"{statistics.median(ratios):.2f}, range {ratios[0]:.2f}-{ratios[-1]:.2f} (separate processes)")
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("attn_json")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--json")
+    ap.add_argument("--gemms", action="store_true",
+                    help="time torch's bf16 matmul on the projection GEMMs of a --bf16-matmuls JSON")
     a = ap.parse_args()
     attn = json.load(open(a.attn_json))
     threads = a.threads or attn["machine"]["threads"]
     torch.set_num_threads(threads)
     bf16 = bool(attn.get("bf16_matmuls", False))
+    if a.gemms:
+        if not bf16:
+            raise SystemExit("--gemms needs the JSON of `attn bench --op mha --bf16-matmuls`")
+        print(f"torch {torch.__version__} on {attn['machine']['cpu']}, {threads} threads: bf16 matmuls of the "
+              f"projection GEMMs (attn's paired reference shapes), medians of {max(a.reps, 7)}")
+        rows = time_gemms(attn, a.reps)
+        if a.json:
+            json.dump({"machine": attn["machine"], "torch": torch.__version__, "threads": threads, "results": rows},
+                      open(a.json, "w"), indent=2)
+        return
     print(f"torch {torch.__version__} on {attn['machine']['cpu']}, {threads} threads; attn from {a.attn_json}"
           + ("; torch under autocast(bf16) (its SDPA in bf16), attn with bf16 matmuls and fp32 SDPA" if bf16 else ""))
     print(f"{'kind':4} {'op':6} {'E':>5} {'Hq':>3} {'Hkv':>4} {'N':>5} {'torch ms':>9} {'attn ms':>8} {'speed-up':>8} "

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <string>
 #include <tuple>
+#include <unordered_map>
 #include <vector>
 
 #include "attn/error.hpp"
@@ -64,17 +65,19 @@ struct Key {
   bool ta, tb, accumulate;
   std::int64_t M, N, K, lda, ldb, ldc;
   bool packed = false;  // B in the layout the kernel picks (ldb unused)
-  auto tie() const { return std::tie(ta, tb, accumulate, M, N, K, lda, ldb, ldc, packed); }
+  bool bias = false;    // an fp32 [N] bias in the epilogue
+  auto tie() const { return std::tie(ta, tb, accumulate, M, N, K, lda, ldb, ldc, packed, bias); }
   bool operator<(const Key& o) const { return tie() < o.tie(); }
 };
 
 struct Plan {
-  memory::desc a, b, c;
+  memory::desc a, b, c, bias;
   dnnl::matmul mm;
   int layout = -1;  // packed: index into packed_layouts()
 };
 
-dnnl::matmul::primitive_desc describe(const Key& k, memory::desc& a, memory::desc& b, memory::desc& c) {
+dnnl::matmul::primitive_desc describe(const Key& k, memory::desc& a, memory::desc& b, memory::desc& c,
+                                      memory::desc& bias) {
   // (m, k) of op(A) lies at m·lda + k, or at k·lda + m when A is stored transposed; likewise B.
   a = memory::desc({k.M, k.K}, memory::data_type::bf16, k.ta ? memory::dims{1, k.lda} : memory::dims{k.lda, 1});
   b = k.packed
@@ -86,6 +89,10 @@ dnnl::matmul::primitive_desc describe(const Key& k, memory::desc& a, memory::des
     dnnl::post_ops ops;
     ops.append_sum(1.0f);
     attr.set_post_ops(ops);
+  }
+  if (k.bias) {
+    bias = memory::desc({1, k.N}, memory::data_type::f32, memory::dims{k.N, 1});
+    return dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, bias, c), attr, engine());
   }
   return dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), attr, engine());
 }
@@ -107,7 +114,7 @@ const Plan& plan_for(const Key& k) {
   auto it = plans.find(k);
   if (it == plans.end()) {
     Plan p;
-    const auto pd = describe(k, p.a, p.b, p.c);
+    const auto pd = describe(k, p.a, p.b, p.c, p.bias);
     if (k.packed) {
       p.b = pd.weights_desc();
       // Packing pays only when the kernel reads a blocked layout (not a plain one, not the reference code).
@@ -125,11 +132,14 @@ const Plan& plan_for(const Key& k) {
   return it->second;
 }
 
-// C = A·B by the plan's matmul on this thread, waiting for it (A bf16, B bf16 plain or packed, C f32).
-void execute(const Plan& p, const std::uint16_t* A, const void* B, float* C) {
+// C = A·B (+ bias) by the plan's matmul on this thread, waiting for it (A bf16, B bf16 plain or
+// packed, C and bias f32; bias only for a plan made with one).
+void execute(const Plan& p, const std::uint16_t* A, const void* B, float* C, const float* bias) {
   memory a(p.a, engine(), const_cast<std::uint16_t*>(A)), b(p.b, engine(), const_cast<void*>(B)), c(p.c, engine(), C);
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}};
+  if (bias) args.emplace(DNNL_ARG_BIAS, memory(p.bias, engine(), const_cast<float*>(bias)));
   dnnl::stream s(engine());
-  p.mm.execute(s, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}});
+  p.mm.execute(s, args);
   s.wait();
 }
 
@@ -137,8 +147,8 @@ void execute(const Plan& p, const std::uint16_t* A, const void* B, float* C) {
 
 std::string bf16_matmul_impl(long M, long N, long K) {
   try {
-    memory::desc a, b, c;
-    return describe(Key{false, true, false, M, N, K, K, K, N}, a, b, c).impl_info_str();
+    memory::desc a, b, c, bias;
+    return describe(Key{false, true, false, M, N, K, K, K, N}, a, b, c, bias).impl_info_str();
   } catch (const dnnl::error& e) {
     return std::string("none (oneDNN: ") + e.what() + ")";
   }
@@ -147,17 +157,20 @@ std::string bf16_matmul_impl(long M, long N, long K) {
 namespace detail {
 
 void gemm_bf16(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64_t K, const std::uint16_t* A,
-               std::int64_t lda, const std::uint16_t* B, std::int64_t ldb, float beta, float* C, std::int64_t ldc) {
+               std::int64_t lda, const std::uint16_t* B, std::int64_t ldb, float beta, float* C, std::int64_t ldc,
+               const float* bias) {
   ATTN_CHECK(beta == 0.0f || beta == 1.0f, value, "beta", "= ", beta, ", expected 0 or 1");
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
-    if (beta == 0.0f)
-      for (std::int64_t i = 0; i < M; ++i)
-        for (std::int64_t j = 0; j < N; ++j) C[i * ldc + j] = 0.0f;
+    for (std::int64_t i = 0; i < M; ++i)
+      for (std::int64_t j = 0; j < N; ++j)
+        C[i * ldc + j] = (beta == 0.0f ? 0.0f : C[i * ldc + j]) + (bias ? bias[j] : 0.0f);
     return;
   }
   try {
-    execute(plan_for(Key{trans_a, trans_b, beta != 0.0f, M, N, K, lda, ldb, ldc}), A, B, C);
+    Key key{trans_a, trans_b, beta != 0.0f, M, N, K, lda, ldb, ldc};
+    key.bias = bias != nullptr;
+    execute(plan_for(key), A, B, C, bias);
   } catch (const dnnl::error& e) {
     throw Error(ErrorKind::unsupported, "matmul", attn::detail::concat("oneDNN bf16 matmul ", M, "x", K, " by ", K, "x", N, " failed: ", e.what()));
   }
@@ -165,16 +178,16 @@ void gemm_bf16(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::
 
 namespace {
 Key packed_key(bool trans_b, std::int64_t M, std::int64_t N, std::int64_t K, std::int64_t lda, float beta,
-               std::int64_t ldc) {
-  return Key{false, trans_b, beta != 0.0f, M, N, K, lda, 0, ldc, true};
+               std::int64_t ldc, bool bias) {
+  return Key{false, trans_b, beta != 0.0f, M, N, K, lda, 0, ldc, true, bias};
 }
 }  // namespace
 
 PackedLayout packed_layout_bf16(bool trans_b, std::int64_t M, std::int64_t N, std::int64_t K, std::int64_t lda,
-                                float beta, std::int64_t ldc) {
+                                float beta, std::int64_t ldc, bool bias) {
   if (M <= 0 || N <= 0 || K <= 0) return {};
   try {
-    const Plan& p = plan_for(packed_key(trans_b, M, N, K, lda, beta, ldc));
+    const Plan& p = plan_for(packed_key(trans_b, M, N, K, lda, beta, ldc, bias));
     if (p.layout < 0) return {};
     return {p.layout, p.b.get_size()};
   } catch (const dnnl::error&) {
@@ -203,13 +216,13 @@ void pack_weights_bf16(bool trans_b, std::int64_t N, std::int64_t K, const std::
 
 void gemm_bf16_packed(bool trans_b, std::int64_t M, std::int64_t N, std::int64_t K, const std::uint16_t* A,
                       std::int64_t lda, const std::uint8_t* Wp, const PackedLayout& layout, float beta, float* C,
-                      std::int64_t ldc) {
+                      std::int64_t ldc, const float* bias) {
   ATTN_CHECK(beta == 0.0f || beta == 1.0f, value, "beta", "= ", beta, ", expected 0 or 1");
   try {
-    const Plan& p = plan_for(packed_key(trans_b, M, N, K, lda, beta, ldc));
+    const Plan& p = plan_for(packed_key(trans_b, M, N, K, lda, beta, ldc, bias != nullptr));
     ATTN_CHECK(p.layout == layout.id, value, "layout", "= ", layout.id, ", expected ", p.layout,
                " (the layout packed_layout_bf16 gives for this GEMM)");
-    execute(p, A, Wp, C);
+    execute(p, A, Wp, C, bias);
   } catch (const dnnl::error& e) {
     throw Error(
         ErrorKind::unsupported, "matmul",
@@ -226,10 +239,11 @@ std::string bf16_matmul_impl(long, long, long) { return "none (libattn built wit
 
 namespace detail {
 void gemm_bf16(bool, bool, std::int64_t, std::int64_t, std::int64_t, const std::uint16_t*, std::int64_t,
-               const std::uint16_t*, std::int64_t, float, float*, std::int64_t) {
+               const std::uint16_t*, std::int64_t, float, float*, std::int64_t, const float*) {
   throw Error(ErrorKind::unsupported, "precision", attn::detail::concat("bf16 matmuls need oneDNN, and this libattn was built without it"));
 }
-PackedLayout packed_layout_bf16(bool, std::int64_t, std::int64_t, std::int64_t, std::int64_t, float, std::int64_t) {
+PackedLayout packed_layout_bf16(bool, std::int64_t, std::int64_t, std::int64_t, std::int64_t, float, std::int64_t,
+                                bool) {
   return {};
 }
 void pack_weights_bf16(bool, std::int64_t, std::int64_t, const std::uint16_t*, std::int64_t, const PackedLayout&,
@@ -237,7 +251,7 @@ void pack_weights_bf16(bool, std::int64_t, std::int64_t, const std::uint16_t*, s
   throw Error(ErrorKind::unsupported, "precision", "bf16 matmuls need oneDNN, and this libattn was built without it");
 }
 void gemm_bf16_packed(bool, std::int64_t, std::int64_t, std::int64_t, const std::uint16_t*, std::int64_t,
-                      const std::uint8_t*, const PackedLayout&, float, float*, std::int64_t) {
+                      const std::uint8_t*, const PackedLayout&, float, float*, std::int64_t, const float*) {
   throw Error(ErrorKind::unsupported, "precision", "bf16 matmuls need oneDNN, and this libattn was built without it");
 }
 }  // namespace detail

@@ -8,6 +8,7 @@
 
 #include "attn/nn/linear.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
@@ -65,6 +66,26 @@ void Linear<T>::share_bf16_weights(const Linear& other) {
 }
 
 namespace {
+// db[o] += Σ_m dy[m·ld + o], the rows added in order into each column: tasks own blocks of columns
+// (their running sums in a local array, which the compiler vectorises), so the sums are the serial
+// loop's bits on any number of threads.
+template <class T>
+void add_column_sums(const T* dy, std::int64_t M, std::int64_t C, std::int64_t ld, T* db) {
+  constexpr std::int64_t kBlock = 64;
+  const std::int64_t blocks = (C + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) if (M * C >= (1 << 15) && blocks > 1)
+  for (std::int64_t blk = 0; blk < blocks; ++blk) {
+    const std::int64_t c0 = blk * kBlock, n = std::min(C, c0 + kBlock) - c0;
+    T acc[kBlock];
+    for (std::int64_t j = 0; j < n; ++j) acc[j] = db[c0 + j];
+    for (std::int64_t m = 0; m < M; ++m) {
+      const T* row = dy + m * ld + c0;
+      for (std::int64_t j = 0; j < n; ++j) acc[j] += row[j];
+    }
+    for (std::int64_t j = 0; j < n; ++j) db[c0 + j] = acc[j];
+  }
+}
+
 template <class T>
 bool bf16_matmuls() {
   return std::is_same_v<T, float> && float32_matmul_precision() == MatmulPrecision::bf16;
@@ -95,34 +116,40 @@ const std::uint16_t* Linear<T>::bf16_weight(int slot) const {
 
 template <class T>
 bool Linear<T>::gemm_packed_weight(bool trans_b, std::int64_t M, const std::uint16_t* A16, std::int64_t lda, float beta,
-                                   float* C, std::int64_t ldc) const {
+                                   float* C, std::int64_t ldc, const float* bias) const {
   if constexpr (std::is_same_v<T, float>) {
     if (!weight_cache_enabled() || !detail::weight_packing_enabled()) return false;
     const std::int64_t N = trans_b ? out_ : in_, K = trans_b ? in_ : out_;
-    const detail::PackedLayout layout = detail::packed_layout_bf16(trans_b, M, N, K, lda, beta, ldc);
+    const detail::PackedLayout layout = detail::packed_layout_bf16(trans_b, M, N, K, lda, beta, ldc, bias != nullptr);
     if (layout.id < 0) return false;
     const std::uint8_t* wp = w16_->packed(w16_base_, w16_n_, w_ - w16_base_, out_, in_, trans_b, layout);
-    detail::gemm_bf16_packed(trans_b, M, N, K, A16, lda, wp, layout, beta, C, ldc);
+    detail::gemm_bf16_packed(trans_b, M, N, K, A16, lda, wp, layout, beta, C, ldc, bias);
     return true;
   } else {
-    (void)trans_b, (void)M, (void)A16, (void)lda, (void)beta, (void)C, (void)ldc;
+    (void)trans_b, (void)M, (void)A16, (void)lda, (void)beta, (void)C, (void)ldc, (void)bias;
     return false;
   }
 }
 
 template <class T>
 void Linear<T>::forward(const T* x, std::int64_t M, std::int64_t ldx, T* y, std::int64_t ldy) const {
-  if (b_)
-    for (std::int64_t m = 0; m < M; ++m) std::memcpy(y + m * ldy, b_, static_cast<std::size_t>(out_) * sizeof(T));
+  forward(x, M, ldx, y, ldy, nullptr);
+}
+
+template <class T>
+void Linear<T>::forward(const T* x, std::int64_t M, std::int64_t ldx, T* y, std::int64_t ldy,
+                        const std::uint16_t* x16) const {
   if constexpr (std::is_same_v<T, float>) {
-    if (bf16_matmuls<T>()) {
-      const std::uint16_t* x16 = bf16_copy(x, M, in_, ldx, 0);
-      const float beta = b_ ? 1.0f : 0.0f;
-      if (!gemm_packed_weight(true, M, x16, in_, beta, y, ldy))
-        detail::gemm_bf16(false, true, M, out_, in_, x16, in_, bf16_weight(1), in_, beta, y, ldy);
+    if (bf16_matmuls<T>()) {  // the bias in the matmul's epilogue
+      if (!x16) x16 = bf16_copy(x, M, in_, ldx, 0);
+      if (!gemm_packed_weight(true, M, x16, in_, 0.0f, y, ldy, b_))
+        detail::gemm_bf16(false, true, M, out_, in_, x16, in_, bf16_weight(1), in_, 0.0f, y, ldy, b_);
       return;
     }
   }
+  (void)x16;
+  if (b_)
+    for (std::int64_t m = 0; m < M; ++m) std::memcpy(y + m * ldy, b_, static_cast<std::size_t>(out_) * sizeof(T));
   detail::gemm<T>(false, true, M, out_, in_, T(1), x, ldx, w_, in_, b_ ? T(1) : T(0), y, ldy);
 }
 
@@ -154,9 +181,7 @@ void Linear<T>::backward(const T* x, std::int64_t ldx, const T* dy, std::int64_t
     if (dx) detail::gemm<T>(false, false, M, in_, out_, T(1), dy, ldy, w_, in_, accumulate_dx ? T(1) : T(0), dx, lddx);
     detail::gemm<T>(true, false, out_, in_, M, T(1), dy, ldy, x, ldx, T(1), dw_, in_);
   }
-  if (db_)
-    for (std::int64_t m = 0; m < M; ++m)
-      for (std::int64_t o = 0; o < out_; ++o) db_[o] += dy[m * ldy + o];
+  if (db_) add_column_sums(dy, M, out_, ldy, db_);
 }
 
 namespace {

@@ -8,7 +8,9 @@
 //   2'. RoPE's transposed rotation on dq and dk
 //   1'. dx = dq·W_q (+ dk·W_k + dv·W_v for inputs shared by a fused group);  dW += dᵀ·x;  db += Σ_rows d
 // dq, dk, dv live in separate buffers (sdpa_backward's outputs must not share memory), so a fused
-// group's input gradient accumulates three GEMMs instead of one.
+// group's input gradient accumulates three GEMMs instead of one. Under bf16 matmuls the dW GEMMs
+// take the bf16 roundings of x and ctx that the forward made (Projections::xq16 …, Saved::ctx16),
+// and each Linear rounds its d once for its dx and dW GEMMs (docs/nn.md "bf16 matmuls").
 
 #include <cmath>
 #include <cstdint>
@@ -113,7 +115,8 @@ MhaGrads MultiheadAttention<T>::backward_impl(const TensorView& dout, const Tens
   // 4'.
   const detail::Rows<T> rdo = detail::as_rows<T>(dout, "dout");
   Tensor dctx = buffer(&Scratch::dctx, Mq, E_);
-  out_proj_.backward(s.ctx.template ptr<T>(), E_, rdo.data, rdo.ld, Mq, dctx.template ptr<T>(), E_);
+  out_proj_.backward(s.ctx.template ptr<T>(), E_, rdo.data, rdo.ld, Mq, dctx.template ptr<T>(), E_, false,
+                     s.ctx16.empty() ? nullptr : s.ctx16.data(), E_);
 
   // 3'.
   Tensor dq = buffer(&Scratch::dq, Mq, E_), dk = buffer(&Scratch::dk, Mk, kvw), dv = buffer(&Scratch::dv, Mk, kvw);
@@ -153,20 +156,8 @@ MhaGrads MultiheadAttention<T>::backward_impl(const TensorView& dout, const Tens
     rotary_->backward(dkv, s.positions);
   }
 
-  // 1'. Under bf16 matmuls an input shared by a fused group is rounded once for its GEMMs.
-  std::vector<std::uint16_t> local16;
-  std::vector<std::uint16_t>& x16 = kept ? kept->x16 : local16;
-  const auto shared_x16 = [&](const detail::Rows<T>& r, std::int64_t cols) -> const std::uint16_t* {
-    if constexpr (std::is_same_v<T, float>) {
-      if (float32_matmul_precision() != MatmulPrecision::bf16) return nullptr;
-      x16.resize(static_cast<std::size_t>(r.M * cols));
-      detail::round_rows_to_bf16(r.data, r.M, cols, r.ld, x16.data(), cols);
-      return x16.data();
-    } else {
-      (void)r, (void)cols;
-      return nullptr;
-    }
-  };
+  // 1'. Under bf16 matmuls each input's dW GEMMs take the rounding its forward GEMM made (null: round).
+  const auto kept16 = [](const std::vector<std::uint16_t>& x16) { return x16.empty() ? nullptr : x16.data(); };
   MhaGrads g;
   T* dxq = dx;
   if (!dxq) {
@@ -174,21 +165,22 @@ MhaGrads MultiheadAttention<T>::backward_impl(const TensorView& dout, const Tens
     dxq = g.dquery.template ptr<T>();
   }
   if (p.fusion == detail::Fusion::qkv) {
-    const std::uint16_t* xq16 = shared_x16(p.xq, E_);
+    const std::uint16_t* xq16 = kept16(p.xq16);
     q_proj_.backward(p.xq.data, p.xq.ld, dq.template ptr<T>(), E_, Mq, dxq, E_, accumulate, xq16, E_);
     k_proj_.backward(p.xq.data, p.xq.ld, dk.template ptr<T>(), kvw, Mk, dxq, E_, true, xq16, E_);
     v_proj_.backward(p.xq.data, p.xq.ld, dv.template ptr<T>(), kvw, Mk, dxq, E_, true, xq16, E_);
   } else {
-    q_proj_.backward(p.xq.data, p.xq.ld, dq.template ptr<T>(), E_, Mq, dxq, E_);
+    q_proj_.backward(p.xq.data, p.xq.ld, dq.template ptr<T>(), E_, Mq, dxq, E_, false, kept16(p.xq16), E_);
     g.dkey = detail::make_tensor(dt, detail::shape_with_last(s.key, kdim_));
     T* dxk = g.dkey.template ptr<T>();
-    const std::uint16_t* xk16 = p.fusion == detail::Fusion::kv ? shared_x16(p.xk, kdim_) : nullptr;
+    const std::uint16_t* xk16 = kept16(p.xk16);
     k_proj_.backward(p.xk.data, p.xk.ld, dk.template ptr<T>(), kvw, Mk, dxk, kdim_, false, xk16, kdim_);
     if (p.fusion == detail::Fusion::kv) {
       v_proj_.backward(p.xk.data, p.xk.ld, dv.template ptr<T>(), kvw, Mk, dxk, kdim_, true, xk16, kdim_);
     } else {
       g.dvalue = detail::make_tensor(dt, detail::shape_with_last(s.value, vdim_));
-      v_proj_.backward(p.xv.data, p.xv.ld, dv.template ptr<T>(), kvw, Mk, g.dvalue.template ptr<T>(), vdim_);
+      v_proj_.backward(p.xv.data, p.xv.ld, dv.template ptr<T>(), kvw, Mk, g.dvalue.template ptr<T>(), vdim_, false,
+                       kept16(p.xv16), vdim_);
     }
   }
   if (kept) {

@@ -155,7 +155,8 @@ MhaOutput MultiheadAttention<T>::forward_impl(const TensorView& query, const Ten
     r.out = detail::make_tensor(detail::dtype_of<T>(), s->out_shape);
     out = r.out.template ptr<T>();
   }
-  out_proj_.forward(s->ctx.template ptr<T>(), dq.B * dq.L, E_, out, E_);
+  const T* ctx_rows = s->ctx.template ptr<T>();
+  out_proj_.forward(ctx_rows, dq.B * dq.L, E_, out, E_, detail::round_once(ctx_rows, dq.B * dq.L, E_, E_, s->ctx16));
   if (options.need_weights) {
     r.weights = attention_weights<T>(probs, options.average_attn_weights, dq.batched);
     const TensorView w = r.weights.view();

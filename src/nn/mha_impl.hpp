@@ -5,11 +5,14 @@
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "attn/error.hpp"
+#include "attn/nn/matmul_precision.hpp"
 #include "attn/nn/multihead_attention.hpp"
 #include "nn/gemm.hpp"
+#include "nn/gemm_bf16.hpp"
 #include "nn/rows.hpp"
 
 namespace attn::nn::detail {
@@ -63,6 +66,22 @@ inline bool same_view(const TensorView& a, const TensorView& b) {
   return true;
 }
 
+/// Under bf16 matmuls (float modules): rows [M, cols] (row stride ld) rounded once into dst
+/// (packed, [M, cols]), returned for the Linears' forward and backward GEMMs; else null, dst empty.
+template <class T>
+const std::uint16_t* round_once(const T* data, std::int64_t M, std::int64_t cols, std::int64_t ld,
+                                std::vector<std::uint16_t>& dst) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (float32_matmul_precision() != MatmulPrecision::bf16) return nullptr;
+    dst.resize(static_cast<std::size_t>(M * cols));
+    round_rows_to_bf16(data, M, cols, ld, dst.data(), cols);
+    return dst.data();
+  } else {
+    (void)data, (void)M, (void)cols, (void)ld, (void)dst;
+    return nullptr;
+  }
+}
+
 /// Which inputs share one projection GEMM.
 enum class Fusion { none, kv, qkv };
 
@@ -74,6 +93,10 @@ struct Projections {
   SeqDims dq, dk;
   Rows<T> xq, xk, xv;
   Tensor qbuf, kvbuf;
+  // Under bf16 matmuls (float only): each projected input rounded to bf16 once ([M, cols] packed),
+  // for the forward GEMM and again for the backward's dW (empty otherwise, or for an input that is
+  // the same tensor as one before it: fused QKV keeps xq16, fused KV xk16).
+  std::vector<std::uint16_t> xq16, xk16, xv16;
   T *q = nullptr, *k = nullptr, *v = nullptr;
   std::int64_t ldq = 0, ldkv = 0;
 };
@@ -88,6 +111,7 @@ struct MultiheadAttention<T>::Saved {
   detail::Projections<T> proj;   // post-RoPE q and k, v
   TensorView query, key, value;  // shapes of the inputs (their gradients have them)
   Tensor ctx;                    // [Mq, E] attention output before out_proj, rows as query
+  std::vector<std::uint16_t> ctx16;  // bf16 matmuls: ctx rounded once, for out_proj's forward and dW
   Tensor lse;                    // [B, Hq, Lq], lse_dtype of the module's dtype
   SdpaParams params;
   StridedAttentionParams strided;  // used when config.stride ≥ 1
@@ -108,7 +132,6 @@ template <class T>
 struct MultiheadAttention<T>::Scratch {
   Tensor qbuf, kvbuf, ctx, lse;  // forward's (empty while a Saved holds them)
   Tensor dctx, dq, dk, dv;       // backward's
-  std::vector<std::uint16_t> x16;
 };
 
 }  // namespace attn::nn

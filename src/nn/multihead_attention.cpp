@@ -259,7 +259,8 @@ Projections<T> project(const MultiheadAttention<T>& m, const TensorView& query, 
     const Linear<T>& lq = m.q_proj();
     Linear<T> fused(E, Etot, lq.weight(), lq.weight_grad(), lq.bias(), lq.bias_grad());
     fused.share_bf16_weights(lq);
-    fused.forward(p.xq.data, p.xq.M, p.xq.ld, p.qbuf.template ptr<T>(), Etot);
+    fused.forward(p.xq.data, p.xq.M, p.xq.ld, p.qbuf.template ptr<T>(), Etot,
+                  round_once(p.xq.data, p.xq.M, E, p.xq.ld, p.xq16));
     p.q = p.qbuf.template ptr<T>();
     p.k = p.q + E;
     p.v = p.k + kv;
@@ -269,7 +270,8 @@ Projections<T> project(const MultiheadAttention<T>& m, const TensorView& query, 
   p.xk = as_rows<T>(key, "key");
   if (p.fusion == Fusion::none) p.xv = as_rows<T>(value, "value");
   p.qbuf = buffer(qkept, p.xq.M, E);
-  m.q_proj().forward(p.xq.data, p.xq.M, p.xq.ld, p.qbuf.template ptr<T>(), E);
+  m.q_proj().forward(p.xq.data, p.xq.M, p.xq.ld, p.qbuf.template ptr<T>(), E,
+                     round_once(p.xq.data, p.xq.M, E, p.xq.ld, p.xq16));
   p.q = p.qbuf.template ptr<T>();
   p.ldq = E;
   p.kvbuf = buffer(kvkept, p.xk.M, 2 * kv);
@@ -280,10 +282,10 @@ Projections<T> project(const MultiheadAttention<T>& m, const TensorView& query, 
     const Linear<T>& lk = m.k_proj();
     Linear<T> fused(m.config().kdim, 2 * kv, lk.weight(), lk.weight_grad(), lk.bias(), lk.bias_grad());
     fused.share_bf16_weights(lk);
-    fused.forward(p.xk.data, p.xk.M, p.xk.ld, p.k, p.ldkv);
+    fused.forward(p.xk.data, p.xk.M, p.xk.ld, p.k, p.ldkv, round_once(p.xk.data, p.xk.M, c.kdim, p.xk.ld, p.xk16));
   } else {
-    m.k_proj().forward(p.xk.data, p.xk.M, p.xk.ld, p.k, p.ldkv);
-    m.v_proj().forward(p.xv.data, p.xv.M, p.xv.ld, p.v, p.ldkv);
+    m.k_proj().forward(p.xk.data, p.xk.M, p.xk.ld, p.k, p.ldkv, round_once(p.xk.data, p.xk.M, c.kdim, p.xk.ld, p.xk16));
+    m.v_proj().forward(p.xv.data, p.xv.M, p.xv.ld, p.v, p.ldkv, round_once(p.xv.data, p.xv.M, c.vdim, p.xv.ld, p.xv16));
   }
   return p;
 }

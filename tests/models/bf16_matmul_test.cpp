@@ -23,6 +23,7 @@
 #include "attn/tensor.hpp"
 #include "models/bf16_matmul.hpp"
 #include "models/rows.hpp"
+#include "nn/bf16_reference.hpp"
 #include "nn/gemm_bf16.hpp"
 
 namespace {
@@ -38,7 +39,7 @@ std::vector<float> random_vector(std::size_t n, std::uint32_t seed) {
   return v;
 }
 
-float rounded(float x) { return attn::bf16_to_f32(attn::f32_to_bf16(x)); }
+using attn::test::bf16_rounded;
 
 // Whether this build and CPU have a bf16 kernel; when not, the constructor's error is checked here.
 bool bf16_runs(std::int64_t N, std::int64_t K) {
@@ -82,20 +83,12 @@ TEST(Bf16Matmul, EqualsFp64SumsOfRoundedOperands) {
           y[static_cast<std::size_t>(m * c.N + n)] = bias[static_cast<std::size_t>(n)];
       Bf16Scratch s;
       mm.accumulate(xb.data(), M, y.data(), s);
-      double worst = 0, unrounded_worst = 0;
-      for (std::int64_t m = 0; m < M; ++m)
-        for (std::int64_t n = 0; n < c.N; ++n) {
-          double ref = bias[static_cast<std::size_t>(n)], exact = ref, mag = std::abs(ref);
-          for (std::int64_t k = 0; k < c.K; ++k) {
-            const float xv = x[static_cast<std::size_t>(m * c.K + k)], wv = w[static_cast<std::size_t>(n * c.K + k)];
-            ref += double(rounded(xv)) * rounded(wv);
-            exact += double(xv) * wv;
-            mag += std::abs(double(xv) * wv);
-          }
-          const double got = y[static_cast<std::size_t>(m * c.N + n)];
-          worst = std::max(worst, std::abs(got - ref) / (mag + 1e-30));
-          unrounded_worst = std::max(unrounded_worst, std::abs(got - exact) / (mag + 1e-30));
-        }
+      const attn::test::Bf16GemmError err = attn::test::bf16_gemm_error(
+          M, c.N, c.K, [&](auto m, auto k) { return x[static_cast<std::size_t>(m * c.K + k)]; },
+          [&](auto k, auto n) { return w[static_cast<std::size_t>(n * c.K + k)]; },
+          [&](auto, auto n) { return bias[static_cast<std::size_t>(n)]; },
+          [&](auto m, auto n) { return y[static_cast<std::size_t>(m * c.N + n)]; });
+      const double worst = err.rounded, unrounded_worst = err.unrounded;
       EXPECT_LE(worst, 2e-6) << "N " << c.N << " K " << c.K << " M " << M;  // fp32 accumulation only
       if (M >= 7) {
         EXPECT_GT(unrounded_worst, 1e-4) << "the operands were not rounded to bf16";
@@ -164,8 +157,8 @@ TEST(Bf16Matmul, EpiloguesEqualTheirComposition) {
             const std::size_t i = static_cast<std::size_t>(m * c.N + n);
             double z = bias[static_cast<std::size_t>(n)], mag = std::abs(z);
             for (std::int64_t k = 0; k < c.K; ++k) {
-              const double p = double(rounded(x[static_cast<std::size_t>(m * c.K + k)])) *
-                               rounded(w[static_cast<std::size_t>(n * c.K + k)]);
+              const double p = bf16_rounded(x[static_cast<std::size_t>(m * c.K + k)]) *
+                               bf16_rounded(w[static_cast<std::size_t>(n * c.K + k)]);
               z += p;
               mag += std::abs(p);
             }

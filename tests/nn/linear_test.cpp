@@ -2,6 +2,11 @@
 // differences and the closed form, shapes and errors.
 
 #include <gtest/gtest.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <random>
+#include <vector>
 
 #include "attn/error.hpp"
 #include "attn/nn/linear.hpp"
@@ -66,6 +71,30 @@ TEST(Linear, BackwardMatchesFiniteDifferences) {
   };
   check(x.view, dx.view(), "dx");
   for (const nn::Parameter& p : lin.parameters()) check(p.value, p.grad, p.name.c_str());
+}
+
+// db += Σ_rows dy split by column blocks between threads (large enough for the parallel branch,
+// columns off the block width, strided rows): the serial in-order float sums, bit for bit.
+TEST(Linear, BiasGradientIsTheSerialSumOnAnyThreadCount) {
+  const std::int64_t M = 301, out = 131, in = 3, ldy = out + 5;
+  std::vector<float> dy(static_cast<std::size_t>(M * ldy)), x(static_cast<std::size_t>(M * in)), db0(out);
+  std::mt19937 rng(7);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  for (float& v : dy) v = d(rng);
+  for (float& v : x) v = d(rng);
+  for (float& v : db0) v = d(rng);
+  std::vector<float> serial = db0;
+  for (std::int64_t m = 0; m < M; ++m)
+    for (std::int64_t o = 0; o < out; ++o) serial[o] += dy[m * ldy + o];
+  for (int threads : {1, 2, 3}) {
+    nn::Linear<float> lin(in, out, true, 1);
+    std::copy(db0.begin(), db0.end(), lin.bias_grad());
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    lin.backward(x.data(), in, dy.data(), ldy, M, nullptr, in);
+    omp_set_num_threads(saved);
+    EXPECT_EQ(std::vector<float>(lin.bias_grad(), lin.bias_grad() + out), serial) << threads << " threads";
+  }
 }
 
 TEST(Linear, ParametersAndErrors) {

@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -26,6 +27,7 @@
 #include "attn/nn/multihead_attention.hpp"
 #include "attn/nn/optim.hpp"
 #include "attn/nn/weight_cache.hpp"
+#include "nn/bf16_reference.hpp"
 #include "nn/bf16_weights.hpp"
 
 namespace attn::test {
@@ -38,13 +40,6 @@ struct Packing {
   ~Packing() { nn::detail::set_weight_packing(saved); }
 };
 
-// bf16(x) as a double: round to nearest even on the top 16 bits (inputs here are finite).
-double rounded(float x) {
-  const auto bits = std::bit_cast<std::uint32_t>(x);
-  const std::uint32_t r = (bits + 0x7FFFu + ((bits >> 16) & 1u)) & 0xFFFF0000u;
-  return static_cast<double>(std::bit_cast<float>(r));
-}
-
 // max |a − b| / max |b| over two equally long vectors.
 double rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
   double d = 0, m = 0;
@@ -53,17 +48,6 @@ double rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
     m = std::max(m, std::abs(static_cast<double>(b[i])));
   }
   return a.size() == b.size() ? d / (m + 1e-30) : 1e30;
-}
-
-#define SKIP_WITHOUT_DNNL() \
-  if (!nn::bf16_matmul_available()) GTEST_SKIP() << "libattn built without oneDNN: no bf16 matmuls"
-
-std::vector<float> normal(std::size_t n, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> d(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
 }
 
 bool same_bits(const float* a, const float* b, std::int64_t n) {
@@ -97,6 +81,27 @@ void expect_same(const LinearRun& a, const LinearRun& b, const std::string& what
 struct Sizes {
   std::int64_t M, in, out;
 };
+
+// The tests of kept copies: skipped without oneDNN, run under bf16 matmuls.
+class WeightCacheBf16 : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SKIP_WITHOUT_DNNL();
+    precision_.emplace(nn::MatmulPrecision::bf16);
+  }
+  std::optional<nn::MatmulPrecisionGuard> precision_;
+};
+
+// A module of embed_dim 32 with Hq query and Hkv key/value heads, batch first.
+nn::MhaConfig mha_config(std::int64_t Hq, std::int64_t Hkv, std::uint64_t seed) {
+  nn::MhaConfig c;
+  c.embed_dim = 32;
+  c.num_heads = Hq;
+  c.num_kv_heads = Hkv;
+  c.batch_first = true;
+  c.seed = seed;
+  return c;
+}
 const Sizes kSizes[] = {{1, 1, 1}, {7, 7, 5}, {65, 33, 64}, {63, 130, 17}, {127, 64, 96}};
 
 TEST(WeightCache, GuardScopesAndVersions) {
@@ -115,9 +120,7 @@ TEST(WeightCache, GuardScopesAndVersions) {
   EXPECT_GT(nn::weights_version(), v0);
 }
 
-TEST(WeightCache, LinearEqualsPerCallRoundingBitForBit) {
-  SKIP_WITHOUT_DNNL();
-  const nn::MatmulPrecisionGuard precision(nn::MatmulPrecision::bf16);
+TEST_F(WeightCacheBf16, LinearEqualsPerCallRoundingBitForBit) {
   const Packing plain(false);
   for (const Sizes& s : kSizes)
     for (bool bias : {true, false}) {
@@ -134,9 +137,7 @@ TEST(WeightCache, LinearEqualsPerCallRoundingBitForBit) {
 }
 
 // Packed copies: y = x·Wᵀ + b and dx = dy·W (+ dx0) against fp64 sums of the rounded operands.
-TEST(WeightCache, PackedWeightsGiveFp32SumsOfBf16RoundedOperands) {
-  SKIP_WITHOUT_DNNL();
-  const nn::MatmulPrecisionGuard precision(nn::MatmulPrecision::bf16);
+TEST_F(WeightCacheBf16, PackedWeightsGiveFp32SumsOfBf16RoundedOperands) {
   const Packing packed(true);
   const nn::WeightCacheGuard cache;
   for (const Sizes& s : kSizes)
@@ -153,27 +154,18 @@ TEST(WeightCache, PackedWeightsGiveFp32SumsOfBf16RoundedOperands) {
         lin.forward(x.data(), s.M, s.in, y.data(), s.out);
         dx = dx0;
         lin.backward(x.data(), s.in, dy.data(), s.out, s.M, dx.data(), s.in, accumulate);
-        double err_y = 0, err_dx = 0;
-        for (std::int64_t m = 0; m < s.M; ++m) {
-          for (std::int64_t o = 0; o < s.out; ++o) {
-            double ref = lin.bias()[o], mag = std::abs(ref);
-            for (std::int64_t i = 0; i < s.in; ++i) {
-              const double p = rounded(x[m * s.in + i]) * rounded(lin.weight()[o * s.in + i]);
-              ref += p;
-              mag += std::abs(p);
-            }
-            err_y = std::max(err_y, std::abs(y[m * s.out + o] - ref) / (mag + 1e-30));
-          }
-          for (std::int64_t i = 0; i < s.in; ++i) {
-            double ref = accumulate ? dx0[m * s.in + i] : 0.0, mag = std::abs(ref);
-            for (std::int64_t o = 0; o < s.out; ++o) {
-              const double p = rounded(dy[m * s.out + o]) * rounded(lin.weight()[o * s.in + i]);
-              ref += p;
-              mag += std::abs(p);
-            }
-            err_dx = std::max(err_dx, std::abs(dx[m * s.in + i] - ref) / (mag + 1e-30));
-          }
-        }
+        const double err_y =
+            bf16_gemm_error(
+                s.M, s.out, s.in, [&](auto m, auto i) { return x[m * s.in + i]; },
+                [&](auto i, auto o) { return lin.weight()[o * s.in + i]; }, [&](auto, auto o) { return lin.bias()[o]; },
+                [&](auto m, auto o) { return y[m * s.out + o]; })
+                .rounded;
+        const double err_dx = bf16_gemm_error(
+                                  s.M, s.in, s.out, [&](auto m, auto o) { return dy[m * s.out + o]; },
+                                  [&](auto o, auto i) { return lin.weight()[o * s.in + i]; },
+                                  [&](auto m, auto i) { return accumulate ? dx0[m * s.in + i] : 0.0f; },
+                                  [&](auto m, auto i) { return dx[m * s.in + i]; })
+                                  .rounded;
         // fp32 accumulation of exact bf16 products: a few fp32 ulps of the magnitude sum.
         EXPECT_LE(err_y, 1e-6) << s.M << "x" << s.in << "x" << s.out << " call " << call;
         EXPECT_LE(err_dx, 1e-6) << s.M << "x" << s.in << "x" << s.out << " accumulate " << accumulate;
@@ -183,9 +175,7 @@ TEST(WeightCache, PackedWeightsGiveFp32SumsOfBf16RoundedOperands) {
 
 // The new weights after each kind of change: the kept copy's results equal per-call rounding of
 // the changed W, which differ from the results before the change.
-TEST(WeightCache, LinearSeesEveryKindOfWeightChange) {
-  SKIP_WITHOUT_DNNL();
-  const nn::MatmulPrecisionGuard precision(nn::MatmulPrecision::bf16);
+TEST_F(WeightCacheBf16, LinearSeesEveryKindOfWeightChange) {
   const std::int64_t M = 9, in = 24, out = 20;
   nn::Linear<float> lin(in, out, true, 8);
   const auto x = normal(static_cast<std::size_t>(M * in), 9);
@@ -224,9 +214,7 @@ TEST(WeightCache, LinearSeesEveryKindOfWeightChange) {
   check_changed("after a user write and mark_weights_changed()");
 }
 
-TEST(WeightCache, AnUnmarkedWriteIsServedStaleAndVerificationCatchesIt) {
-  SKIP_WITHOUT_DNNL();
-  const nn::MatmulPrecisionGuard precision(nn::MatmulPrecision::bf16);
+TEST_F(WeightCacheBf16, AnUnmarkedWriteIsServedStaleAndVerificationCatchesIt) {
   const std::int64_t M = 5, in = 16, out = 8;
   nn::Linear<float> lin(in, out, false, 12);
   const auto x = normal(static_cast<std::size_t>(M * in), 13);
@@ -310,9 +298,7 @@ void expect_same_or_close(const MhaRun& a, const MhaRun& b, bool bitwise, const 
   EXPECT_LE(rel_diff(a.grads, b.grads), tol) << what << ": parameter gradients";
 }
 
-TEST(WeightCache, MultiheadAttentionEqualsPerCallRounding) {
-  SKIP_WITHOUT_DNNL();
-  const nn::MatmulPrecisionGuard precision(nn::MatmulPrecision::bf16);
+TEST_F(WeightCacheBf16, MultiheadAttentionEqualsPerCallRounding) {
   for (const bool packed : {false, true}) {
     const Packing packing(packed);
     struct Heads {
@@ -321,13 +307,7 @@ TEST(WeightCache, MultiheadAttentionEqualsPerCallRounding) {
     };
     for (const Heads h : {Heads{4, 4, "mha"}, Heads{4, 2, "gqa"}, Heads{4, 1, "mqa"}})
       for (const Group g : {Group::qkv, Group::kv, Group::separate}) {
-        nn::MhaConfig c;
-        c.embed_dim = 32;
-        c.num_heads = h.Hq;
-        c.num_kv_heads = h.Hkv;
-        c.batch_first = true;
-        c.seed = 5;
-        nn::MultiheadAttention<float> m(c);
+        nn::MultiheadAttention<float> m(mha_config(h.Hq, h.Hkv, 5));
         nn::AdamW opt(m);
         const std::int64_t B = 2, Lq = 7, Lk = g == Group::qkv ? 7 : 9;
         const std::string what = std::string(packed ? "packed " : "plain ") + h.name +
@@ -352,15 +332,8 @@ TEST(WeightCache, MultiheadAttentionEqualsPerCallRounding) {
   }
 }
 
-TEST(WeightCache, CachedDecodingEqualsPerCallRounding) {
-  SKIP_WITHOUT_DNNL();
-  const nn::MatmulPrecisionGuard precision(nn::MatmulPrecision::bf16);
-  nn::MhaConfig c;
-  c.embed_dim = 32;
-  c.num_heads = 4;
-  c.num_kv_heads = 2;
-  c.batch_first = true;
-  nn::MultiheadAttention<float> m(c);
+TEST_F(WeightCacheBf16, CachedDecodingEqualsPerCallRounding) {
+  nn::MultiheadAttention<float> m(mha_config(4, 2, 0));
   const std::int64_t B = 2, steps = 4;
   const auto x = normal(static_cast<std::size_t>(B * steps * 32), 31);
   auto decode = [&] {

@@ -39,6 +39,9 @@ class Linear : public Module {
 
   /// Row-major pointer form: x [M, in] with row stride ldx -> y [M, out] with row stride ldy.
   void forward(const T* x, std::int64_t M, std::int64_t ldx, T* y, std::int64_t ldy) const;
+  /// The same, given x's bf16 rounding x16 [M, in] (row-major, packed): under bf16 matmuls a module
+  /// that keeps x16 for its backward rounds x once (x16 is ignored otherwise; null = round x).
+  void forward(const T* x, std::int64_t M, std::int64_t ldx, T* y, std::int64_t ldy, const std::uint16_t* x16) const;
   /// dx [M, in] (row stride lddx; null = not wanted) = dy·W (+= when accumulate_dx);
   /// dW += dyᵀ·x; db += Σ_rows dy.
   void backward(const T* x, std::int64_t ldx, const T* dy, std::int64_t ldy, std::int64_t M, T* dx, std::int64_t lddx,
@@ -65,10 +68,10 @@ class Linear : public Module {
   std::int64_t w16_n_ = 0;
   // W in bf16 for one GEMM: the kept copy under a WeightCacheGuard, else rounded now into `slot`.
   const std::uint16_t* bf16_weight(int slot) const;
-  // C [M, N] = A16·op(W) + beta·C (op = ᵀ when trans_b: the forward; else dx = dy·W) with W from the
-  // kept copy packed into oneDNN's layout; false (nothing done) when there is no such copy.
+  // C [M, N] = A16·op(W) (+ bias) + beta·C (op = ᵀ when trans_b: the forward; else dx = dy·W) with
+  // W from the kept copy packed into oneDNN's layout; false (nothing done) when there is no such copy.
   bool gemm_packed_weight(bool trans_b, std::int64_t M, const std::uint16_t* A16, std::int64_t lda, float beta,
-                          float* C, std::int64_t ldc) const;
+                          float* C, std::int64_t ldc, const float* bias = nullptr) const;
 };
 
 extern template class Linear<float>;
