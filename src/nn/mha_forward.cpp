@@ -50,6 +50,15 @@ void MultiheadAttention<T>::forward_into(const TensorView& query, const TensorVi
   ATTN_CHECK(out != nullptr, value, "out", "is null, expected a [Mq, E] buffer");
   ATTN_CHECK(!options.need_weights, unsupported, "need_weights",
              "is true in forward_into, expected false (forward returns the weights)");
+  // backward reads the inputs again (the dW GEMMs): out must not overwrite them.
+  const char* o0 = reinterpret_cast<const char*>(out);
+  const char* o1 = o0 + query.numel() * static_cast<std::int64_t>(sizeof(T));
+  for (const TensorView* t : {&query, &key, &value}) {
+    const auto [lo, hi] = t->byte_span();
+    ATTN_CHECK(!(o0 < hi && lo < o1), value, "out",
+               "overlaps the memory of query, key or value, expected a separate [Mq, E] buffer (backward reads the "
+               "inputs again)");
+  }
   if (!scratch_) scratch_ = std::make_unique<Scratch>();
   forward_impl(query, key, value, options, out);
 }

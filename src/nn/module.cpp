@@ -11,31 +11,23 @@
 namespace attn::nn {
 namespace {
 
-std::string prefixed(const std::string& prefix, const std::string& name) {
-  return prefix.empty() ? name : prefix + "." + name;
+// Every child's list (parameters() or buffers()) with "prefix." before each name.
+template <class Item>
+std::vector<Item> gather(const std::vector<Child>& children, std::vector<Item> (Module::*list)() const) {
+  std::vector<Item> all;
+  for (const Child& c : children)
+    for (Item item : (c.module->*list)()) {
+      if (!c.prefix.empty()) item.name = c.prefix + "." + item.name;
+      all.push_back(std::move(item));
+    }
+  return all;
 }
 
 }  // namespace
 
-std::vector<Parameter> Module::parameters() const {
-  std::vector<Parameter> all;
-  for (const Child& c : children())
-    for (Parameter p : c.module->parameters()) {
-      p.name = prefixed(c.prefix, p.name);
-      all.push_back(std::move(p));
-    }
-  return all;
-}
+std::vector<Parameter> Module::parameters() const { return gather(children(), &Module::parameters); }
 
-std::vector<Buffer> Module::buffers() const {
-  std::vector<Buffer> all;
-  for (const Child& c : children())
-    for (Buffer b : c.module->buffers()) {
-      b.name = prefixed(c.prefix, b.name);
-      all.push_back(std::move(b));
-    }
-  return all;
-}
+std::vector<Buffer> Module::buffers() const { return gather(children(), &Module::buffers); }
 
 Parameter Module::parameter(const std::string& name) const {
   const std::vector<Parameter> all = parameters();

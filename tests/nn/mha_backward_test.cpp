@@ -333,7 +333,7 @@ TEST(MhaBackwardUse, WeightsGradientErrors) {
 
 // forward_into / backward_into (the encoder layers' path, buffers kept between calls) against
 // forward / backward of a twin module: the same bits over steps of changing sizes, weight
-// gradients included; accumulate adds; cross-attention and need_weights are refused.
+// gradients included; accumulate adds; cross-attention, need_weights and an out over the input are refused.
 TEST(MhaBackward, IntoBuffersKeptBetweenStepsMatchForwardAndBackward) {
   nn::MhaConfig c;
   c.embed_dim = 12;
@@ -378,6 +378,12 @@ TEST(MhaBackward, IntoBuffersKeptBetweenStepsMatchForwardAndBackward) {
   w.need_weights = true;
   EXPECT_THROW(b.forward_into(q.view, q.view, q.view, w, out.data()), Error);
   EXPECT_THROW(b.forward_into(q.view, q.view, q.view, {}, nullptr), Error);
+  try {  // in place over its own input: backward would read the overwritten rows
+    b.forward_into(q.view, q.view, q.view, {}, static_cast<float*>(q.view.data));
+    ADD_FAILURE() << "no error for out == query";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.argument(), "out") << e.what();
+  }
 }
 
 }  // namespace
