@@ -1,7 +1,7 @@
 #pragma once
 /// State dicts of attn::nn modules (docs/io.md): their parameters and buffers under the canonical
-/// names (q_proj.weight, ..., FAVOR+'s self_attn.projection), saved and loaded by name with the strict / non-strict report of
-/// state_dict.hpp, from canonical or foreign names (name_maps.hpp).
+/// names (q_proj.weight, ..., FAVOR+'s self_attn.projection), saved and loaded by name with the
+/// strict / non-strict report of state_dict.hpp, from canonical or foreign names (name_maps.hpp).
 
 #include <vector>
 
